@@ -1,0 +1,287 @@
+"""Weights: safetensors files with metadata, the bundled pretrained weights, and safe, checked loading.
+
+Weights are data with metadata (as in torchvision's ``_api.py``): an hsrecon weights file is a safetensors
+file whose metadata key ``hsrecon`` holds one JSON object (:class:`WeightsMeta`): the model config, the
+wavelengths, the window size the network was trained on, the input space it expects, provenance and
+version. Loading checks all of it against the tensors and fails with one sentence naming the file and
+the mismatch (:class:`WeightsError`). Pickles are never loaded.
+
+The bundled weights (the authors' NTIRE 2020 clean-track model, converted) ship inside the package and
+are found with ``importlib.resources`` after a plain ``pip install .``; in a source checkout they are
+read from the repository's ``weights/`` folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import tempfile
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from hsrecon.model import LWRDAN, LWRDANConfig, count_parameters, count_trainable, fold_batchnorm
+
+__all__ = [
+    "WeightsError",
+    "WeightsMeta",
+    "BundledWeights",
+    "BUNDLED",
+    "DEFAULT_WEIGHTS",
+    "WAVELENGTHS_NM",
+    "resolve_weights",
+    "bundled_path",
+    "Weights",
+    "load_weights",
+    "load_model",
+    "save_weights",
+    "sha256_of",
+]
+
+FORMAT = "hsrecon-weights"
+FORMAT_VERSION = 1
+WAVELENGTHS_NM: tuple[float, ...] = tuple(float(w) for w in range(400, 701, 10))
+_MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+
+class WeightsError(ValueError):
+    """A weights file that cannot be used; the message is one line naming the file and the problem."""
+
+
+@dataclass(frozen=True)
+class WeightsMeta:
+    """What a weights file says about itself; stored as JSON in the safetensors metadata."""
+
+    config: LWRDANConfig
+    window_size: int
+    input_space: str
+    weights_version: str
+    wavelengths_nm: tuple[float, ...] = WAVELENGTHS_NM
+    num_params: int = 0
+    trainable_params: int = 0
+    provenance: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    format: str = FORMAT
+    format_version: int = FORMAT_VERSION
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["config"] = self.config.to_dict()
+        data["wavelengths_nm"] = list(self.wavelengths_nm)
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> WeightsMeta:
+        data = json.loads(text)
+        data["config"] = LWRDANConfig.from_dict(data["config"])
+        data["wavelengths_nm"] = tuple(float(w) for w in data["wavelengths_nm"])
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown metadata keys {sorted(unknown)}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class BundledWeights:
+    """A weights file shipped with hsrecon, with the SHA-256 it must have (checked on every load)."""
+
+    name: str
+    filename: str
+    sha256: str
+    summary: str
+
+
+BUNDLED: dict[str, BundledWeights] = {
+    "ntire2020-clean": BundledWeights(
+        name="ntire2020-clean",
+        filename="lwrdan_ntire2020_clean.safetensors",
+        sha256="5cec610cdd9af444e729d9e640f151be31f30a23d35dd393c08ea4e7124eef1b",
+        summary="the paper's authors' model, trained on NTIRE 2020 clean-track data (MIT licence)",
+    ),
+}
+DEFAULT_WEIGHTS = "ntire2020-clean"
+
+
+def _source_weights_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "weights"
+
+
+def bundled_path(name: str) -> Path:
+    """Where the bundled weights ``name`` are: inside the installed package, or the checkout's weights/."""
+    entry = BUNDLED[name]
+    packaged = resources.files("hsrecon").joinpath("_weights", entry.filename)
+    if packaged.is_file():
+        return Path(str(packaged))
+    return _source_weights_dir() / entry.filename
+
+
+def resolve_weights(spec: str | os.PathLike | None = None) -> Path:
+    """A weights file from a bundled name (``ntire2020-clean``), a path, or ``None`` for the default."""
+    if spec is None:
+        spec = DEFAULT_WEIGHTS
+    if isinstance(spec, str) and spec in BUNDLED:
+        return bundled_path(spec)
+    return Path(spec)
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _read_header(path: Path) -> dict:
+    """Parse the safetensors header by hand, so a truncated or foreign file gets a precise sentence."""
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        prefix = handle.read(8)
+        if len(prefix) < 8:
+            raise WeightsError(f"{path}: not a safetensors file ({size} bytes)")
+        (header_len,) = struct.unpack("<Q", prefix)
+        if header_len == 0 or header_len > min(size - 8, _MAX_HEADER_BYTES):
+            raise WeightsError(f"{path}: not a safetensors file{_format_hint(prefix)}")
+        raw = handle.read(header_len)
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise WeightsError(f"{path}: not a safetensors file (unreadable header)") from None
+    tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+    data_end = max((v["data_offsets"][1] for v in tensors.values()), default=0)
+    if 8 + header_len + data_end > size:
+        raise WeightsError(f"{path}: truncated (needs {8 + header_len + data_end} bytes, has {size})")
+    return header
+
+
+def _format_hint(prefix: bytes) -> str:
+    """Name the format a misnamed file probably is, with the fix."""
+    if prefix.startswith(b"\x89HDF"):
+        return " but HDF5 (a Keras model? convert it with `hsrecon import-keras FILE -o OUT.safetensors`)"
+    if prefix.startswith(b"PK") or prefix[:1] == b"\x80":
+        return " but a pickle/PyTorch checkpoint, which hsrecon never loads (see docs/security.md)"
+    return ""
+
+
+@dataclass
+class Weights:
+    """A checked weights file: where it came from, its metadata and its tensors."""
+
+    path: Path
+    meta: WeightsMeta
+    state_dict: dict[str, torch.Tensor]
+
+    def build(self, *, device: str | torch.device = "cpu", fold_bn: bool = False) -> LWRDAN:
+        """The model with these weights, in eval mode; ``fold_bn`` merges conv → BN pairs for inference."""
+        model = LWRDAN(self.meta.config)
+        model.load_state_dict(self.state_dict, strict=True)
+        model.eval()
+        if fold_bn:
+            model = fold_batchnorm(model)
+        return model.to(device)
+
+
+def load_weights(spec: str | os.PathLike | None = None) -> Weights:
+    """Read and check a weights file (a bundled name, a path, or ``None`` for the default weights)."""
+    path = resolve_weights(spec)
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such weights file")
+    header = _read_header(path)
+    meta = _parse_meta(path, header.get("__metadata__") or {})
+    if spec is None or (isinstance(spec, str) and spec in BUNDLED):
+        _check_bundled_digest(path, BUNDLED[spec or DEFAULT_WEIGHTS])
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            state = {key: handle.get_tensor(key) for key in handle.keys()}
+    except Exception as error:  # safetensors raises its own untyped errors
+        raise WeightsError(f"{path}: unreadable safetensors data ({error})") from None
+    _check_tensors(path, meta, state)
+    return Weights(path=path, meta=meta, state_dict=state)
+
+
+def _parse_meta(path: Path, metadata: dict) -> WeightsMeta:
+    if "hsrecon" not in metadata:
+        raise WeightsError(f"{path}: safetensors without hsrecon metadata, so not hsrecon weights")
+    try:
+        meta = WeightsMeta.from_json(metadata["hsrecon"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise WeightsError(f"{path}: invalid hsrecon metadata ({error})") from None
+    if meta.format != FORMAT or meta.format_version > FORMAT_VERSION:
+        raise WeightsError(f"{path}: weights format {meta.format} v{meta.format_version} is newer than this hsrecon")
+    if len(meta.wavelengths_nm) != meta.config.out_bands:
+        raise WeightsError(
+            f"{path}: metadata lists {len(meta.wavelengths_nm)} wavelengths for {meta.config.out_bands} bands"
+        )
+    return meta
+
+
+def _check_bundled_digest(path: Path, entry: BundledWeights) -> None:
+    digest = sha256_of(path)
+    if digest != entry.sha256:
+        raise WeightsError(f"{path}: bundled weights damaged (SHA-256 {digest[:12]}…, expected {entry.sha256[:12]}…)")
+
+
+def _check_tensors(path: Path, meta: WeightsMeta, state: dict[str, torch.Tensor]) -> None:
+    """The tensors must be exactly those of an LWRDAN with the metadata's config, finite, counted right."""
+    expected = LWRDAN(meta.config).state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise WeightsError(
+            f"{path}: tensors do not match an LWRDAN with the file's config "
+            f"({len(missing)} missing, e.g. {missing[:2]}; {len(unexpected)} unexpected, e.g. {unexpected[:2]})"
+        )
+    for key, tensor in expected.items():
+        if tuple(state[key].shape) != tuple(tensor.shape):
+            raise WeightsError(f"{path}: {key} has shape {tuple(state[key].shape)}, expected {tuple(tensor.shape)}")
+        if state[key].is_floating_point() and not torch.isfinite(state[key]).all():
+            raise WeightsError(f"{path}: {key} contains NaN or infinite values")
+    counted = sum(t.numel() for k, t in state.items() if not k.endswith("num_batches_tracked"))
+    if counted != meta.num_params:
+        raise WeightsError(f"{path}: {counted} values, but the metadata says {meta.num_params}")
+
+
+def load_model(
+    spec: str | os.PathLike | None = None, *, device: str | torch.device = "cpu", fold_bn: bool = False
+) -> LWRDAN:
+    """The model with the given (default: bundled) weights, in eval mode, on ``device``."""
+    return load_weights(spec).build(device=device, fold_bn=fold_bn)
+
+
+def make_meta(model: LWRDAN, **fields: object) -> WeightsMeta:
+    """Metadata for ``model`` with its parameter counts filled in from the model itself."""
+    return WeightsMeta(
+        config=model.config,
+        num_params=count_parameters(model),
+        trainable_params=count_trainable(model),
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def save_weights(path: str | os.PathLike, state_dict: dict[str, torch.Tensor], meta: WeightsMeta) -> Path:
+    """Write a weights file atomically (temporary file, then rename), so no half-written file remains.
+
+    The output depends only on the tensors and the metadata (no timestamps), so the same inputs give the
+    same bytes.
+    """
+    path = Path(path)
+    tensors = {key: value.detach().cpu().contiguous() for key, value in state_dict.items()}
+    metadata = {"format": FORMAT, "hsrecon": meta.to_json()}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
