@@ -71,7 +71,7 @@ WeightsOption = Annotated[
 DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
 
 
-def _load_weights_or_exit(spec: Optional[str]):  # noqa: ANN202 - returns hsrecon.weights.Weights
+def _load_weights_or_exit(spec: Optional[str]):
     from hsrecon.weights import WeightsError, load_weights
 
     try:
@@ -80,7 +80,7 @@ def _load_weights_or_exit(spec: Optional[str]):  # noqa: ANN202 - returns hsreco
         raise fail(str(error), ExitCode.WEIGHTS) from None
 
 
-def _device_or_exit(requested: str):  # noqa: ANN202 - returns torch.device
+def _device_or_exit(requested: str):
     from hsrecon.devices import DeviceError, pick_device
 
     try:
@@ -170,7 +170,8 @@ def import_keras(
     meta = load_weights(written).meta
     stdout.print(
         f"wrote {written} ({meta.num_params:,} values, input space {meta.input_space}, "
-        f"window {meta.window_size}, sha256 {sha256_of(written)})"
+        f"window {meta.window_size}, sha256 {sha256_of(written)})",
+        soft_wrap=True,
     )
 
 

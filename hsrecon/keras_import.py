@@ -23,7 +23,7 @@ import torch
 
 from hsrecon.model import LWRDAN, LWRDANConfig
 
-__all__ = ["KerasImportError", "KerasGraph", "map_keras_layers", "import_keras_model", "read_keras_state_dict"]
+__all__ = ["KerasGraph", "KerasImportError", "import_keras_model", "map_keras_layers", "read_keras_state_dict"]
 
 
 class KerasImportError(ValueError):
@@ -102,7 +102,7 @@ class KerasGraph:
             self.get(name, class_name)
             names.append(name)
             name = self.single_input(name)
-        return names + [name]
+        return [*names, name]
 
     def lambda_reduction(self, name: str) -> str:
         """``'mean'`` or ``'max'``: the reduction a Lambda layer's (unloadable) bytecode calls."""
@@ -518,7 +518,9 @@ def convert_keras_file(
     known = KNOWN_SOURCES.get(digest, {})
     provenance = dict(known.get("provenance", {"file": source.name}))
     provenance.update(
-        sha256=digest, keras_version=facts["keras_version"], converter=f"hsrecon import-keras ({facts['layers_mapped']} layers)"
+        sha256=digest,
+        keras_version=facts["keras_version"],
+        converter=f"hsrecon import-keras ({facts['layers_mapped']} layers)",
     )
     model = LWRDAN(config)
     model.load_state_dict(state, strict=True)

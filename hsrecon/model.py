@@ -15,26 +15,26 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
-    "CoordChannels",
-    "ConvBNReLU",
-    "ChannelAttention",
-    "SpatialAttention",
-    "RDAB",
-    "Stage",
-    "KerasSameUpsample",
-    "UNetBranch",
-    "DenseBranch",
-    "LWRDANConfig",
     "LWRDAN",
+    "RDAB",
+    "ChannelAttention",
+    "ConvBNReLU",
+    "CoordChannels",
+    "DenseBranch",
+    "KerasSameUpsample",
+    "LWRDANConfig",
+    "SpatialAttention",
+    "Stage",
+    "UNetBranch",
     "build_model",
     "count_parameters",
     "count_trainable",

@@ -27,26 +27,26 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from hsrecon.model import LWRDAN, LWRDANConfig, count_parameters, count_trainable, fold_batchnorm
+from hsrecon.physics import WAVELENGTHS_NM
 
 __all__ = [
-    "WeightsError",
-    "WeightsMeta",
-    "BundledWeights",
     "BUNDLED",
     "DEFAULT_WEIGHTS",
     "WAVELENGTHS_NM",
-    "resolve_weights",
-    "bundled_path",
+    "BundledWeights",
     "Weights",
-    "load_weights",
+    "WeightsError",
+    "WeightsMeta",
+    "bundled_path",
     "load_model",
+    "load_weights",
+    "resolve_weights",
     "save_weights",
     "sha256_of",
 ]
 
 FORMAT = "hsrecon-weights"
 FORMAT_VERSION = 1
-WAVELENGTHS_NM: tuple[float, ...] = tuple(float(w) for w in range(400, 701, 10))
 _MAX_HEADER_BYTES = 100 * 1024 * 1024
 
 
@@ -103,7 +103,7 @@ BUNDLED: dict[str, BundledWeights] = {
     "ntire2020-clean": BundledWeights(
         name="ntire2020-clean",
         filename="lwrdan_ntire2020_clean.safetensors",
-        sha256="5cec610cdd9af444e729d9e640f151be31f30a23d35dd393c08ea4e7124eef1b",
+        sha256="43490af30f802939b824328302e34669c63d87e1c95a6f730b20bd8d2ee7a762",
         summary="the paper's authors' model, trained on NTIRE 2020 clean-track data (MIT licence)",
     ),
 }
@@ -200,7 +200,7 @@ def load_weights(spec: str | os.PathLike | None = None) -> Weights:
         _check_bundled_digest(path, BUNDLED[spec or DEFAULT_WEIGHTS])
     try:
         with safe_open(str(path), framework="pt") as handle:
-            state = {key: handle.get_tensor(key) for key in handle.keys()}
+            state = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 - safe_open is not a dict
     except Exception as error:  # safetensors raises its own untyped errors
         raise WeightsError(f"{path}: unreadable safetensors data ({error})") from None
     _check_tensors(path, meta, state)
@@ -274,7 +274,7 @@ def save_weights(path: str | os.PathLike, state_dict: dict[str, torch.Tensor], m
     """
     path = Path(path)
     tensors = {key: value.detach().cpu().contiguous() for key, value in state_dict.items()}
-    metadata = {"format": FORMAT, "hsrecon": meta.to_json()}
+    metadata = {"hsrecon": meta.to_json()}  # one key: safetensors does not keep key order
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     os.close(fd)
     try:

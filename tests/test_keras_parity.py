@@ -20,7 +20,7 @@ from hsrecon.model import LWRDAN, fold_batchnorm
 
 REFERENCE = np.load(FIXTURES / "keras_reference.npz")
 META = json.loads(str(REFERENCE["meta"]))
-SETS = META["input_sets"] if "input_sets" in META else ["noise64", "dark64", "rect48x64"]
+SETS = META["input_sets"]
 RDAB_MODULES = [
     "unet.enc1.blocks.0",
     "unet.enc1.blocks.1",

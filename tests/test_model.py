@@ -52,7 +52,7 @@ def test_output_shape(shape):
 
 @pytest.mark.parametrize("shape", [(1, 3, 63, 64), (1, 3, 64, 66), (1, 4, 64, 64), (3, 64, 64)])
 def test_bad_input_shape_is_a_clear_error(shape):
-    with pytest.raises(ValueError, match="multiples of 4|N×3×H×W"):
+    with pytest.raises(ValueError, match=r"multiples of 4|N×3×H×W"):
         build_model().eval()(torch.rand(shape))
 
 

@@ -1,0 +1,91 @@
+"""The command line as a user meets it: real subprocesses, exit codes, one-line errors, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from hsrecon import __version__
+from hsrecon.weights import sha256_of
+
+
+def hsrecon(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "hsrecon", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
+
+
+def assert_clean_failure(result: subprocess.CompletedProcess, code: int, text: str) -> None:
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("hsrecon: error:")
+    assert text in lines[0]
+
+
+def test_version():
+    result = hsrecon("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"hsrecon {__version__}"
+
+
+def test_help_lists_commands():
+    result = hsrecon("--help")
+    assert result.returncode == 0
+    for command in ("info", "import-keras"):
+        assert command in result.stdout
+
+
+def test_info_json():
+    result = hsrecon("info", "--json", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    facts = json.loads(result.stdout)
+    assert facts["parameters"] == 233_059
+    assert facts["trainable_parameters"] == 231_539
+    assert facts["gflop_per_megapixel"] == pytest.approx(288.11, abs=0.01)
+    assert facts["window_size"] == 64
+    assert facts["input_space"] == "ntire2020-clean"
+    assert facts["provenance"]["source"].startswith("dsabarinathan/LightWeightModel")
+    assert facts["device"] == "cpu"
+
+
+def test_info_table_shows_count_and_provenance():
+    result = hsrecon("info", "--device", "cpu")
+    assert result.returncode == 0
+    assert "233,059" in result.stdout
+    assert "0de84ebed542c030701b704b7102c074bd7c223c" in result.stdout
+
+
+def test_info_with_bad_weights(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_text("nonsense")
+    assert_clean_failure(hsrecon("info", "--weights", str(bad)), 3, "not a safetensors file")
+
+
+def test_info_with_unavailable_device():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert_clean_failure(hsrecon("info", "--device", "cuda"), 6, "no CUDA device")
+
+
+def test_import_keras_cli(keras_reference_file, tmp_path):
+    out = tmp_path / "w.safetensors"
+    result = hsrecon("import-keras", str(keras_reference_file), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert sha256_of(out) in result.stdout
+    again = hsrecon("import-keras", str(keras_reference_file), "-o", str(out))
+    assert_clean_failure(again, 5, "exists")
+
+
+def test_import_keras_refuses_non_keras(tmp_path):
+    src = tmp_path / "x.hdf5"
+    src.write_text("hello")
+    result = hsrecon("import-keras", str(src), "-o", str(tmp_path / "o.safetensors"))
+    assert_clean_failure(result, 4, "not an HDF5 file")
+    assert not (tmp_path / "o.safetensors").exists()
