@@ -26,8 +26,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-stdout = Console()
-stderr = Console(stderr=True)
+stdout = Console(soft_wrap=True)  # one message, one line: never folded to the terminal width
+stderr = Console(stderr=True, soft_wrap=True)
 
 
 class ExitCode(IntEnum):
@@ -173,6 +173,93 @@ def import_keras(
         f"window {meta.window_size}, sha256 {sha256_of(written)})",
         soft_wrap=True,
     )
+
+
+FormatChoice = Annotated[
+    list[str],
+    typer.Option("--format", "-f", help="Output format: envi, mat or h5; repeat for several."),
+]
+
+
+def _parse_shard(text: str | None) -> tuple[int, int]:
+    """``K/N`` (1-based) from --shard, else torchrun's RANK/WORLD_SIZE, else the whole batch."""
+    import os
+
+    if text is None:
+        return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise fail(f"--shard {text!r}: expected K/N, e.g. 2/4", ExitCode.USAGE) from None
+    if not 1 <= index <= count:
+        raise fail(f"--shard {text!r}: K must be between 1 and N", ExitCode.USAGE)
+    return index - 1, count
+
+
+def _parse_exposure(text: str) -> float | None:
+    if text == "auto":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise fail(f"--exposure {text!r}: expected 'auto' or a positive number", ExitCode.USAGE) from None
+    if not value > 0:
+        raise fail(f"--exposure {text!r}: must be positive", ExitCode.USAGE)
+    return value
+
+
+@app.command()
+def convert(
+    inputs: Annotated[list[Path], typer.Argument(help="Image files and/or folders of images.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output folder (created if missing).")],
+    formats: FormatChoice = ["envi"],  # noqa: B006 - Typer needs a list default
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders.")] = False,
+    glob: Annotated[Optional[str], typer.Option(help="Only files matching this pattern, e.g. '*.png'.")] = None,
+    input_space: Annotated[
+        str, typer.Option(help="What the files hold: ntire2020-clean (default weights' space), srgb, linear.")
+    ] = "ntire2020-clean",
+    exposure: Annotated[str, typer.Option(help="'auto' or a scale factor applied in the input space.")] = "auto",
+    weights: WeightsOption = None,
+    device: DeviceOption = "auto",
+    precision: Annotated[str, typer.Option(help="fp32, or fp16/bf16 on a GPU.")] = "fp32",
+    window: Annotated[
+        Optional[int], typer.Option(help="Window size [default: the weights' training size, 64].")
+    ] = None,
+    stride: Annotated[
+        Optional[int], typer.Option(help="Step between windows [default: half the window]; = window: no overlap.")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Windows per forward pass; lower it if memory runs out.")] = 16,
+    dtype: Annotated[str, typer.Option(help="float32, or float16 (.h5 and .mat only).")] = "float32",
+    interleave: Annotated[str, typer.Option(help="ENVI interleave: bsq, bil or bip.")] = "bsq",
+    overwrite: Annotated[bool, typer.Option(help="Redo outputs that already exist.")] = False,
+    preview: Annotated[bool, typer.Option(help="Also write NAME.preview.png, the cube rendered to sRGB.")] = False,
+    tta: Annotated[bool, typer.Option(help="Average the 8 flips/rotations of each window (8x slower).")] = False,
+    shard: Annotated[Optional[str], typer.Option(help="Do only share K of N of the files, e.g. 1/4.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary table.")] = False,
+) -> None:
+    """Convert RGB images to 31-band cubes (400–700 nm) in seamless overlapping windows."""
+    from hsrecon.convert_cli import run_convert
+
+    options = {
+        "formats": formats,
+        "recursive": recursive,
+        "glob": glob,
+        "input_space": input_space,
+        "exposure": _parse_exposure(exposure),
+        "precision": precision,
+        "window": window,
+        "stride": stride,
+        "batch_size": batch_size,
+        "dtype": dtype,
+        "interleave": interleave,
+        "overwrite": overwrite,
+        "preview": preview,
+        "tta": tta,
+        "shard": _parse_shard(shard),
+        "quiet": quiet,
+    }
+    code = run_convert(inputs, output, _load_weights_or_exit(weights), _device_or_exit(device), options)
+    raise typer.Exit(code=int(code))
 
 
 def main() -> None:

@@ -1,0 +1,182 @@
+"""Batches of files: which inputs, which outputs, skipping finished work, and carrying on past bad files.
+
+What rembg's folder command does, with the lessons of style.md: inputs are collected once (folders
+walked without following symlinks, so a symlink loop cannot trap the walk), outputs are derived from
+inputs and always land inside the output directory, complete outputs are skipped so a killed run
+resumes, and one bad input is one recorded failure, never the end of the batch. The next image is
+read while the current one runs.
+"""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hsrecon.io import is_complete
+from hsrecon.io.rgb import IMAGE_SUFFIXES, ImageReadError, RGBImage, read_rgb
+
+__all__ = ["BatchItem", "BatchSummary", "OutputFatalError", "collect_inputs", "plan_outputs", "run_batch", "shard"]
+
+# Errors of the output side that will hit every later file too: stop the batch instead of failing each.
+_FATAL_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM}
+
+
+class OutputFatalError(OSError):
+    """The output location cannot take more files (full, read-only, no permission): the batch stops."""
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One input file and the stem of its outputs (output directory / relative name without suffix)."""
+
+    source: Path
+    stem: Path
+
+
+@dataclass
+class BatchSummary:
+    converted: list = field(default_factory=list)  # ConvertResult
+    skipped: list[BatchItem] = field(default_factory=list)
+    failed: list[tuple[BatchItem, str]] = field(default_factory=list)
+
+
+def _matches(path: Path, pattern: str | None) -> bool:
+    if pattern is not None:
+        return fnmatch.fnmatch(path.name, pattern)
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def _walk(root: Path, recursive: bool) -> Iterator[Path]:
+    """Files under ``root``, sorted; symlinked folders are not followed (no loops, no escapes)."""
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        dirs.sort()
+        for name in sorted(files):
+            yield Path(folder) / name
+        if not recursive:
+            return
+
+
+def collect_inputs(
+    paths: Sequence[Path], *, recursive: bool = False, pattern: str | None = None
+) -> tuple[list[tuple[Path, Path | None]], list[str]]:
+    """Expand files and folders into (file, folder it was found in or None); plus one line per problem."""
+    found: list[tuple[Path, Path | None]] = []
+    problems: list[str] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend((file, path) for file in _walk(path, recursive) if _matches(file, pattern))
+        elif path.is_file():
+            found.append((path, None))
+        else:
+            problems.append(f"{path}: no such file or directory")
+    return found, problems
+
+
+def _relative_stem(file: Path, root: Path | None) -> Path:
+    if root is None:
+        return Path(file.stem)
+    relative = file.relative_to(root)
+    return relative.with_name(relative.stem)
+
+
+def plan_outputs(inputs: Sequence[tuple[Path, Path | None]], output_dir: Path) -> list[BatchItem]:
+    """Output stems inside ``output_dir``: the input's path relative to its folder, minus the suffix.
+
+    Two inputs that would share a stem (``a.png`` and ``a.jpg``) both keep their suffix in the name
+    (``a_png``, ``a_jpg``). Names come from relative paths inside the input folder, so no input name can
+    place an output outside ``output_dir``.
+    """
+    stems = [_relative_stem(file, root) for file, root in inputs]
+    counts: dict[Path, int] = {}
+    for stem in stems:
+        counts[stem] = counts.get(stem, 0) + 1
+    items = []
+    for (file, _), stem in zip(inputs, stems, strict=True):
+        if counts[stem] > 1:
+            stem = stem.with_name(f"{stem.name}_{file.suffix.lstrip('.').lower()}")
+        target = output_dir / stem
+        if not target.resolve().is_relative_to(output_dir.resolve()):
+            raise ValueError(f"{file}: output name would leave the output directory")
+        items.append(BatchItem(file, target))
+    return items
+
+
+def shard(items: Sequence[BatchItem], index: int, count: int) -> list[BatchItem]:
+    """The ``index``-th of ``count`` interleaved shares of the work (index from 0)."""
+    if not 0 <= index < count:
+        raise ValueError(f"shard {index + 1}/{count} does not exist")
+    return list(items[index::count])
+
+
+def _read(item: BatchItem) -> RGBImage | Exception:
+    try:
+        return read_rgb(item.source)
+    except Exception as error:
+        return error
+
+
+def run_batch(
+    items: Sequence[BatchItem],
+    convert: Callable[[BatchItem, RGBImage], object],
+    *,
+    formats: Sequence[str],
+    overwrite: bool = False,
+    on_start: Callable[[BatchItem, RGBImage], None] | None = None,
+    on_done: Callable[[BatchItem, object], None] | None = None,
+    on_skip: Callable[[BatchItem], None] | None = None,
+    on_fail: Callable[[BatchItem, str], None] | None = None,
+) -> BatchSummary:
+    """Convert each item with ``convert(item, image)``, reading the next image in the background.
+
+    Failures of one input are recorded as one line and the batch goes on; an output location that is
+    full or read-only raises :class:`OutputFatalError`, since every later file would fail the same way.
+    """
+    summary = BatchSummary()
+    todo = []
+    for item in items:
+        if not overwrite and all(is_complete(item.stem, fmt) for fmt in formats):
+            summary.skipped.append(item)
+            if on_skip:
+                on_skip(item)
+        else:
+            todo.append(item)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hsrecon-read") as reader:
+        upcoming: Future | None = reader.submit(_read, todo[0]) if todo else None
+        for index, item in enumerate(todo):
+            image = upcoming.result()
+            upcoming = reader.submit(_read, todo[index + 1]) if index + 1 < len(todo) else None
+            _convert_one(item, image, convert, summary, on_start, on_done, on_fail)
+    return summary
+
+
+def _convert_one(item, image, convert, summary, on_start, on_done, on_fail) -> None:
+    try:
+        if isinstance(image, Exception):
+            raise image
+        if on_start:
+            on_start(item, image)
+        item.stem.parent.mkdir(parents=True, exist_ok=True)
+        result = convert(item, image)
+    except ImageReadError as error:
+        _record_failure(item, str(error), summary, on_fail)
+    except OSError as error:
+        if error.errno in _FATAL_ERRNOS:
+            raise OutputFatalError(error.errno, f"{item.stem.parent}: {error.strerror or error}") from error
+        _record_failure(item, f"{item.source}: {error}", summary, on_fail)
+    except (ValueError, RuntimeError) as error:
+        _record_failure(item, f"{item.source}: {error}", summary, on_fail)
+    else:
+        summary.converted.append(result)
+        if on_done:
+            on_done(item, result)
+
+
+def _record_failure(item: BatchItem, message: str, summary: BatchSummary, on_fail) -> None:
+    summary.failed.append((item, message))
+    if on_fail:
+        on_fail(item, message)

@@ -1,0 +1,31 @@
+"""Cube files: streaming, atomic writers and readers for ENVI, MATLAB v7.3 and HDF5.
+
+``open_cube_writer`` and ``read_cube`` are the doors; the format modules (``envi``, ``mat``,
+``h5``) load on first use, so importing this package costs neither h5py nor SPy.
+"""
+
+from __future__ import annotations
+
+from hsrecon.io.cube import (
+    FORMATS,
+    CubeSpec,
+    CubeWriteError,
+    CubeWriter,
+    is_complete,
+    open_cube_writer,
+    output_files,
+    output_path,
+    read_cube,
+)
+
+__all__ = [
+    "FORMATS",
+    "CubeSpec",
+    "CubeWriteError",
+    "CubeWriter",
+    "is_complete",
+    "open_cube_writer",
+    "output_files",
+    "output_path",
+    "read_cube",
+]

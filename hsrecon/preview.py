@@ -1,0 +1,55 @@
+"""A quick sRGB look at a cube, so a user can eyeball a conversion next to its input.
+
+The cube is integrated against the CIE 1931 2° colour matching functions (colour-science's measured
+table) to XYZ, converted to linear sRGB, scaled so its 99.5th percentile is white (a cube carries no
+display brightness), encoded with the sRGB curve and written as an 8-bit PNG, atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+
+from hsrecon.physics import WAVELENGTHS_NM, load_colour
+
+__all__ = ["cube_to_srgb", "write_preview"]
+
+
+@lru_cache(maxsize=1)
+def _cube_to_linear_srgb_matrix() -> np.ndarray:
+    """31×3: cube → XYZ (CIE 1931 2°, ȳ summing to 1) → linear sRGB."""
+    colour = load_colour()
+    shape = colour.SpectralShape(WAVELENGTHS_NM[0], WAVELENGTHS_NM[-1], 10)
+    cmfs = colour.MSDS_CMFS["CIE 1931 2 Degree Standard Observer"].copy().align(shape).values
+    to_xyz = cmfs / cmfs[:, 1].sum()
+    xyz_to_srgb = np.asarray(colour.models.RGB_COLOURSPACE_sRGB.matrix_XYZ_to_RGB)
+    return to_xyz @ xyz_to_srgb.T
+
+
+def cube_to_srgb(cube: np.ndarray) -> np.ndarray:
+    """An H×W×31 cube → an H×W×3 uint8 sRGB image, auto-exposed (99.5th percentile → white)."""
+    colour = load_colour()
+    linear = np.asarray(cube, dtype=np.float64) @ _cube_to_linear_srgb_matrix()
+    scale = np.percentile(linear.max(axis=-1), 99.5) if linear.size else 1.0
+    linear = np.clip(linear / (scale if scale > 0 else 1.0), 0.0, 1.0)
+    encoded = colour.models.eotf_inverse_sRGB(linear)
+    return np.round(np.clip(encoded, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def write_preview(path: Path, cube: np.ndarray) -> Path:
+    """Write the sRGB preview of ``cube`` to ``path`` (temporary name, then rename)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        iio.imwrite(tmp, cube_to_srgb(cube), extension=".png")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

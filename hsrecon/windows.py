@@ -1,0 +1,150 @@
+"""Windows: cover any H×W with overlapping square windows and blend their outputs without seams.
+
+The network knows nothing of windows (as in Real-ESRGAN's tiler); this module knows nothing of torch,
+models or files. Its pieces are pure functions plus one small streaming accumulator:
+
+- :func:`axis_starts` / :func:`plan_windows`: window positions. Windows step by ``stride``; the last one
+  on each axis is shifted inward to end exactly at the border, so no window reaches past the image and
+  no zero padding ever enters the network (the authors' own scheme zero-pads edge windows).
+- :func:`blend_weights`: a smooth per-pixel weight, near zero at a window's edges and largest at its
+  centre. The LWRDAN's coordinate channels make a pixel's output depend on where it sits in the window,
+  so overlapping outputs differ slightly; weighting each window by how central the pixel is, and
+  normalising by the summed weights, removes the seams instead of hiding them with context alone.
+- :class:`RowBlender`: accumulates weighted window outputs in a band of rows only, and hands finished
+  rows to a callback, so memory grows with the image *width* times the window size, never with its
+  height: the output streams to disk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["RowBlender", "Window", "axis_starts", "blend_weights", "pad_to_window", "plan_windows"]
+
+
+@dataclass(frozen=True)
+class Window:
+    """A ``size``×``size`` window whose top-left pixel is (``y``, ``x``)."""
+
+    y: int
+    x: int
+    size: int
+
+    @property
+    def rows(self) -> slice:
+        return slice(self.y, self.y + self.size)
+
+    @property
+    def cols(self) -> slice:
+        return slice(self.x, self.x + self.size)
+
+
+def axis_starts(length: int, size: int, stride: int) -> list[int]:
+    """Window starts along one axis: 0, stride, 2·stride, …, and a last one ending exactly at ``length``.
+
+    ``length`` must be at least ``size`` (pad smaller images first: :func:`pad_to_window`).
+    """
+    if size <= 0 or stride <= 0:
+        raise ValueError(f"window size and stride must be positive, got {size} and {stride}")
+    if stride > size:
+        raise ValueError(f"stride {stride} larger than the window {size} would leave gaps")
+    if length < size:
+        raise ValueError(f"axis of {length} pixels is shorter than the window ({size}); pad it first")
+    starts = list(range(0, length - size + 1, stride))
+    if starts[-1] != length - size:
+        starts.append(length - size)
+    return starts
+
+
+def plan_windows(height: int, width: int, *, size: int, stride: int) -> list[Window]:
+    """All windows covering a ``height``×``width`` image, in raster order (row bands top to bottom)."""
+    return [Window(y, x, size) for y in axis_starts(height, size, stride) for x in axis_starts(width, size, stride)]
+
+
+def blend_weights(size: int, stride: int) -> np.ndarray:
+    """The ``size``×``size`` blending weight of one window (float32, strictly positive).
+
+    Without overlap (``stride == size``) every weight is 1, so each pixel takes its one window's output
+    unchanged. With overlap the weight is the separable ``sin²(π(i + ½)/size)`` bump: smooth, near zero at
+    the window edge (≈ 6e-4 for 64 pixels, never zero, so border pixels covered by a single window keep a
+    valid weight), and for ``stride == size/2`` the shifted copies sum to exactly 1.
+    """
+    if stride >= size:
+        return np.ones((size, size), dtype=np.float32)
+    ramp = np.sin(np.pi * (np.arange(size) + 0.5) / size) ** 2
+    return np.outer(ramp, ramp).astype(np.float32)
+
+
+def pad_to_window(rows: np.ndarray, size: int, *, axis: int) -> np.ndarray:
+    """Pad an axis shorter than ``size`` by reflection (symmetric for 1-pixel axes) so a window fits.
+
+    Reflection keeps image statistics at the border; the padded part is cropped from the output.
+    """
+    length = rows.shape[axis]
+    if length >= size:
+        return rows
+    pad = [(0, 0)] * rows.ndim
+    pad[axis] = (0, size - length)
+    mode = "reflect" if length > 1 else "edge"
+    return np.pad(rows, pad, mode=mode)
+
+
+class RowBlender:
+    """Accumulate weighted window outputs over a band of rows; emit rows once no window can touch them.
+
+    Windows must arrive in raster order (as :func:`plan_windows` gives them). After the windows of a row
+    band are all added, :meth:`finish_rows` emits every row above the next band's first row as
+    ``emit(y0, rows)`` with ``rows`` of shape (h, width, channels), float32, normalised by the summed
+    weights. Memory: a buffer of about ``size + stride`` rows × width × channels.
+    """
+
+    def __init__(self, width: int, channels: int, weights: np.ndarray, emit: Callable[[int, np.ndarray], None]) -> None:
+        self.width = width
+        self.channels = channels
+        self.weights = weights
+        self.emit = emit
+        self.base = 0  # absolute row of buffer row 0
+        capacity = 2 * weights.shape[0]
+        self.acc = np.zeros((capacity, width, channels), dtype=np.float32)
+        self.weight_sum = np.zeros((capacity, width), dtype=np.float32)
+
+    def add(self, y: int, x: int, tile: np.ndarray) -> None:
+        """Add one window's output ``tile`` (size × size × channels) at (y, x)."""
+        size = tile.shape[0]
+        if y < self.base:
+            raise ValueError(f"window at row {y} arrived after rows up to {self.base} were emitted")
+        self._ensure_capacity(y + size)
+        top = y - self.base
+        self.acc[top : top + size, x : x + size] += tile * self.weights[:, :, None]
+        self.weight_sum[top : top + size, x : x + size] += self.weights
+
+    def finish_rows(self, upto: int) -> None:
+        """Emit rows [base, upto): no later window may cover them."""
+        count = upto - self.base
+        if count <= 0:
+            return
+        weight = self.weight_sum[:count]
+        if not np.all(weight > 0):
+            missing = int(np.argwhere(~(weight > 0))[0][0]) + self.base
+            raise RuntimeError(f"row {missing} was not covered by any window")
+        self.emit(self.base, self.acc[:count] / weight[:, :, None])
+        self._shift(count)
+
+    def _ensure_capacity(self, end_row: int) -> None:
+        needed = end_row - self.base
+        if needed <= self.acc.shape[0]:
+            return
+        grow = needed - self.acc.shape[0]
+        self.acc = np.concatenate([self.acc, np.zeros((grow, self.width, self.channels), np.float32)])
+        self.weight_sum = np.concatenate([self.weight_sum, np.zeros((grow, self.width), np.float32)])
+
+    def _shift(self, count: int) -> None:
+        keep = self.acc.shape[0] - count
+        self.acc[:keep] = self.acc[count:]
+        self.acc[keep:] = 0.0
+        self.weight_sum[:keep] = self.weight_sum[count:]
+        self.weight_sum[keep:] = 0.0
+        self.base += count

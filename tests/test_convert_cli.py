@@ -1,0 +1,136 @@
+"""``hsrecon convert`` end to end, as a user runs it: real files, real formats, exit codes, resumption."""
+
+from __future__ import annotations
+
+import shutil
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import spectral
+from test_cli import assert_clean_failure, hsrecon
+from test_io_rgb import _png
+
+from conftest import ROOT
+from hsrecon.io import read_cube
+
+
+@pytest.fixture()
+def small_images(tmp_path):
+    """Three small clean-space images: 8-bit RGB, 16-bit RGB, RGBA."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    base = (rng.random((40, 72, 3)) * 60 + 10).astype(np.uint8)
+    iio.imwrite(folder / "plain.png", base)
+    (folder / "deep.png").write_bytes(_png(base.astype(np.uint16) * 257, colour_type=2))  # Pillow can't write it
+    iio.imwrite(folder / "alpha.png", np.dstack([base, np.full(base.shape[:2], 200, np.uint8)]))
+    return folder
+
+
+def test_bundled_samples_to_all_formats(tmp_path):
+    out = tmp_path / "cubes"
+    result = hsrecon(
+        "convert",
+        str(ROOT / "samples"),
+        "-o",
+        str(out),
+        "-f",
+        "envi",
+        "-f",
+        "mat",
+        "-f",
+        "h5",
+        "--stride",
+        "64",
+        "--preview",
+        "-q",
+    )
+    assert result.returncode == 0, result.stderr
+    for name in ("colorchecker_d65", "ohta_a_shaded", "mixed_f2_small"):
+        rgb = iio.imread(ROOT / "samples" / f"{name}.png")
+        envi = spectral.open_image(str(out / f"{name}.hdr"))
+        assert envi.shape == (*rgb.shape[:2], 31)
+        assert [float(w) for w in envi.bands.centers] == list(range(400, 701, 10))
+        cube = np.asarray(envi.load())
+        for suffix in (".mat", ".h5"):
+            other, _, _ = read_cube(out / f"{name}{suffix}")
+            np.testing.assert_array_equal(other, cube)
+        assert iio.imread(out / f"{name}.preview.png").shape == rgb.shape
+        assert 0.0 < float(np.median(cube)) < 1.0
+
+
+def test_mixed_inputs_and_resume(small_images, tmp_path):
+    out = tmp_path / "out"
+    first = hsrecon("convert", str(small_images), "-o", str(out), "-f", "h5", "--stride", "64")
+    assert first.returncode == 0, first.stderr
+    assert "alpha channel dropped" in first.stderr
+    cubes = {name: read_cube(out / f"{name}.h5")[0] for name in ("plain", "deep", "alpha")}
+    np.testing.assert_allclose(cubes["plain"], cubes["deep"], atol=1e-5)
+    np.testing.assert_array_equal(cubes["plain"], cubes["alpha"])
+    stamp = (out / "plain.h5").stat().st_mtime_ns
+    again = hsrecon("convert", str(small_images), "-o", str(out), "-f", "h5", "--stride", "64")
+    assert again.returncode == 0
+    assert "0 converted, 3 skipped, 0 failed" in again.stderr.replace("\n", " ")
+    assert (out / "plain.h5").stat().st_mtime_ns == stamp
+
+
+def test_corrupt_file_among_good_ones(small_images, tmp_path):
+    data = (small_images / "plain.png").read_bytes()
+    (small_images / "broken.png").write_bytes(data[: len(data) // 3])
+    (small_images / "empty.jpg").write_bytes(b"")
+    out = tmp_path / "out"
+    result = hsrecon("convert", str(small_images), "-o", str(out), "-f", "envi", "--stride", "64")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 2 and any("broken.png" in e for e in errors) and any("empty.jpg" in e for e in errors)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"{n}.{s}" for n in ("plain", "deep", "alpha") for s in ("hdr", "img")
+    )
+
+
+def test_output_folder_that_cannot_be_created(small_images, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = hsrecon("convert", str(small_images / "plain.png"), "-o", str(blocker / "out"))
+    assert_clean_failure(result, 5, "cannot create the output folder")
+
+
+def test_bad_options_are_one_line(small_images, tmp_path):
+    png = str(small_images / "plain.png")
+    out = str(tmp_path / "o")
+    assert_clean_failure(hsrecon("convert", png, "-o", out, "--format", "tiff"), 2, "choose from envi, mat, h5")
+    assert_clean_failure(hsrecon("convert", png, "-o", out, "--dtype", "float16"), 2, "ENVI has no float16")
+    assert_clean_failure(hsrecon("convert", png, "-o", out, "--window", "30"), 2, "multiple of 4")
+    assert_clean_failure(hsrecon("convert", png, "-o", out, "--input-space", "cmyk"), 2, "--input-space")
+    assert_clean_failure(hsrecon("convert", png, "-o", out, "--exposure", "-2"), 2, "positive")
+
+
+def test_missing_input_is_reported_and_counted(small_images, tmp_path):
+    result = hsrecon(
+        "convert",
+        str(small_images / "plain.png"),
+        str(tmp_path / "nope.png"),
+        "-o",
+        str(tmp_path / "o"),
+        "--stride",
+        "64",
+        "-q",
+    )
+    assert result.returncode == 1
+    assert "nope.png: no such file or directory" in result.stderr
+    assert (tmp_path / "o" / "plain.hdr").exists()
+
+
+def test_same_stem_different_suffix_and_recursion(small_images, tmp_path):
+    sub = small_images / "sub"
+    sub.mkdir()
+    shutil.copy(small_images / "plain.png", sub / "x.png")
+    iio.imwrite(sub / "x.bmp", iio.imread(small_images / "plain.png"))
+    out = tmp_path / "o"
+    result = hsrecon(
+        "convert", str(small_images), "-o", str(out), "-r", "--glob", "x.*", "-f", "h5", "--stride", "64", "-q"
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (out / "sub").iterdir()) == ["x_bmp.h5", "x_png.h5"]

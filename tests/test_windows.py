@@ -1,0 +1,153 @@
+"""Windows and blending, independent of the network: coverage, weights, identity, streaming order."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hsrecon.pipeline import stream_reconstruct
+from hsrecon.windows import RowBlender, axis_starts, blend_weights, pad_to_window, plan_windows
+
+
+@given(length=st.integers(1, 400), size=st.sampled_from([4, 8, 16, 64]), data=st.data())
+def test_axis_starts_cover_and_stay_inside(length, size, data):
+    stride = data.draw(st.integers(1, size))
+    if length < size:
+        with pytest.raises(ValueError, match="pad it first"):
+            axis_starts(length, size, stride)
+        return
+    starts = axis_starts(length, size, stride)
+    assert starts[0] == 0 and starts[-1] == length - size
+    assert all(b - a <= stride for a, b in itertools.pairwise(starts))  # no gaps
+    assert starts == sorted(set(starts))
+    covered = np.zeros(length, bool)
+    for s in starts:
+        covered[s : s + size] = True
+    assert covered.all()
+
+
+def test_bad_stride():
+    with pytest.raises(ValueError, match="gaps"):
+        axis_starts(100, 16, 17)
+    with pytest.raises(ValueError, match="positive"):
+        axis_starts(100, 16, 0)
+
+
+def test_plan_windows_raster_order():
+    windows = plan_windows(100, 70, size=64, stride=32)
+    assert [(w.y, w.x) for w in windows] == [(0, 0), (0, 6), (32, 0), (32, 6), (36, 0), (36, 6)]
+
+
+def test_blend_weights():
+    flat = blend_weights(64, 64)
+    assert flat.shape == (64, 64) and (flat == 1).all()
+    bump = blend_weights(64, 32)
+    assert bump.min() > 0 and bump.max() <= 1
+    assert np.allclose(bump, bump.T) and np.allclose(bump, bump[::-1])
+    # Half-window shifts of the 1-D ramp sum to exactly one.
+    ramp = np.sqrt(np.diag(bump))  # the 1-D ramp: the weight is its outer product
+    assert np.allclose(ramp[:32] + ramp[32:], 1.0, atol=1e-6)
+
+
+def test_pad_to_window():
+    rows = np.arange(6, dtype=np.float32).reshape(1, 2, 3)
+    padded = pad_to_window(rows, 5, axis=1)
+    assert padded.shape == (1, 5, 3)
+    assert np.array_equal(padded[0, :, 0], [0, 3, 0, 3, 0])  # reflection
+    single = pad_to_window(np.ones((1, 1, 3)), 4, axis=0)
+    assert single.shape == (4, 1, 3) and (single == 1).all()
+
+
+def _identity_predict(windows: np.ndarray) -> np.ndarray:
+    return windows.copy()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    height=st.integers(1, 150),
+    width=st.integers(1, 150),
+    size=st.sampled_from([8, 16, 32]),
+    stride_fraction=st.sampled_from([0.25, 0.5, 0.75, 1.0]),
+    batch=st.integers(1, 7),
+)
+def test_identity_model_returns_the_input(height, width, size, stride_fraction, batch):
+    """Full coverage, weights normalised to one, rows emitted once and in order: identity in, identity out."""
+    rng = np.random.default_rng(height * 1000 + width)
+    image = rng.random((height, width, 3), dtype=np.float32)
+    out = np.full((height, width, 3), np.nan, np.float32)
+    emitted = []
+
+    def emit(y0, rows):
+        assert np.isnan(out[y0 : y0 + rows.shape[0]]).all(), "row emitted twice"
+        emitted.append(y0)
+        out[y0 : y0 + rows.shape[0]] = rows
+
+    stream_reconstruct(
+        image,
+        lambda rows: rows,
+        _identity_predict,
+        emit,
+        bands=3,
+        window=size,
+        stride=max(1, int(size * stride_fraction)),
+        batch_size=batch,
+    )
+    assert emitted == sorted(emitted)
+    np.testing.assert_allclose(out, image, rtol=0, atol=1e-6)
+
+
+def test_window_dependent_model_is_blended_not_cut():
+    """A predictor whose output depends on the position inside the window (like CoordConv) is blended:
+    with overlap the output changes smoothly; without overlap it jumps at every window edge."""
+    size = 16
+
+    def positional(windows: np.ndarray) -> np.ndarray:
+        ramp = np.linspace(0, 1, size, dtype=np.float32)[None, None, :, None]
+        return windows + ramp
+
+    image = np.zeros((size, 80, 1), np.float32)
+    for stride, expect_jump in ((size, True), (size // 2, False)):
+        out = np.empty_like(image)
+        stream_reconstruct(
+            image,
+            lambda r: r,
+            positional,
+            lambda y, r, out=out: out.__setitem__(slice(y, y + len(r)), r),
+            bands=1,
+            window=size,
+            stride=stride,
+        )
+        steps = np.abs(np.diff(out[0, :, 0]))
+        assert (steps.max() > 0.5) == expect_jump
+
+
+def test_row_blender_refuses_out_of_order_windows():
+    blender = RowBlender(8, 1, blend_weights(4, 4), lambda y, r: None)
+    blender.add(0, 0, np.ones((4, 4, 1), np.float32))
+    blender.add(0, 4, np.ones((4, 4, 1), np.float32))
+    blender.finish_rows(4)
+    with pytest.raises(ValueError, match="after rows"):
+        blender.add(0, 0, np.ones((4, 4, 1), np.float32))
+
+
+def test_memory_is_a_band_not_the_image(monkeypatch):
+    """The blender's buffer stays a few windows tall however tall the image is."""
+    largest = {}
+    original = RowBlender._ensure_capacity
+
+    def spy(self, end_row):
+        original(self, end_row)
+        largest[self.id] = max(largest.get(self.id, 0), self.acc.shape[0])
+
+    monkeypatch.setattr(RowBlender, "_ensure_capacity", spy)
+    for height in (64, 640, 6400):
+        monkeypatch.setattr(RowBlender, "id", height, raising=False)
+        image = np.zeros((height, 32, 3), np.float32)
+        stream_reconstruct(
+            image, lambda r: r, _identity_predict, lambda y, r: None, bands=3, window=16, stride=8, batch_size=4
+        )
+    assert largest[64] == largest[640] == largest[6400] <= 64
