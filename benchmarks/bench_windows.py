@@ -1,6 +1,6 @@
 """Choose the windowing scheme by measurement: MRAE against ground truth first, speed second.
 
-Scenes with ground truth: the sample scenes of ``tools/make_samples.py`` (measured reflectances, CIE
+Scenes with ground truth: the sample scenes of ``tools/make_examples.py`` (measured reflectances, CIE
 illuminants, rendered exactly as the NTIRE 2020 clean track), at the sizes given. For each scheme it
 reports MRAE (mean |rec − gt| / gt over pixels with gt > 1e-3), RMSE, the seam ratio (mean |difference|
 between neighbouring output pixels across window boundaries / elsewhere) and MP/s of the model+blend
@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from hsrecon.physics import quantize_ntire2020_clean, render_ntire2020_clean
 from hsrecon.pipeline import TorchPredictor, stream_reconstruct
 from hsrecon.weights import load_model
-from tools.make_samples import SCENES, make_scene
+from tools.make_examples import SCENES, make_scene
 
 SCHEMES = [
     ("authors: 64, no overlap, zero-padded edges", 64, 64, True),

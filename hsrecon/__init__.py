@@ -32,6 +32,12 @@ _EXPORTS = {
     "convert_keras_file": "hsrecon.keras_import",
     "import_keras_model": "hsrecon.keras_import",
     "pick_device": "hsrecon.devices",
+    "reconstruct": "hsrecon.pipeline",
+    "convert_file": "hsrecon.pipeline",
+    "TorchPredictor": "hsrecon.pipeline",
+    "read_rgb": "hsrecon.io.rgb",
+    "read_cube": "hsrecon.io",
+    "open_cube_writer": "hsrecon.io",
 }
 
 __all__ = ["__version__", *_EXPORTS]

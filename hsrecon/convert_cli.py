@@ -6,6 +6,7 @@ the user. Progress and messages go to stderr, so stdout stays clean.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -22,6 +23,14 @@ from hsrecon.pipeline import ConvertResult, TorchPredictor, convert_file, defaul
 from hsrecon.weights import Weights
 
 __all__ = ["run_convert"]
+
+
+def _rank_device(device: torch.device) -> torch.device:
+    """Under torchrun, each local rank takes its own GPU (``cuda`` → ``cuda:LOCAL_RANK``)."""
+    local_rank = os.environ.get("LOCAL_RANK")
+    if device.type == "cuda" and device.index is None and local_rank is not None:
+        return torch.device("cuda", int(local_rank))
+    return device
 
 
 def _check_options(options: dict, meta_window: int, multiple: int) -> None:
@@ -91,6 +100,7 @@ def _summary_table(results: list[ConvertResult], skipped: int, failed: list, sec
 
 def run_convert(inputs: list[Path], output: Path, weights: Weights, device: torch.device, options: dict) -> int:
     """Run a whole ``hsrecon convert``; return its exit code."""
+    device = _rank_device(device)
     model = weights.build(device=device, fold_bn=True)
     _check_options(options, weights.meta.window_size, model.config.size_multiple)
     space = _space_for(weights, options["input_space"])

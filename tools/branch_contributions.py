@@ -4,7 +4,7 @@ Run from the repository root (prints a Markdown table for docs/model.md)::
 
     python tools/branch_contributions.py
 
-Inputs: the sample scenes of ``tools/make_samples.py`` (clean-track renderings of measured reflectances,
+Inputs: the sample scenes of ``tools/make_examples.py`` (clean-track renderings of measured reflectances,
 with their ground-truth cubes), cut into the authors' non-overlapping 64×64 windows, and uniform noise.
 The final conv is linear, so ``fusion(dense + unet) = W∗dense + W∗unet + b`` splits exactly.
 """
@@ -16,7 +16,7 @@ import torch
 
 from hsrecon.physics import quantize_ntire2020_clean, render_ntire2020_clean
 from hsrecon.weights import load_model
-from tools.make_samples import SCENES, make_scene
+from tools.make_examples import SCENES, make_scene
 
 
 def windows_64(rgb: np.ndarray, cube: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:

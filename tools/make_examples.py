@@ -1,13 +1,18 @@
-"""Make the bundled sample images in ``samples/``: NTIRE 2020 clean-track renderings of synthetic scenes.
+"""Make the bundled examples in ``examples/``: synthetic scenes with their ground-truth cubes.
 
 Why synthetic: NTIRE images cannot be redistributed or downloaded here. Each scene is built from measured
 reflectance spectra (colour-science's ColorChecker sets), lit by a measured CIE illuminant, with smooth
-shading, and rendered exactly as the challenge's clean track did (``hsrecon.physics``), so the samples
-are in the input space the default weights expect. Deterministic: run from the repository root::
+shading, and rendered
 
-    python tools/make_samples.py            # rewrites samples/*.png and samples/README.md's table
+- exactly as the NTIRE 2020 clean track did (``hsrecon.physics``) → ``examples/clean/NAME.png``, the input
+  space the default weights expect;
+- as an ordinary sRGB image (CIE 1931 2° → XYZ → sRGB, D65 white, sRGB curve, 8-bit) →
+  ``examples/srgb/NAME.png``, for ``--input-space srgb``;
 
-The cubes behind the samples are written too (``--cubes DIR``, .npy) for checks against ground truth.
+and the cube itself is kept as ``examples/truth/NAME.h5`` (float16, the hsrecon .h5 layout) so a user can
+measure the error of a conversion. Deterministic; run from the repository root::
+
+    python tools/make_examples.py
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 
+from hsrecon.io import open_cube_writer
 from hsrecon.physics import WAVELENGTHS_NM, load_colour, quantize_ntire2020_clean, render_ntire2020_clean
 
 SCENES = {
@@ -41,7 +47,7 @@ def _illuminant(colour, name: str) -> np.ndarray:
 
 
 def make_scene(height: int, width: int, collection: str, illuminant: str, seed: int) -> np.ndarray:
-    """An H×W×31 radiance cube: a jittered grid of patches, soft mixing at their edges, shading, noise."""
+    """An H×W×31 radiance cube: a wavy grid of patches, soft mixing between rows of them, shading."""
     colour = load_colour()
     rng = np.random.default_rng(seed)
     reflectances = _spectra(colour, collection)
@@ -56,24 +62,44 @@ def make_scene(height: int, width: int, collection: str, illuminant: str, seed: 
     cube = cube * (0.85 + 0.15 * blend) + other * 0.15 * (1 - blend)
     shading = 0.35 + 0.65 * np.exp(-(((x - 0.6 * width) / width) ** 2 + ((y - 0.4 * height) / height) ** 2) * 1.5)
     cube = cube * shading[..., None] * _illuminant(colour, illuminant) * 0.8
-    cube = cube * (1 + 0.01 * rng.standard_normal(cube.shape))
     return np.clip(cube, 0, None).astype(np.float32)
+
+
+def render_srgb(cube: np.ndarray) -> np.ndarray:
+    """The cube as an ordinary 8-bit sRGB image: its 99th-percentile brightest channel at 0.9."""
+    colour = load_colour()
+    shape = colour.SpectralShape(WAVELENGTHS_NM[0], WAVELENGTHS_NM[-1], 10)
+    cmfs = colour.MSDS_CMFS["CIE 1931 2 Degree Standard Observer"].copy().align(shape).values
+    xyz = cube.astype(np.float64) @ (cmfs / cmfs[:, 1].sum())
+    linear = xyz @ np.asarray(colour.models.RGB_COLOURSPACE_sRGB.matrix_XYZ_to_RGB).T
+    linear = np.clip(linear * 0.9 / np.percentile(linear.max(axis=-1), 99), 0, 1)
+    return np.round(colour.models.eotf_inverse_sRGB(linear) * 255).astype(np.uint8)
+
+
+def write_truth(path_stem: Path, cube: np.ndarray) -> None:
+    height, width = cube.shape[:2]
+    attrs = {"source": "tools/make_examples.py", "content": "ground-truth radiance cube of a synthetic scene"}
+    with open_cube_writer(
+        path_stem, "h5", height=height, width=width, wavelengths_nm=WAVELENGTHS_NM, dtype="float16",
+        attrs=attrs, overwrite=True,
+    ) as writer:  # fmt: skip
+        writer.write_rows(0, cube)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-o", "--output", type=Path, default=Path("samples"))
-    parser.add_argument("--cubes", type=Path, default=None, help="also write the ground-truth cubes (.npy) here")
+    parser.add_argument("-o", "--output", type=Path, default=Path("examples"))
     args = parser.parse_args()
-    args.output.mkdir(parents=True, exist_ok=True)
+    for folder in ("clean", "srgb", "truth"):
+        (args.output / folder).mkdir(parents=True, exist_ok=True)
     for name, spec in SCENES.items():
         cube = make_scene(*spec)
-        rgb = quantize_ntire2020_clean(render_ntire2020_clean(cube))
-        iio.imwrite(args.output / f"{name}.png", rgb)
-        if args.cubes:
-            args.cubes.mkdir(parents=True, exist_ok=True)
-            np.save(args.cubes / f"{name}.npy", cube)
-        print(f"{name}.png  {rgb.shape[1]}x{rgb.shape[0]}  rgb mean {rgb.mean():.1f}/255  cube max {cube.max():.3f}")
+        clean = quantize_ntire2020_clean(render_ntire2020_clean(cube))
+        iio.imwrite(args.output / "clean" / f"{name}.png", clean)
+        iio.imwrite(args.output / "srgb" / f"{name}.png", render_srgb(cube))
+        write_truth(args.output / "truth" / name, cube)
+        size = f"{clean.shape[1]}x{clean.shape[0]}"
+        print(f"{name}: {size}, clean mean {clean.mean():.1f}/255, cube max {cube.max():.3f}")
 
 
 if __name__ == "__main__":
