@@ -258,7 +258,11 @@ def convert(
         "shard": _parse_shard(shard),
         "quiet": quiet,
     }
-    code = run_convert(inputs, output, _load_weights_or_exit(weights), _device_or_exit(device), options)
+    try:
+        code = run_convert(inputs, output, _load_weights_or_exit(weights), _device_or_exit(device), options)
+    except KeyboardInterrupt:
+        message = "interrupted: finished outputs are kept, the one in progress was removed; rerun to resume"
+        raise fail(message, ExitCode.INTERRUPTED) from None
     raise typer.Exit(code=int(code))
 
 

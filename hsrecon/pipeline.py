@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -354,7 +355,8 @@ def convert_file(
     transform = make_input_transform(image, canonical_space(input_space), exposure=exposure)
     stride = stride or default_stride(window)
     meta = {
-        "source": str(source.name),
+        # File names need not be UTF-8 (Linux): store a printable form, never fail on the attribute.
+        "source": os.fsencode(source.name).decode("utf-8", "replace"),
         "input_space": canonical_space(input_space),
         "exposure": float(transform.exposure),
         "window": window,

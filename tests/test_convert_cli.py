@@ -25,6 +25,7 @@ def small_images(tmp_path):
     iio.imwrite(folder / "plain.png", base)
     (folder / "deep.png").write_bytes(_png(base.astype(np.uint16) * 257, colour_type=2))  # Pillow can't write it
     iio.imwrite(folder / "alpha.png", np.dstack([base, np.full(base.shape[:2], 200, np.uint8)]))
+    iio.imwrite(folder / "grey.png", base[:, :, 1])
     return folder
 
 
@@ -67,14 +68,15 @@ def test_mixed_inputs_and_resume(small_images, tmp_path):
     out = tmp_path / "out"
     first = hsrecon("convert", str(small_images), "-o", str(out), "-f", "h5", "--stride", "64")
     assert first.returncode == 0, first.stderr
-    assert "alpha channel dropped" in first.stderr
-    cubes = {name: read_cube(out / f"{name}.h5")[0] for name in ("plain", "deep", "alpha")}
+    assert "alpha channel dropped" in first.stderr and "grayscale" in first.stderr
+    cubes = {name: read_cube(out / f"{name}.h5")[0] for name in ("plain", "deep", "alpha", "grey")}
     np.testing.assert_allclose(cubes["plain"], cubes["deep"], atol=1e-5)
     np.testing.assert_array_equal(cubes["plain"], cubes["alpha"])
+    assert cubes["grey"].shape == cubes["plain"].shape
     stamp = (out / "plain.h5").stat().st_mtime_ns
     again = hsrecon("convert", str(small_images), "-o", str(out), "-f", "h5", "--stride", "64")
     assert again.returncode == 0
-    assert "0 converted, 3 skipped, 0 failed" in again.stderr.replace("\n", " ")
+    assert "0 converted, 4 skipped, 0 failed" in again.stderr
     assert (out / "plain.h5").stat().st_mtime_ns == stamp
 
 
@@ -89,7 +91,7 @@ def test_corrupt_file_among_good_ones(small_images, tmp_path):
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
     assert len(errors) == 2 and any("broken.png" in e for e in errors) and any("empty.jpg" in e for e in errors)
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        f"{n}.{s}" for n in ("plain", "deep", "alpha") for s in ("hdr", "img")
+        f"{n}.{s}" for n in ("plain", "deep", "alpha", "grey") for s in ("hdr", "img")
     )
 
 
@@ -137,3 +139,28 @@ def test_same_stem_different_suffix_and_recursion(small_images, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (out / "sub").iterdir()) == ["x_bmp.h5", "x_png.h5"]
+
+
+def test_ctrl_c_stops_cleanly_and_leaves_nothing_half_written(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    source = tmp_path / "big.png"
+    iio.imwrite(source, (np.random.default_rng(0).random((1024, 1024, 3)) * 80).astype(np.uint8))
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hsrecon", "convert", str(source), "-o", str(out), "-f", "envi", "-f", "h5", "-q"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (out.exists() and any(out.iterdir())) and time.monotonic() < deadline:
+        time.sleep(0.2)  # wait until the writers have created their temporaries
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert "Traceback" not in stderr and "interrupted" in stderr
+    assert list(out.iterdir()) == []
