@@ -79,7 +79,7 @@ def _space_for(weights: Weights, requested: str) -> str:
 def _summary_table(results: list[ConvertResult], skipped: int, failed: list, seconds: float) -> Table:
     table = Table(title="hsrecon convert", title_justify="left")
     for column in ("input", "size", "MP", "seconds", "MP/s", "exposure", "out of range"):
-        table.add_column(column, justify="left" if column == "input" else "right")
+        table.add_column(column, justify="left" if column == "input" else "right", overflow="fold")
     for result in results:
         table.add_row(
             str(result.source.name),
