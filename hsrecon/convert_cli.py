@@ -101,7 +101,7 @@ def _summary_table(results: list[ConvertResult], skipped: int, failed: list, sec
 def run_convert(inputs: list[Path], output: Path, weights: Weights, device: torch.device, options: dict) -> int:
     """Run a whole ``hsrecon convert``; return its exit code."""
     device = _rank_device(device)
-    model = weights.build(device=device, fold_bn=True)
+    model = weights.build()
     _check_options(options, weights.meta.window_size, model.config.size_multiple)
     space = _space_for(weights, options["input_space"])
     options["weights_name"] = f"{weights.path.name} ({weights.meta.weights_version})"
@@ -113,7 +113,9 @@ def run_convert(inputs: list[Path], output: Path, weights: Weights, device: torc
     except OSError as error:
         raise fail(f"{output}: cannot create the output folder ({error.strerror or error})", ExitCode.OUTPUT) from None
     items = shard(plan_outputs(found, output), *options["shard"])
-    predict = TorchPredictor(model, device=device, precision=options["precision"], tta=options["tta"])
+    predict = TorchPredictor(
+        model, device=device, precision=options["precision"], tta=options["tta"], window=options["window"]
+    )
     quiet = options["quiet"]
     progress = Progress(
         TextColumn("{task.description}"),

@@ -359,12 +359,17 @@ def flops_per_pixel(model: LWRDAN, window: int = 64) -> float:
         was_training = model.training
         model.eval()
         with torch.no_grad():
-            model(torch.zeros(1, model.config.in_channels, window, window))
+            model(torch.zeros(1, _input_channels(model), window, window))
         model.train(was_training)
     finally:
         for handle in handles:
             handle.remove()
     return 2.0 * macs / (window * window)
+
+
+def _input_channels(model: nn.Module) -> int:
+    config = getattr(model, "config", None)
+    return config.in_channels if config is not None else 3
 
 
 def _fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from hsrecon import __version__
+from hsrecon.inference import prepare_model
 from hsrecon.inputs import canonical_space, make_input_transform
 from hsrecon.io import open_cube_writer
 from hsrecon.io.rgb import RGBImage, read_rgb
@@ -77,7 +78,10 @@ class TorchPredictor:
     """Run a torch model on batches of windows on one device, optionally with the 8-fold self-ensemble.
 
     ``precision`` ``fp16``/``bf16`` (GPU) runs the network under autocast; outputs come back float32.
-    ``tta`` averages the outputs over the 8 flips/rotations of each window (8× the compute).
+    ``tta`` averages the outputs over the 8 flips/rotations of each window (8× the compute). With
+    ``window`` given, an LWRDAN is first put in its inference form for that window size
+    (:func:`hsrecon.inference.prepare_model`: BN folded, a provably constant branch frozen,
+    channels-last), which leaves outputs unchanged to ~1e-6 relative and runs about twice as fast.
     """
 
     def __init__(
@@ -87,8 +91,11 @@ class TorchPredictor:
         device: str | torch.device = "cpu",
         precision: str = "fp32",
         tta: bool = False,
+        window: int | None = None,
     ) -> None:
         self.device = torch.device(device)
+        if window is not None and isinstance(model, LWRDAN):
+            model = prepare_model(model, window=window)
         # Channels-last: the windows arrive as NHWC arrays, and oneDNN's convolutions run faster on it.
         self.model = model.eval().to(self.device, memory_format=torch.channels_last)
         self.dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
@@ -230,7 +237,7 @@ def reconstruct(
     transform = make_input_transform(
         rgb, canonical_space(input_space), max_code=max_code or _max_code(rgb), exposure=exposure
     )
-    predict = TorchPredictor(model, device=device, precision=precision, tta=tta)
+    predict = TorchPredictor(model, device=device, precision=precision, tta=tta, window=window)
     cube = np.empty((*rgb.shape[:2], model.config.out_bands), dtype=np.float32)
 
     def emit(y0: int, rows: np.ndarray) -> None:

@@ -148,7 +148,7 @@ def test_ctrl_c_stops_cleanly_and_leaves_nothing_half_written(tmp_path):
     import time
 
     source = tmp_path / "big.png"
-    iio.imwrite(source, (np.random.default_rng(0).random((1024, 1024, 3)) * 80).astype(np.uint8))
+    iio.imwrite(source, (np.random.default_rng(0).random((2048, 2048, 3)) * 80).astype(np.uint8))  # ~20 s of work
     out = tmp_path / "out"
     process = subprocess.Popen(
         [sys.executable, "-m", "hsrecon", "convert", str(source), "-o", str(out), "-f", "envi", "-f", "h5", "-q"],
