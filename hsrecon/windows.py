@@ -107,6 +107,8 @@ class RowBlender:
         self.weights = weights
         self.emit = emit
         self.base = 0  # absolute row of buffer row 0
+        self.used = 0  # buffer rows that hold data (the rest are zero)
+        self.uniform = bool(np.all(weights == 1.0))
         capacity = 2 * weights.shape[0]
         self.acc = np.zeros((capacity, width, channels), dtype=np.float32)
         self.weight_sum = np.zeros((capacity, width), dtype=np.float32)
@@ -118,8 +120,10 @@ class RowBlender:
             raise ValueError(f"window at row {y} arrived after rows up to {self.base} were emitted")
         self._ensure_capacity(y + size)
         top = y - self.base
-        self.acc[top : top + size, x : x + size] += tile * self.weights[:, :, None]
+        weighted = tile if self.uniform else tile * self.weights[:, :, None]
+        self.acc[top : top + size, x : x + size] += weighted
         self.weight_sum[top : top + size, x : x + size] += self.weights
+        self.used = max(self.used, top + size)
 
     def finish_rows(self, upto: int) -> None:
         """Emit rows [base, upto): no later window may cover them."""
@@ -142,9 +146,11 @@ class RowBlender:
         self.weight_sum = np.concatenate([self.weight_sum, np.zeros((grow, self.width), np.float32)])
 
     def _shift(self, count: int) -> None:
-        keep = self.acc.shape[0] - count
-        self.acc[:keep] = self.acc[count:]
-        self.acc[keep:] = 0.0
-        self.weight_sum[:keep] = self.weight_sum[count:]
-        self.weight_sum[keep:] = 0.0
+        """Drop the first ``count`` rows: move only the rows that hold data, zero what they leave."""
+        keep = max(self.used - count, 0)
+        self.acc[:keep] = self.acc[count : count + keep]
+        self.acc[keep : self.used] = 0.0
+        self.weight_sum[:keep] = self.weight_sum[count : count + keep]
+        self.weight_sum[keep : self.used] = 0.0
+        self.used = keep
         self.base += count
