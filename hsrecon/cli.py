@@ -66,7 +66,7 @@ def _root(
 
 WeightsOption = Annotated[
     Optional[str],
-    typer.Option("--weights", "-w", help="Bundled weights name or a .safetensors path [default: ntire2020-clean]."),
+    typer.Option("--weights", "-w", help="Bundled weights name or a .safetensors path (default: ntire2020-clean)."),
 ]
 DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
 
@@ -175,6 +175,42 @@ def import_keras(
     )
 
 
+@app.command()
+def export(
+    onnx: Annotated[Path, typer.Option("--onnx", help="ONNX file to write.")],
+    weights: WeightsOption = None,
+    window: Annotated[Optional[int], typer.Option(help="Window size (default: the weights' training size).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing file.")] = False,
+) -> None:
+    """Export the network (inference form, one window size, dynamic batch) to ONNX, checked against torch."""
+    from hsrecon.export import ExportError, check_onnx, export_onnx
+
+    loaded = _load_weights_or_exit(weights)
+    size = window or loaded.meta.window_size
+    if size % loaded.meta.config.size_multiple:
+        raise fail(f"--window {size}: must be a multiple of {loaded.meta.config.size_multiple}", ExitCode.USAGE)
+    if onnx.exists() and not overwrite:
+        raise fail(f"{onnx}: exists (use --overwrite to replace it)", ExitCode.OUTPUT)
+    model = loaded.build()
+    try:
+        export_onnx(model, onnx, window=size)
+    except ModuleNotFoundError as error:
+        raise fail(
+            f"ONNX export needs the 'onnx' package ({error.name} missing): pip install 'hsrecon[onnx]'", ExitCode.USAGE
+        ) from None
+    except OSError as error:
+        raise fail(f"{onnx}: cannot write ({error.strerror or error})", ExitCode.OUTPUT) from None
+    try:
+        deviation = check_onnx(model, onnx, window=size)
+        checked = f"onnxruntime output within {deviation:.1e} (relative) of torch"
+    except ModuleNotFoundError:
+        checked = "not run: install onnxruntime to check it"
+    except ExportError as error:
+        onnx.unlink(missing_ok=True)
+        raise fail(str(error), ExitCode.FAILED) from None
+    stdout.print(f"wrote {onnx}: input rgb N×3×{size}×{size}, output cube N×31×{size}×{size}; check: {checked}")
+
+
 FormatChoice = Annotated[
     list[str],
     typer.Option("--format", "-f", help="Output format: envi, mat or h5; repeat for several."),
@@ -223,10 +259,10 @@ def convert(
     device: DeviceOption = "auto",
     precision: Annotated[str, typer.Option(help="fp32, or fp16/bf16 on a GPU.")] = "fp32",
     window: Annotated[
-        Optional[int], typer.Option(help="Window size [default: the weights' training size, 64].")
+        Optional[int], typer.Option(help="Window size (default: the weights' training size, 64).")
     ] = None,
     stride: Annotated[
-        Optional[int], typer.Option(help="Step between windows [default: half the window]; = window: no overlap.")
+        Optional[int], typer.Option(help="Step between windows (default: half the window); = window: no overlap.")
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Windows per forward pass; lower it if memory runs out.")] = 16,
     dtype: Annotated[str, typer.Option(help="float32, or float16 (.h5 and .mat only).")] = "float32",
@@ -263,6 +299,65 @@ def convert(
     except KeyboardInterrupt:
         message = "interrupted: finished outputs are kept, the one in progress was removed; rerun to resume"
         raise fail(message, ExitCode.INTERRUPTED) from None
+    raise typer.Exit(code=int(code))
+
+
+@app.command("eval")
+def evaluate(
+    data: Annotated[
+        Optional[Path], typer.Option(help="An NTIRE 2020 or 2022 (ARAD-1K) dataset folder to reconstruct and score.")
+    ] = None,
+    split: Annotated[str, typer.Option(help="valid or train.")] = "valid",
+    track: Annotated[str, typer.Option(help="NTIRE 2020 RGB set: clean or realworld.")] = "clean",
+    pred: Annotated[Optional[Path], typer.Option(help="A folder of cube files (.mat/.h5/.hdr) to score.")] = None,
+    gt: Annotated[Optional[Path], typer.Option(help="The folder of ground-truth cubes for --pred.")] = None,
+    weights: WeightsOption = None,
+    device: DeviceOption = "auto",
+    tta: Annotated[bool, typer.Option(help="Average the 8 flips/rotations of each window (8x slower).")] = False,
+    crop: Annotated[
+        Optional[int], typer.Option(help="Pixels left out at every border (default 0: whole images, NTIRE 2020).")
+    ] = None,
+    ntire2022: Annotated[bool, typer.Option("--ntire2022", help="NTIRE 2022 scoring: --crop 128.")] = False,
+    baseline: Annotated[
+        Optional[str], typer.Option(help="Also score 'linear': a least-squares 3→31 map fitted on the train split.")
+    ] = None,
+    json_report: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON.")] = None,
+    csv_report: Annotated[Optional[Path], typer.Option("--csv", help="Write the scores as CSV.")] = None,
+    window: Annotated[
+        Optional[int], typer.Option(help="Window size (default: the weights' training size, 64).")
+    ] = None,
+    stride: Annotated[Optional[int], typer.Option(help="Step between windows (default: half the window).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 16,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Score reconstructions: MRAE, RMSE, PSNR, SAM and SSIM per image and overall (docs/metrics.md)."""
+    from hsrecon.eval_cli import check_mode, run_eval
+
+    options = {
+        "data": data,
+        "split": split,
+        "track": track,
+        "pred": pred,
+        "gt": gt,
+        "weights": weights,
+        "tta": tta,
+        "crop": crop,
+        "ntire2022": ntire2022,
+        "baseline": baseline,
+        "json": json_report,
+        "csv": csv_report,
+        "window": window,
+        "stride": stride,
+        "batch_size": batch_size,
+        "quiet": quiet,
+    }
+    mode = check_mode(data, pred, gt, options)
+    loaded = _load_weights_or_exit(weights) if mode == "data" else None
+    target = _device_or_exit(device) if mode == "data" else None
+    try:
+        code = run_eval(mode, options, loaded, target)
+    except KeyboardInterrupt:
+        raise fail("interrupted: no report written", ExitCode.INTERRUPTED) from None
     raise typer.Exit(code=int(code))
 
 

@@ -1,0 +1,494 @@
+"""Scoring reconstructions against ground truth: per image, per method, with a summary; JSON and CSV out.
+
+Two sources of reconstructions, one scoring path (:class:`hsrecon.metrics.MetricAccumulator`):
+
+- :func:`evaluate_pairs`: (RGB, cube) pairs of a dataset (:mod:`hsrecon.data`), each RGB reconstructed
+  here by one or more methods (the network through :func:`hsrecon.pipeline.stream_reconstruct`, and
+  optionally the :class:`LinearBaseline`). The reconstruction streams row by row into the accumulator:
+  it never exists as a whole array, and the ground truth is read once per image for all methods.
+- :func:`evaluate_files`: cube files written by any tool, paired by name with ground-truth files
+  (:func:`pair_cube_files`).
+
+A pair that cannot be scored (unreadable, missing, mis-shaped) becomes a :class:`Failure` with a
+one-line message, and the others go on. The CLI (``hsrecon eval``) only adds progress and a table.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hsrecon.data import Pair, pairing_key
+from hsrecon.inputs import make_input_transform
+from hsrecon.io import read_cube
+from hsrecon.io.rgb import read_rgb
+from hsrecon.metrics import NTIRE2022_CROP, MetricAccumulator, Scores, score
+from hsrecon.physics import WAVELENGTHS_NM
+
+__all__ = [
+    "CUBE_SUFFIXES",
+    "METRICS",
+    "Failure",
+    "ImageResult",
+    "LinearBaseline",
+    "NetworkMethod",
+    "Report",
+    "conventions",
+    "describe_region",
+    "evaluate_files",
+    "evaluate_pairs",
+    "fit_linear_baseline",
+    "pair_cube_files",
+    "summarize",
+    "write_csv",
+    "write_json",
+]
+
+METRICS = ("mrae", "rmse", "psnr", "sam", "ssim")
+CUBE_SUFFIXES = frozenset({".mat", ".h5", ".hdf5", ".hdr"})  # ENVI is found by its header
+WAVELENGTH_TOLERANCE_NM = 0.5
+BASELINE_SAMPLES = 1 << 18  # training pixels for the linear fit, spread evenly over the images
+BASELINE_BLOCK_ROWS = 64
+
+# emit(y0, rows) receives reconstructed rows (h×W×B float32), top to bottom, each once.
+Emit = Callable[[int, np.ndarray], None]
+# A method reconstructs an image's network-input pixels (H×W×3 float32, via ``transform``) into emit.
+Method = Callable[[np.ndarray, Callable[[np.ndarray], np.ndarray], Emit], None]
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """One image's scores for one method; ``seconds`` is its reconstruction time (None for files)."""
+
+    name: str
+    scores: Scores
+    seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An image or file that could not be scored, with a one-line reason naming the file."""
+
+    name: str
+    message: str
+
+
+@dataclass
+class Report:
+    """Everything an evaluation produced: settings, per-method results, failures."""
+
+    settings: dict
+    results: dict[str, list[ImageResult]] = field(default_factory=dict)
+    failures: list[Failure] = field(default_factory=list)
+
+    def summary(self, method: str) -> dict[str, float | int | None]:
+        return summarize(self.results.get(method, []))
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict; non-finite numbers (PSNR of a perfect reconstruction) become None."""
+        methods = {
+            method: {
+                "images": [_result_dict(r) for r in results],
+                "summary": self.summary(method),
+            }
+            for method, results in self.results.items()
+        }
+        failures = [{"name": f.name, "error": f.message} for f in self.failures]
+        return _finite({"settings": self.settings, "methods": methods, "failures": failures})
+
+
+def _result_dict(result: ImageResult) -> dict:
+    return {"name": result.name, **result.scores.as_dict(), "seconds": result.seconds}
+
+
+def _finite(value: object) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def summarize(results: Sequence[ImageResult]) -> dict[str, float | int | None]:
+    """Means over images of every metric (images weigh equally, as in the challenges), plus MRAE's
+    median and 95th percentile (numpy's linear interpolation) and the mean reconstruction time."""
+    summary: dict[str, float | int | None] = {"images": len(results)}
+    for metric in METRICS:
+        values = [getattr(r.scores, metric) for r in results if getattr(r.scores, metric) is not None]
+        summary[f"{metric}_mean"] = float(np.mean(values)) if values else None
+        if metric == "mrae":
+            summary["mrae_median"] = float(np.median(values)) if values else None
+            summary["mrae_p95"] = float(np.percentile(values, 95)) if values else None
+    seconds = [r.seconds for r in results if r.seconds is not None]
+    summary["seconds_mean"] = float(np.mean(seconds)) if seconds else None
+    return summary
+
+
+def describe_region(crop: int) -> str:
+    """The scored region in words: whole images (NTIRE 2020), NTIRE 2022's crop, or N pixels."""
+    if crop == 0:
+        return "whole images (NTIRE 2020)"
+    if crop == NTIRE2022_CROP:
+        return f"[{crop}:-{crop}, {crop}:-{crop}] (NTIRE 2022)"
+    return f"{crop} px cropped from every border"
+
+
+def conventions(crop: int) -> dict:
+    """The scoring conventions, stated in every JSON report (``docs/metrics.md`` has the details)."""
+    return {
+        "crop": crop,
+        "crop_convention": describe_region(crop),
+        "mrae": "mean |pred - gt| / |gt| over values with gt != 0; gt == 0 values left out and counted",
+        "rmse": "sqrt(mean (pred - gt)^2), unclipped",
+        "psnr": "10 log10(1 / MSE) with both cubes clipped to [0, 1] (peak = data range 1.0)",
+        "sam": "mean spectral angle in degrees; all-zero spectra left out and counted",
+        "ssim": "Wang et al.: Gaussian window 11, sigma 1.5, K1 0.01, K2 0.03, data range 1.0, per band, "
+        "mean over valid positions",
+        "averaging": "per image, then the mean over images",
+        "arithmetic": "float64",
+    }
+
+
+# --- the methods --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NetworkMethod:
+    """The network as a method: ``predict`` (e.g. a :class:`~hsrecon.pipeline.TorchPredictor`, with or
+    without TTA) run over blended windows exactly as :func:`hsrecon.pipeline.reconstruct` runs it."""
+
+    predict: Callable[[np.ndarray], np.ndarray]
+    window: int
+    stride: int
+    bands: int = len(WAVELENGTHS_NM)
+    batch_size: int = 16
+
+    def __call__(self, pixels: np.ndarray, transform: Callable[[np.ndarray], np.ndarray], emit: Emit) -> None:
+        from hsrecon.pipeline import stream_reconstruct
+
+        stream_reconstruct(
+            pixels,
+            transform,
+            self.predict,
+            emit,
+            bands=self.bands,
+            window=self.window,
+            stride=self.stride,
+            batch_size=self.batch_size,
+        )
+
+
+@dataclass(frozen=True)
+class LinearBaseline:
+    """The simplest alternative: ``cube = rgb @ matrix`` per pixel, a least-squares 3→B map.
+
+    ``rgb`` is the network's input (the image after its input-space transform), so both methods see
+    the same numbers. Fitted by :func:`fit_linear_baseline`; ``skipped`` lists training files left out.
+    """
+
+    matrix: np.ndarray  # 3×B, float64
+    samples: int
+    images: int
+    skipped: tuple[str, ...] = ()
+
+    def __call__(self, pixels: np.ndarray, transform: Callable[[np.ndarray], np.ndarray], emit: Emit) -> None:
+        for y0 in range(0, pixels.shape[0], BASELINE_BLOCK_ROWS):
+            rgb = np.asarray(transform(pixels[y0 : y0 + BASELINE_BLOCK_ROWS]), dtype=np.float64)
+            emit(y0, (rgb @ self.matrix).astype(np.float32))
+
+
+def _grid_step(height: int, width: int, samples: int) -> int:
+    """The step of a regular grid with at most ``samples`` pixels: deterministic, spread over the image."""
+    return max(1, math.ceil(math.sqrt(height * width / max(samples, 1))))
+
+
+def fit_linear_baseline(
+    pairs: Sequence[Pair],
+    *,
+    input_space: str,
+    samples: int = BASELINE_SAMPLES,
+    on_image: Callable[[Pair], None] | None = None,
+) -> LinearBaseline:
+    """Fit the 3→B least-squares map (``numpy.linalg.lstsq``, float64, no intercept) on training pairs.
+
+    Each image gives a regular grid of about ``samples / len(pairs)`` pixels. A pair that cannot be
+    read or does not match is left out and named in ``skipped``; ValueError when none is usable.
+    """
+    per_image = max(64, samples // max(len(pairs), 1))
+    inputs, targets, skipped = [], [], []
+    for pair in pairs:
+        try:
+            rgb, cube = _training_sample(pair, input_space, per_image)
+        except (ValueError, OSError) as error:
+            skipped.append(_one_line(pair.cube, error))
+        else:
+            inputs.append(rgb)
+            targets.append(cube)
+        if on_image is not None:
+            on_image(pair)
+    if not inputs:
+        raise ValueError(f"no usable training pairs for the linear baseline ({'; '.join(skipped[:2])})")
+    x, y = np.concatenate(inputs), np.concatenate(targets)
+    matrix, *_ = np.linalg.lstsq(x, y, rcond=None)
+    return LinearBaseline(matrix=matrix, samples=len(x), images=len(inputs), skipped=tuple(skipped))
+
+
+def _training_sample(pair: Pair, input_space: str, per_image: int) -> tuple[np.ndarray, np.ndarray]:
+    image = read_rgb(pair.rgb)
+    height, width = image.pixels.shape[:2]
+    cube, _, _ = read_cube(pair.cube, image_shape=(height, width))
+    _check_match(pair, cube, (height, width))
+    step = _grid_step(height, width, per_image)
+    transform = make_input_transform(image, input_space)
+    rgb = np.asarray(transform(image.pixels[::step, ::step]), dtype=np.float64).reshape(-1, 3)
+    return rgb, cube[::step, ::step].reshape(-1, cube.shape[-1]).astype(np.float64)
+
+
+# --- scoring dataset pairs ----------------------------------------------------------------------------
+
+
+def _one_line(path: Path, error: BaseException) -> str:
+    text = (str(error) or type(error).__name__).strip().splitlines()[0]
+    return text if str(path) in text else f"{path}: {text}"
+
+
+def _check_match(pair: Pair, cube: np.ndarray, image_shape: tuple[int, int], bands: int | None = None) -> None:
+    if cube.shape[:2] != image_shape:
+        raise ValueError(
+            f"{pair.cube}: cube is {cube.shape[0]}×{cube.shape[1]}, "
+            f"its image {pair.rgb.name} is {image_shape[0]}×{image_shape[1]}"
+        )
+    if bands is not None and cube.shape[2] != bands:
+        raise ValueError(f"{pair.cube}: {cube.shape[2]} bands, the reconstruction has {bands}")
+
+
+def _check_wavelengths(path: Path, found: np.ndarray, expected: Sequence[float]) -> None:
+    expected = np.asarray(expected, dtype=np.float64)
+    if found.shape != expected.shape or not np.allclose(found, expected, atol=WAVELENGTH_TOLERANCE_NM):
+        raise ValueError(
+            f"{path}: wavelengths {found[0]:g}…{found[-1]:g} nm ({found.size}) do not match "
+            f"{expected[0]:g}…{expected[-1]:g} nm ({expected.size})"
+        )
+
+
+def _timed_run(method: Method, pixels: np.ndarray, transform, emit: Emit) -> float:
+    """Run ``method`` and return its own time: the wall time less the time spent scoring in ``emit``."""
+    scoring = 0.0
+
+    def timed_emit(y0: int, rows: np.ndarray) -> None:
+        nonlocal scoring
+        started = time.perf_counter()
+        emit(y0, rows)
+        scoring += time.perf_counter() - started
+
+    started = time.perf_counter()
+    method(pixels, transform, timed_emit)
+    return time.perf_counter() - started - scoring
+
+
+def _score_pair(
+    pair: Pair,
+    methods: Mapping[str, Method],
+    *,
+    input_space: str,
+    bands: int,
+    wavelengths_nm: Sequence[float],
+    crop: int,
+) -> dict[str, ImageResult]:
+    image = read_rgb(pair.rgb)
+    height, width = image.pixels.shape[:2]
+    gt, wavelengths, _ = read_cube(pair.cube, image_shape=(height, width))
+    _check_match(pair, gt, (height, width), bands)
+    _check_wavelengths(pair.cube, wavelengths, wavelengths_nm)
+    transform = make_input_transform(image, input_space)
+    results = {}
+    for name, method in methods.items():
+        accumulator = MetricAccumulator(height, width, bands, crop=crop)
+
+        def emit(y0: int, rows: np.ndarray, accumulator: MetricAccumulator = accumulator) -> None:
+            accumulator.update(rows, gt[y0 : y0 + rows.shape[0]])
+
+        seconds = _timed_run(method, image.pixels, transform, emit)
+        results[name] = ImageResult(pair.name, accumulator.result(), seconds)
+    return results
+
+
+def evaluate_pairs(
+    pairs: Sequence[Pair],
+    methods: Mapping[str, Method],
+    *,
+    input_space: str,
+    crop: int = 0,
+    bands: int = len(WAVELENGTHS_NM),
+    wavelengths_nm: Sequence[float] = WAVELENGTHS_NM,
+    settings: dict | None = None,
+    on_start: Callable[[Pair], None] | None = None,
+    on_result: Callable[[str, ImageResult], None] | None = None,
+    on_failure: Callable[[Failure], None] | None = None,
+) -> Report:
+    """Reconstruct every pair's RGB with each method and score it against the pair's cube.
+
+    ``input_space`` is what the RGB files hold (the weights' own, normally); every method gets the same
+    transformed pixels. A pair that fails (unreadable, mis-shaped, other wavelengths, non-finite
+    output) is a :class:`Failure` for all methods, and the rest go on.
+    """
+    from hsrecon.pipeline import NonFiniteOutputError
+
+    report = Report(settings={**(settings or {}), "conventions": conventions(crop)}, results={n: [] for n in methods})
+    for pair in pairs:
+        if on_start is not None:
+            on_start(pair)
+        try:
+            scored = _score_pair(
+                pair, methods, input_space=input_space, bands=bands, wavelengths_nm=wavelengths_nm, crop=crop
+            )
+        except (ValueError, OSError, NonFiniteOutputError) as error:
+            _fail(report, Failure(pair.name, _one_line(pair.cube, error)), on_failure)
+            continue
+        for name, result in scored.items():
+            report.results[name].append(result)
+            if on_result is not None:
+                on_result(name, result)
+    return report
+
+
+def _fail(report: Report, failure: Failure, on_failure: Callable[[Failure], None] | None) -> None:
+    report.failures.append(failure)
+    if on_failure is not None:
+        on_failure(failure)
+
+
+# --- scoring files ------------------------------------------------------------------------------------
+
+
+def _cube_files(folder: Path) -> list[Path]:
+    """Cube files in ``folder`` (not its sub-folders), hidden temporaries excluded."""
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in CUBE_SUFFIXES and not p.name.startswith(".")
+    )
+
+
+def pair_cube_files(pred_dir: Path, gt_dir: Path) -> tuple[list[tuple[Path, Path]], list[Failure]]:
+    """Pair every prediction file with the ground-truth file of the same name.
+
+    The name is the stem less a trailing ``_clean`` / ``_RealWorld`` (any case), so ``ARAD_HS_0451_clean.mat``
+    scores against ``ARAD_HS_0451.mat``; suffixes (formats) need not agree, and one scene's prediction
+    in several formats is scored once per file. A prediction without ground truth, ground truth without
+    a prediction, or a name with several ground-truth files is a :class:`Failure`.
+    """
+    truths: dict[str, list[Path]] = {}
+    for path in _cube_files(gt_dir):
+        truths.setdefault(pairing_key(path.stem), []).append(path)
+    pairs, failures, used = [], [], set()
+    for pred in _cube_files(pred_dir):
+        key = pairing_key(pred.stem)
+        found = truths.get(key, [])
+        if not found:
+            failures.append(Failure(pred.name, f"{pred}: no ground truth named {key}.* in {gt_dir}"))
+        elif len(found) > 1:
+            names = ", ".join(p.name for p in found)
+            failures.append(Failure(pred.name, f"{pred}: several ground-truth files for {key} ({names})"))
+        else:
+            pairs.append((pred, found[0]))
+        used.add(key)
+    for key, paths in sorted(truths.items()):
+        if key not in used:
+            failures.append(Failure(paths[0].name, f"{paths[0]}: no prediction named {key}.* in {pred_dir}"))
+    return pairs, failures
+
+
+def _score_files(pred_path: Path, gt_path: Path, crop: int) -> Scores:
+    pred, pred_wavelengths, _ = read_cube(pred_path)
+    gt, gt_wavelengths, _ = read_cube(gt_path)
+    if pred.shape != gt.shape:
+        shape = "×".join(map(str, pred.shape))
+        raise ValueError(f"{pred_path}: shape {shape}, ground truth {gt_path.name} is {'×'.join(map(str, gt.shape))}")
+    _check_wavelengths(pred_path, pred_wavelengths, gt_wavelengths)
+    return score(pred, gt, crop=crop)
+
+
+def evaluate_files(
+    pred_dir: Path,
+    gt_dir: Path,
+    *,
+    crop: int = 0,
+    method: str = "pred",
+    settings: dict | None = None,
+    on_result: Callable[[str, ImageResult], None] | None = None,
+    on_failure: Callable[[Failure], None] | None = None,
+) -> Report:
+    """Score every prediction file in ``pred_dir`` against its ground truth in ``gt_dir``
+    (:func:`pair_cube_files`); a missing, unreadable or mis-shaped pair is a :class:`Failure`."""
+    pairs, unpaired = pair_cube_files(Path(pred_dir), Path(gt_dir))
+    report = Report(settings={**(settings or {}), "conventions": conventions(crop)}, results={method: []})
+    for failure in unpaired:
+        _fail(report, failure, on_failure)
+    for pred_path, gt_path in pairs:
+        try:
+            scores = _score_files(pred_path, gt_path, crop)
+        except (ValueError, OSError) as error:
+            _fail(report, Failure(pred_path.name, _one_line(pred_path, error)), on_failure)
+            continue
+        result = ImageResult(pred_path.name, scores)
+        report.results[method].append(result)
+        if on_result is not None:
+            on_result(method, result)
+    return report
+
+
+# --- JSON and CSV -------------------------------------------------------------------------------------
+
+
+def _write_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` under a temporary name beside ``path``, then rename: never a half-written file."""
+    path = Path(path)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.chmod(temp, 0o644)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(report: Report, path: Path) -> Path:
+    """The report as JSON (``Report.to_dict``), written atomically; non-finite numbers are null."""
+    return _write_atomic(path, json.dumps(report.to_dict(), indent=2) + "\n")
+
+
+CSV_COLUMNS = ("status", "method", "name", *METRICS, "seconds", "values", "mrae_excluded", "sam_excluded", "error")
+
+
+def write_csv(report: Report, path: Path) -> Path:
+    """One ``ok`` row per (method, image), then per method ``summary`` rows: ``mean`` (every metric),
+    ``median`` and ``p95`` (MRAE only); then one ``failed`` row per failure; written atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for method, results in report.results.items():
+        for result in results:
+            writer.writerow({"status": "ok", "method": method, **_result_dict(result)})
+        summary = report.summary(method)
+        means = {metric: summary[f"{metric}_mean"] for metric in METRICS}
+        mean_row = {"status": "summary", "method": method, "name": "mean", **means, "seconds": summary["seconds_mean"]}
+        writer.writerow(mean_row)
+        writer.writerow({"status": "summary", "method": method, "name": "median", "mrae": summary["mrae_median"]})
+        writer.writerow({"status": "summary", "method": method, "name": "p95", "mrae": summary["mrae_p95"]})
+    for failure in report.failures:
+        writer.writerow({"status": "failed", "name": failure.name, "error": failure.message})
+    return _write_atomic(path, buffer.getvalue())

@@ -1,0 +1,220 @@
+"""``hsrecon eval`` and :mod:`hsrecon.evaluate` on tiny NTIRE fixtures and on convert's own outputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+from test_cli import hsrecon
+from test_data_ntire import linear_scene, make_ntire2020, write_mat
+from typer.testing import CliRunner
+
+from hsrecon.cli import app
+from hsrecon.data import discover
+from hsrecon.evaluate import NetworkMethod, evaluate_pairs, fit_linear_baseline, pair_cube_files
+from hsrecon.io import open_cube_writer, read_cube
+from hsrecon.metrics import score
+from hsrecon.physics import WAVELENGTHS_NM
+from hsrecon.pipeline import TorchPredictor, reconstruct
+
+MATRIX = np.random.default_rng(7).uniform(0.05, 0.5, (3, 31))  # cube = (rgb / 255) @ MATRIX in the fixtures
+
+
+def invoke(*args: str):
+    """The command in-process (fast); stdout and stderr apart, as a user sees them."""
+    return CliRunner().invoke(app, list(args))
+
+
+def write_h5(stem, cube: np.ndarray):
+    with open_cube_writer(stem, "h5", height=cube.shape[0], width=cube.shape[1], wavelengths_nm=WAVELENGTHS_NM) as w:
+        w.write_rows(0, cube)
+
+
+@pytest.fixture()
+def ntire2020(tmp_path, rng):
+    return make_ntire2020(tmp_path / "NTIRE2020", rng, matrix=MATRIX)
+
+
+def test_data_table_json_and_csv(ntire2020, tmp_path, bundled_model):
+    report, table = tmp_path / "report.json", tmp_path / "scores.csv"
+    result = hsrecon(
+        "eval", "--data", str(ntire2020), "--stride", "64", "--baseline", "linear", "--device", "cpu",
+        "--json", str(report), "--csv", str(table), "-q",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for text in ("ARAD_HS_0451", "ARAD_HS_0452", "network", "linear", "mean", "median", "p95", "MRAE", "SSIM"):
+        assert text in result.stdout
+    assert "2 scored, 0 failed; whole images (NTIRE 2020)" in result.stdout
+    data = json.loads(report.read_text())
+    assert data["settings"]["conventions"]["crop"] == 0
+    assert (data["settings"]["window"], data["settings"]["stride"]) == (64, 64)
+    network = data["methods"]["network"]
+    for pair, image in zip(discover(ntire2020), network["images"], strict=True):
+        assert image["name"] == pair.name and image["seconds"] > 0
+        gt, _, _ = read_cube(pair.cube)
+        cube = reconstruct(iio.imread(pair.rgb), bundled_model, window=64, stride=64)
+        expected = score(cube, gt).as_dict()
+        for metric in ("mrae", "rmse", "psnr", "sam", "ssim"):
+            # another process: the network's float32 output may differ in its last bits
+            assert image[metric] == pytest.approx(expected[metric], rel=1e-6), metric
+    mraes = [image["mrae"] for image in network["images"]]
+    assert network["summary"]["mrae_mean"] == pytest.approx(np.mean(mraes), rel=1e-12)
+    assert network["summary"]["mrae_p95"] == pytest.approx(np.percentile(mraes, 95), rel=1e-12)
+    # the cube is exactly linear in the RGB, so the least-squares baseline recovers it
+    linear = data["methods"]["linear"]
+    assert linear["summary"]["mrae_mean"] < 1e-5
+    assert data["settings"]["baseline"]["fit_images"] == 3
+    rows = list(csv.DictReader(table.open()))
+    assert [row["status"] for row in rows].count("ok") == 4
+    mean_row = next(r for r in rows if r["method"] == "network" and r["name"] == "mean")
+    assert float(mean_row["mrae"]) == pytest.approx(network["summary"]["mrae_mean"], rel=1e-12)
+
+
+def test_library_scores_equal_the_metrics_on_the_same_arrays(ntire2020, bundled_model):
+    pairs = discover(ntire2020)
+    network = NetworkMethod(TorchPredictor(bundled_model, window=64), window=64, stride=64)
+    report = evaluate_pairs(pairs, {"network": network}, input_space="ntire2020-clean", crop=4)
+    for pair, result in zip(pairs, report.results["network"], strict=True):
+        gt, _, _ = read_cube(pair.cube)
+        cube = reconstruct(iio.imread(pair.rgb), bundled_model, window=64, stride=64)
+        assert result.scores.as_dict() == pytest.approx(score(cube, gt, crop=4).as_dict(), rel=1e-12)
+    assert report.failures == []
+
+
+def test_linear_baseline_recovers_a_linear_map(ntire2020):
+    baseline = fit_linear_baseline(discover(ntire2020, split="train"), input_space="ntire2020-clean")
+    np.testing.assert_allclose(baseline.matrix, MATRIX, rtol=1e-5)  # the cubes are stored as float32
+    assert (baseline.images, baseline.skipped) == (3, ())
+    report = evaluate_pairs(discover(ntire2020), {"linear": baseline}, input_space="ntire2020-clean")
+    assert [r.scores.mrae < 1e-6 for r in report.results["linear"]] == [True, True]
+
+
+def test_pred_gt_on_convert_outputs_in_three_formats(tmp_path, rng):
+    rgb, truth = linear_scene(rng, MATRIX, (64, 64))
+    (tmp_path / "in").mkdir()
+    (tmp_path / "gt").mkdir()
+    iio.imwrite(tmp_path / "in" / "scene.png", rgb)
+    write_mat(tmp_path / "gt" / "scene", truth)
+    out = tmp_path / "out"
+    converted = hsrecon(
+        "convert", str(tmp_path / "in"), "-o", str(out), "-f", "envi", "-f", "mat", "-f", "h5", "--stride", "64", "-q"
+    )
+    assert converted.returncode == 0, converted.stderr
+    report = tmp_path / "files.json"
+    result = hsrecon("eval", "--pred", str(out), "--gt", str(tmp_path / "gt"), "--json", str(report), "-q")
+    assert result.returncode == 0, result.stderr
+    images = json.loads(report.read_text())["methods"]["pred"]["images"]
+    assert [image["name"] for image in images] == ["scene.h5", "scene.hdr", "scene.mat"]
+    expected = score(read_cube(out / "scene.h5")[0], truth).as_dict()
+    for image in images:  # the same cube in each format: the same scores
+        assert {k: image[k] for k in expected} == pytest.approx(expected, rel=1e-12)
+        assert image["seconds"] is None
+    assert 0 < expected["mrae"] < 1 and 0 < expected["ssim"] < 1
+
+
+def test_missing_and_misshaped_pairs_are_counted(tmp_path, rng):
+    pred, gt = tmp_path / "pred", tmp_path / "gt"
+    pred.mkdir()
+    gt.mkdir()
+    cube = rng.uniform(0.1, 1, (24, 24, 31)).astype(np.float32)
+    noisy = (cube + rng.normal(0, 0.02, cube.shape)).astype(np.float32)
+    write_h5(pred / "ARAD_HS_0451_clean", noisy)  # NTIRE's _clean suffix pairs with ARAD_HS_0451
+    write_mat(gt / "ARAD_HS_0451", cube)
+    write_h5(pred / "same", cube)
+    write_mat(gt / "same", cube)
+    write_h5(pred / "small", cube[:16])  # mis-shaped
+    write_mat(gt / "small", cube)
+    write_h5(pred / "extra", cube)  # no ground truth
+    write_mat(gt / "orphan", cube)  # no prediction
+    report = tmp_path / "r.json"
+    result = invoke("eval", "--pred", str(pred), "--gt", str(gt), "--json", str(report), "-q")
+    assert result.exit_code == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("hsrecon: error:")]
+    assert len(errors) == 3
+    assert any("extra.h5: no ground truth named extra.*" in line for line in errors)
+    assert any("orphan.mat: no prediction named orphan.*" in line for line in errors)
+    assert any("small.h5: shape 16×24×31, ground truth small.mat is 24×24×31" in line for line in errors)
+    assert "Traceback" not in result.stderr
+    assert "2 scored, 3 failed" in result.stdout
+    data = json.loads(report.read_text())
+    images = {image["name"]: image for image in data["methods"]["pred"]["images"]}
+    assert set(images) == {"ARAD_HS_0451_clean.h5", "same.h5"}
+    assert images["ARAD_HS_0451_clean.h5"]["mrae"] == pytest.approx(score(noisy, cube).mrae, rel=1e-12)
+    assert images["same.h5"]["psnr"] is None  # +inf (a perfect match) is null in JSON
+    assert images["same.h5"]["mrae"] == 0.0
+    assert len(data["failures"]) == 3
+
+
+def test_pair_cube_files_scores_each_format_and_flags_ambiguous_truth(tmp_path, rng):
+    pred, gt = tmp_path / "pred", tmp_path / "gt"
+    pred.mkdir()
+    gt.mkdir()
+    cube = rng.uniform(0.1, 1, (12, 12, 31)).astype(np.float32)
+    write_h5(pred / "a", cube)
+    write_mat(pred / "a", cube)
+    write_h5(gt / "a", cube)
+    write_h5(pred / "b", cube)
+    write_h5(gt / "b", cube)
+    write_mat(gt / "b", cube)
+    pairs, failures = pair_cube_files(pred, gt)
+    assert [(p.name, g.name) for p, g in pairs] == [("a.h5", "a.h5"), ("a.mat", "a.h5")]
+    assert [f.message.split(": ", 1)[1] for f in failures] == ["several ground-truth files for b (b.h5, b.mat)"]
+
+
+def test_ntire2022_crop_on_small_images_fails_each_pair(tmp_path, rng):
+    pred, gt = tmp_path / "pred", tmp_path / "gt"
+    pred.mkdir()
+    gt.mkdir()
+    write_h5(pred / "a", rng.uniform(0.1, 1, (40, 40, 31)).astype(np.float32))
+    write_h5(gt / "a", rng.uniform(0.1, 1, (40, 40, 31)).astype(np.float32))
+    result = invoke("eval", "--pred", str(pred), "--gt", str(gt), "--ntire2022", "-q")
+    assert result.exit_code == 1
+    assert "crop 128 leaves no pixels of a 40×40 image" in result.stderr
+    assert "[128:-128, 128:-128] (NTIRE 2022)" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "text"),
+    [
+        ((), 2, "give --data DIR"),
+        (("--data", ".", "--pred", "."), 2, "not both"),
+        (("--pred", ".", "--gt", ".", "--baseline", "linear"), 2, "--baseline: only with --data"),
+        (("--pred", ".", "--gt", ".", "--ntire2022", "--crop", "5"), 2, "conflicts with --crop 5"),
+        (("--pred", "nowhere", "--gt", "."), 4, "nowhere: not a folder"),
+        (("--pred", ".", "--gt", ".", "--json", "missing/r.json"), 5, "no such directory"),
+    ],
+)
+def test_usage_errors_are_one_line(args, code, text):
+    result = invoke("eval", *args)
+    assert result.exit_code == code, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("hsrecon: error:") and text in lines[0], result.stderr
+
+
+def test_data_errors_are_one_line(tmp_path, rng):
+    (tmp_path / "photos").mkdir()
+    result = invoke("eval", "--data", str(tmp_path / "photos"), "--device", "cpu")
+    assert result.exit_code == 4 and "neither NTIRE layout" in result.stderr
+    valid_only = make_ntire2020(tmp_path / "v", rng, train=(), valid=(451,), shape=(16, 16))
+    result = invoke("eval", "--data", str(valid_only), "--baseline", "linear", "--device", "cpu", "-q")
+    assert result.exit_code == 4, result.stderr
+    assert "--baseline linear needs a training split" in result.stderr
+    assert "expected Train_Spectral/ and Train_Clean/" in result.stderr
+    result = invoke("eval", "--data", str(valid_only), "--baseline", "quadratic", "--device", "cpu")
+    assert result.exit_code == 2 and "choose from linear" in result.stderr
+
+
+def test_data_with_an_unpaired_cube_scores_the_rest(tmp_path, rng):
+    root = make_ntire2020(tmp_path / "n", rng, train=(), valid=(451, 452), shape=(32, 32))
+    (root / "Validation_Clean" / "ARAD_HS_0452_clean.png").unlink()
+    report = tmp_path / "r.json"
+    result = invoke("eval", "--data", str(root), "--stride", "32", "--device", "cpu", "--json", str(report), "-q")
+    assert result.exit_code == 1, result.stderr
+    assert "ARAD_HS_0452.mat: no RGB image for it" in result.stderr
+    assert "1 scored, 1 failed" in result.stdout
+    data = json.loads(report.read_text())
+    assert [image["name"] for image in data["methods"]["network"]["images"]] == ["ARAD_HS_0451"]
+    assert len(data["failures"]) == 1 and "no RGB image" in data["failures"][0]["error"]
