@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import resource
 import sys
 import tempfile
 import time
@@ -163,6 +164,8 @@ def run_one(image: Path, out: Path, predict: TorchPredictor, args, flops: float)
     stages.seconds["tile"] = max(0.0, total - accounted)
     model_seconds = stages.seconds["model"]
     return {
+        # Peak of the whole process so far: sizes run in increasing order, so it is this size's peak.
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "mp": result.megapixels,
         "end_to_end_mp_s": result.megapixels / total,
         "model_only_mp_s": result.megapixels / model_seconds,
@@ -186,8 +189,8 @@ def main() -> None:
     rows = []
     print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     print("| device | MP | end to end MP/s | model-only MP/s | e2e / model | network GFLOP/s | matmul GFLOP/s "
-          "| efficiency | read / tile / model / blend / write (s) |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| efficiency | peak RSS (MB) | read / tile / model / blend / write (s) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for device_name in devices:
             device = torch.device(device_name)
@@ -210,7 +213,8 @@ def main() -> None:
                 print(
                     f"| {device_name} | {row['mp']:.1f} | {row['end_to_end_mp_s']:.3f} | {row['model_only_mp_s']:.3f} "
                     f"| {row['end_to_end_mp_s'] / row['model_only_mp_s']:.0%} | {row['network_gflop_s']:.1f} "
-                    f"| {ceiling:.1f} | {row['efficiency']:.0%} | {s['read']:.1f} / {s['tile']:.1f} / "
+                    f"| {ceiling:.1f} | {row['efficiency']:.0%} | {row['peak_rss_mb']:.0f} "
+                    f"| {s['read']:.1f} / {s['tile']:.1f} / "
                     f"{s['model']:.1f} / {s['blend']:.1f} / {s['write']:.1f} |",
                     flush=True,
                 )

@@ -9,7 +9,7 @@ the fp32 matmul rate measured in the same run, and the largest output difference
 
 Variants: ``plain`` (as loaded: BatchNorm, NCHW), ``+channels-last``, ``+fold-bn``, ``+freeze-unet``
 (:func:`hsrecon.inference.prepare_model`, the default of convert), optionally ``+torch.compile`` and
-``onnxruntime`` (the exported ONNX graph of the plain model).
+``onnxruntime`` (the graph ``hsrecon export`` writes: the inference form).
 """
 
 from __future__ import annotations
@@ -57,8 +57,8 @@ def variants(with_compile: bool, with_onnx: bool) -> dict:
     }
     if with_compile:
         found["+torch.compile"] = (torch.compile(frozen), True, flops_per_pixel(frozen))
-    if with_onnx:
-        found["onnxruntime (plain graph)"] = (onnx_runner(plain), False, flops_per_pixel(plain))
+    if with_onnx:  # the exported graph is the inference form (BN folded, U-net frozen), as hsrecon export writes it
+        found["onnxruntime (exported inference form)"] = (onnx_runner(plain), False, flops_per_pixel(frozen))
     return found
 
 
