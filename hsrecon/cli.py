@@ -361,6 +361,46 @@ def evaluate(
     raise typer.Exit(code=int(code))
 
 
+@app.command()
+def train(
+    data: Annotated[Path, typer.Option("--data", help="Dataset folder in an NTIRE 2020 or 2022 layout.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Run folder: checkpoints and log.")] = Path(
+        "runs/train"
+    ),
+    track: Annotated[str, typer.Option(help="clean or realworld (which RGB images to learn from).")] = "clean",
+    steps: Annotated[
+        int, typer.Option("--max-steps", help="Training steps (the learning rate decays over them).")
+    ] = 100_000,
+    max_minutes: Annotated[Optional[float], typer.Option(help="Stop after this many minutes.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Windows per step (per process).")] = 8,
+    lr_start: Annotated[float, typer.Option(help="Initial Adam learning rate.")] = 1e-3,
+    lr_end: Annotated[float, typer.Option(help="Final learning rate (exponential decay).")] = 1e-5,
+    ssim_weight: Annotated[float, typer.Option(help="Weight of the (1 − SSIM) term.")] = 1.0,
+    mrae_weight: Annotated[float, typer.Option(help="Weight of an optional MRAE term.")] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed: same seed, same run.")] = 0,
+    init: Annotated[
+        Optional[str], typer.Option(help="Start from these weights (fine-tuning), e.g. ntire2020-clean.")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from OUTPUT/last, bit for bit.")] = False,
+    device: DeviceOption = "auto",
+    amp: Annotated[bool, typer.Option(help="Mixed precision (CUDA only).")] = False,
+    workers: Annotated[int, typer.Option(help="Data loading processes.")] = 0,
+    validate_every: Annotated[int, typer.Option(help="Steps between validations and checkpoints.")] = 1000,
+    valid_images: Annotated[Optional[int], typer.Option(help="Use only the first N validation images.")] = None,
+) -> None:
+    """Train LWRDAN with the paper's recipe (L2 + 1 − SSIM, Adam 1e-3 → 1e-5, 64×64 windows, batch 8)."""
+    from hsrecon.train import TrainConfig
+    from hsrecon.train_cli import run_train
+
+    config = TrainConfig(
+        data=data, output=output, track=track, steps=steps, max_minutes=max_minutes, batch_size=batch_size,
+        lr_start=lr_start, lr_end=lr_end, ssim_weight=ssim_weight, mrae_weight=mrae_weight, seed=seed, init=init,
+        resume=resume, device=str(_device_or_exit(device)), amp=amp, workers=workers,
+        validate_every=validate_every, checkpoint_every=validate_every, valid_images=valid_images,
+    )  # fmt: skip
+    raise typer.Exit(code=int(run_train(config)))
+
+
 def main() -> None:
     """Console-script entry point: run the app, turning Ctrl-C into one line and exit code 130."""
     try:

@@ -1,0 +1,107 @@
+"""Random training windows from (RGB, cube) pairs, reproducible from (seed, sample number) alone.
+
+Each sample is a pure function of its global number: which image, where the window sits and which of
+the 8 flips/rotations applies all come from a generator seeded with ``(seed, number)``. So the data
+order needs no iterator state: training resumed at step ``s`` draws exactly the samples an uninterrupted
+run would have drawn, DataLoader workers and distributed ranks included.
+
+The coordinate channels do **not** follow the flips/rotations: the network computes them from the
+window it is given, as at inference, so an augmented window is simply another window (``docs/data.md``).
+
+Images are read when needed and a few are kept (an LRU cache), never the whole set: NTIRE cubes are
+482×512×31 float32 (30 MB) each.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from hsrecon.data.ntire import Pair
+from hsrecon.io import read_cube
+from hsrecon.io.rgb import read_rgb
+
+__all__ = ["PatchDataset", "load_pair"]
+
+
+def load_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
+    """(RGB as float32 value/max in [0, 1], cube float32), both H×W×C, checked to match in size."""
+    image = read_rgb(pair.rgb)
+    try:
+        cube, _, _ = read_cube(pair.cube, image_shape=image.pixels.shape[:2])
+    except (ValueError, OSError):
+        raise
+    except Exception as error:  # a damaged file can fail deep inside h5py/SciPy with any exception
+        raise ValueError(f"{pair.cube}: unreadable cube ({type(error).__name__}: {error})") from None
+    rgb = image.pixels.astype(np.float32) / np.float32(image.max_code)
+    if rgb.shape[:2] != cube.shape[:2]:
+        raise ValueError(f"{pair.rgb}: {rgb.shape[:2]} pixels but its cube {pair.cube.name} is {cube.shape[:2]}")
+    return rgb, cube
+
+
+def _dihedral(array: np.ndarray, k: int) -> np.ndarray:
+    """The k-th of the 8 flips/rotations of an H×W×C array."""
+    array = array[:, ::-1] if k >= 4 else array
+    return np.rot90(array, k % 4)
+
+
+class PatchDataset(Dataset):
+    """``length`` random ``window``×``window`` (RGB, cube) samples; item ``i`` is sample ``offset + i``."""
+
+    def __init__(
+        self,
+        pairs: Sequence[Pair],
+        *,
+        window: int = 64,
+        seed: int = 0,
+        length: int = 1,
+        offset: int = 0,
+        augment: bool = True,
+        cache_images: int = 8,
+        samples_per_image: int = 16,
+    ) -> None:
+        if not pairs:
+            raise ValueError("no training pairs")
+        self.pairs = list(pairs)
+        self.window, self.seed, self.length, self.offset = window, seed, length, offset
+        self.augment = augment
+        self.cache_images = cache_images
+        self.samples_per_image = samples_per_image
+        self._cache: OrderedDict[Path, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _image(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        pair = self.pairs[index]
+        if pair.rgb in self._cache:
+            self._cache.move_to_end(pair.rgb)
+            return self._cache[pair.rgb]
+        loaded = load_pair(pair)
+        if min(loaded[0].shape[:2]) < self.window:
+            raise ValueError(f"{pair.rgb}: smaller than the {self.window}-pixel training window")
+        self._cache[pair.rgb] = loaded
+        while len(self._cache) > self.cache_images:
+            self._cache.popitem(last=False)
+        return loaded
+
+    def sample(self, number: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sample ``number``: (RGB 3×w×w, cube 31×w×w), float32."""
+        # Runs of ``samples_per_image`` consecutive samples share an image, so an image read from disk
+        # serves a whole batch or more instead of one window.
+        run = np.random.default_rng([self.seed, 0, number // self.samples_per_image])
+        rgb, cube = self._image(int(run.integers(len(self.pairs))))
+        rng = np.random.default_rng([self.seed, 1, number])
+        y = int(rng.integers(rgb.shape[0] - self.window + 1))
+        x = int(rng.integers(rgb.shape[1] - self.window + 1))
+        k = int(rng.integers(8)) if self.augment else 0
+        views = [_dihedral(a[y : y + self.window, x : x + self.window], k) for a in (rgb, cube)]
+        return tuple(torch.from_numpy(np.ascontiguousarray(v.transpose(2, 0, 1))) for v in views)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.sample(self.offset + index)

@@ -1,0 +1,342 @@
+"""Training: the paper's recipe as defaults, resumable bit for bit, on one device or many (torchrun).
+
+Recipe (section 3 of the paper; ``docs/training.md``): random 64×64 windows (with flips/rotations), batch 8,
+loss ``L2 + (1 − SSIM)`` (SSIM per band, Gaussian window 11, σ 1.5, differentiable), optional MRAE term,
+Adam with the learning rate decaying exponentially from 1e-3 to 1e-5 over the run.
+
+Reproducibility: the training data is a pure function of (seed, sample number) (:class:`PatchDataset`),
+and a checkpoint holds the weights, the optimiser state, the step and the RNG states, all as safetensors
+plus JSON (never pickles). ``resume=True`` continues from ``OUT/last`` and ends with the weights an
+uninterrupted run would have.
+
+Distributed: under ``torchrun`` (``WORLD_SIZE`` > 1) each rank trains on its own samples with
+DistributedDataParallel (gloo on CPU, NCCL on GPU); rank 0 writes checkpoints and logs.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from hsrecon import __version__
+from hsrecon.data import Pair, discover
+from hsrecon.data.patches import PatchDataset, load_pair
+from hsrecon.model import LWRDAN, LWRDANConfig
+from hsrecon.physics import WAVELENGTHS_NM
+from hsrecon.weights import load_weights, make_meta, save_weights
+
+__all__ = ["TrainConfig", "TrainResult", "learning_rate", "recipe_loss", "ssim_loss", "train"]
+
+
+@dataclass
+class TrainConfig:
+    """Every training choice; the defaults are the paper's recipe."""
+
+    data: Path
+    output: Path
+    track: str = "clean"
+    steps: int = 100_000
+    max_minutes: float | None = None
+    batch_size: int = 8
+    window: int = 64
+    lr_start: float = 1e-3
+    lr_end: float = 1e-5
+    ssim_weight: float = 1.0
+    mrae_weight: float = 0.0
+    seed: int = 0
+    init: str | None = None
+    resume: bool = False
+    device: str = "cpu"
+    amp: bool = False
+    workers: int = 0
+    validate_every: int = 1000
+    checkpoint_every: int = 1000
+    valid_images: int | None = None
+    input_space: str | None = None
+    model: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.data, self.output = Path(self.data), Path(self.output)
+
+
+# --- loss ------------------------------------------------------------------------------------------------
+
+
+def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    coords = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return g[:, None] @ g[None, :]
+
+
+def ssim_per_band(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """Mean SSIM of each band (N×B), Wang et al. 2004: Gaussian 11×11, σ 1.5, K1 0.01, K2 0.03, valid windows."""
+    bands = pred.shape[1]
+    window = _gaussian_window().to(pred).expand(bands, 1, 11, 11)
+
+    def blur(x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, window, groups=bands)
+
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    mu_p, mu_t = blur(pred), blur(target)
+    var_p = blur(pred * pred) - mu_p**2
+    var_t = blur(target * target) - mu_t**2
+    cov = blur(pred * target) - mu_p * mu_t
+    ssim_map = ((2 * mu_p * mu_t + c1) * (2 * cov + c2)) / ((mu_p**2 + mu_t**2 + c1) * (var_p + var_t + c2))
+    return ssim_map.mean(dim=(2, 3))
+
+
+def ssim_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 − SSIM, averaged over bands and the batch."""
+    return 1.0 - ssim_per_band(pred, target).mean()
+
+
+def recipe_loss(pred: torch.Tensor, target: torch.Tensor, config: TrainConfig) -> tuple[torch.Tensor, dict]:
+    """``L2 + w_ssim (1 − SSIM) + w_mrae MRAE`` (eqs. 10–14), with its parts for the log."""
+    l2 = F.mse_loss(pred, target)
+    parts = {"l2": l2}
+    total = l2
+    if config.ssim_weight:
+        parts["ssim"] = ssim_loss(pred, target)
+        total = total + config.ssim_weight * parts["ssim"]
+    if config.mrae_weight:
+        parts["mrae"] = ((pred - target).abs() / target.clamp_min(1e-3)).mean()
+        total = total + config.mrae_weight * parts["mrae"]
+    return total, {k: float(v.detach()) for k, v in parts.items()}
+
+
+def learning_rate(step: int, config: TrainConfig) -> float:
+    """Exponential decay from ``lr_start`` at step 0 to ``lr_end`` at the last step."""
+    fraction = min(step / max(config.steps - 1, 1), 1.0)
+    return config.lr_start * (config.lr_end / config.lr_start) ** fraction
+
+
+# --- distributed -----------------------------------------------------------------------------------------
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size); initialises the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() and os.environ.get("HSRECON_DIST_BACKEND") != "gloo" else "gloo"
+        dist.init_process_group(backend=backend)
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+# --- checkpoints -----------------------------------------------------------------------------------------
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """Flatten Adam's state into named tensors (safetensors) and JSON scalars."""
+    state = optimizer.state_dict()
+    tensors, scalars = {}, {"param_groups": state["param_groups"], "state": {}}
+    for index, entry in state["state"].items():
+        scalars["state"][str(index)] = {}
+        for key, value in entry.items():
+            if torch.is_tensor(value):
+                tensors[f"{index}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars["state"][str(index)][key] = value
+    return tensors, scalars
+
+
+def _restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict, scalars: dict) -> None:
+    state = {}
+    for index, extra in scalars["state"].items():
+        entry = dict(extra)
+        for name, tensor in tensors.items():
+            owner, key = name.split(".", 1)
+            if owner == index:
+                entry[key] = tensor
+        state[int(index)] = entry
+    optimizer.load_state_dict({"state": state, "param_groups": scalars["param_groups"]})
+
+
+def _save_checkpoint(path: Path, model: LWRDAN, optimizer, step: int, config: TrainConfig, metrics: dict) -> None:
+    """``path.safetensors`` (hsrecon weights) + ``path.state.safetensors`` (optimiser, RNG, step), atomic."""
+    meta = make_meta(
+        model,
+        window_size=config.window,
+        input_space=config.input_space or "ntire2020-clean",
+        weights_version=f"trained-step{step}",
+        provenance={"trainer": f"hsrecon {__version__}", "data": str(config.data), "init": config.init or "scratch"},
+        training={k: str(v) for k, v in asdict(config).items() if k not in ("model",)} | {"step": step},
+        metrics=metrics,
+    )
+    save_weights(path.with_suffix(".safetensors"), model.state_dict(), meta)
+    tensors, scalars = _optimizer_tensors(optimizer)
+    tensors["rng.torch"] = torch.get_rng_state()
+    scalars.update(step=step, config=json.loads(json.dumps(asdict(config), default=str)), metrics=metrics)
+    tmp = path.with_name(f".{path.name}.state.tmp")
+    save_file(tensors, str(tmp), metadata={"hsrecon_train": json.dumps(scalars)})
+    os.replace(tmp, path.with_suffix(".state.safetensors"))
+
+
+def _load_checkpoint(path: Path, model: LWRDAN, optimizer) -> tuple[int, dict]:
+    weights = load_weights(path.with_suffix(".safetensors"))
+    model.load_state_dict(weights.state_dict)
+    state_path = path.with_suffix(".state.safetensors")
+    tensors = load_file(str(state_path))
+    from safetensors import safe_open
+
+    with safe_open(str(state_path), framework="pt") as handle:
+        scalars = json.loads(handle.metadata()["hsrecon_train"])
+    torch.set_rng_state(tensors.pop("rng.torch"))
+    _restore_optimizer(optimizer, tensors, scalars)
+    return int(scalars["step"]), scalars.get("metrics", {})
+
+
+# --- validation ------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def validate(model: LWRDAN, pairs: list[Pair], window: int, device: torch.device) -> dict[str, float]:
+    """Whole validation images reconstructed as convert does (blended windows); mean MRAE, RMSE, PSNR."""
+    from hsrecon.metrics import score
+    from hsrecon.pipeline import TorchPredictor, stream_reconstruct
+
+    predict = TorchPredictor(copy.deepcopy(model).eval(), device=device)  # leaves the training model as is
+    results = []
+    for pair in pairs:
+        rgb, cube = load_pair(pair)
+        out = np.empty_like(cube)
+        stream_reconstruct(rgb, lambda r: r, predict, lambda y, r, out=out: out.__setitem__(slice(y, y + len(r)), r),
+                           bands=cube.shape[-1], window=window)  # fmt: skip
+        results.append(score(out, cube))
+    return {name: float(np.mean([getattr(r, name) for r in results])) for name in ("mrae", "rmse", "psnr")}
+
+
+# --- the loop --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainResult:
+    model: LWRDAN
+    step: int
+    best_mrae: float
+    log: Path
+
+
+def _build_model(config: TrainConfig) -> LWRDAN:
+    if config.init:
+        loaded = load_weights(config.init)
+        model = LWRDAN(loaded.meta.config)
+        model.load_state_dict(loaded.state_dict)
+        config.input_space = config.input_space or loaded.meta.input_space
+        return model
+    return LWRDAN(LWRDANConfig.from_dict(config.model) if config.model else None)
+
+
+def train(config: TrainConfig, *, on_step: Callable[[int, float, float], None] | None = None) -> TrainResult:
+    """Train as ``config`` says; returns the final model (rank 0 also writes OUT/last, OUT/best, OUT/log)."""
+    rank, world = _distributed()
+    device = torch.device(config.device)
+    torch.manual_seed(config.seed)
+    model = _build_model(config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr_start)
+    config.output.mkdir(parents=True, exist_ok=True)
+    last = config.output / "last"
+    start, best_mrae = 0, math.inf
+    if config.resume and last.with_suffix(".state.safetensors").exists():
+        start, metrics = _load_checkpoint(last, model, optimizer)
+        best_mrae = float(metrics.get("best_mrae", math.inf))
+    model.to(device).train()
+    wrapped = nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    train_pairs = discover(config.data, split="train", track=config.track)
+    valid_pairs = discover(config.data, split="valid", track=config.track)[: config.valid_images]
+    remaining = config.steps - start
+    dataset = PatchDataset(
+        train_pairs, window=config.window, seed=config.seed,
+        length=max(remaining, 0) * config.batch_size, offset=(start * world + rank) * config.batch_size,
+    )  # fmt: skip
+    # Rank r takes samples (step·world + r)·batch …: ranks never share a window; order is fixed by the seed.
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=config.batch_size, num_workers=config.workers,
+        sampler=_RankSampler(len(dataset), config.batch_size, world, rank),
+        generator=torch.Generator().manual_seed(config.seed),  # keeps the global RNG (dropout) untouched
+    )  # fmt: skip
+    log = config.output / "log.jsonl"
+    scaler = torch.amp.GradScaler(enabled=config.amp and device.type == "cuda")
+    started = time.monotonic()
+    step = start
+    for rgb, cube in loader:
+        if config.max_minutes is not None and time.monotonic() - started > 60 * config.max_minutes:
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, config)
+        rgb, cube = rgb.to(device), cube.to(device)
+        with torch.autocast(device.type, enabled=config.amp and device.type == "cuda"):
+            loss, parts = recipe_loss(wrapped(rgb).float(), cube, config)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        step += 1
+        if on_step:
+            on_step(step, float(loss.detach()), optimizer.param_groups[0]["lr"])
+        if rank == 0:
+            _log(log, {"step": step, "loss": float(loss.detach()), "lr": optimizer.param_groups[0]["lr"], **parts})
+        if step % config.validate_every == 0 or step == config.steps:
+            best_mrae = _validate_and_save(model, optimizer, step, config, valid_pairs, device, rank, best_mrae)
+        elif step % config.checkpoint_every == 0 and rank == 0:
+            _save_checkpoint(last, model, optimizer, step, config, {"best_mrae": best_mrae})
+        if step >= config.steps:
+            break
+    if step > start and step % config.validate_every and step != config.steps:
+        best_mrae = _validate_and_save(model, optimizer, step, config, valid_pairs, device, rank, best_mrae)
+    return TrainResult(model=model, step=step, best_mrae=best_mrae, log=log)
+
+
+def _validate_and_save(model, optimizer, step, config, valid_pairs, device, rank, best_mrae) -> float:
+    if rank != 0:
+        if dist.is_initialized():
+            dist.barrier()
+        return best_mrae
+    metrics = validate(model, valid_pairs, config.window, device) if valid_pairs else {}
+    improved = bool(metrics) and metrics["mrae"] < best_mrae
+    best_mrae = metrics["mrae"] if improved else best_mrae
+    summary = {**metrics, "best_mrae": best_mrae}
+    _log(config.output / "log.jsonl", {"step": step, "validation": metrics})
+    _save_checkpoint(config.output / "last", model, optimizer, step, config, summary)
+    if improved:
+        _save_checkpoint(config.output / "best", model, optimizer, step, config, summary)
+    if dist.is_initialized():
+        dist.barrier()
+    return best_mrae
+
+
+def _log(path: Path, record: dict) -> None:
+    with open(path, "a") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+class _RankSampler(torch.utils.data.Sampler):
+    """Indices of this rank's samples: batch b of step s is global batch s·world + rank."""
+
+    def __init__(self, length: int, batch: int, world: int, rank: int) -> None:
+        self.length, self.batch, self.world, self.rank = length, batch, world, rank
+
+    def __iter__(self):
+        steps = self.length // self.batch
+        for step in range(steps):
+            base = (step * self.world) * self.batch
+            yield from range(base, base + self.batch)
+
+    def __len__(self) -> int:
+        return self.length
+
+
+_ = WAVELENGTHS_NM  # the training cubes must have these bands (checked by the loaders)
