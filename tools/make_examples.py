@@ -12,7 +12,13 @@ shading, and rendered
 and the cube itself is kept as ``examples/truth/NAME.h5`` (float16, the hsrecon .h5 layout) so a user can
 measure the error of a conversion. Deterministic; run from the repository root::
 
-    python tools/make_examples.py
+    python tools/make_examples.py                      # the three committed scenes (SCENES)
+    python tools/make_examples.py --synthetic 4 --seed 0 -o /tmp/more   # + scenes of hsrecon synth
+
+The committed three keep their simple layout (a wavy grid of patches) because measured tables in
+``docs/input-spaces.md``, ``docs/model.md`` and ``docs/benchmarks.md`` were made on them; ``--synthetic N``
+adds ``synth_0001`` … scenes from :func:`hsrecon.data.synth.make_scene`, the generator of the training set
+(every measured reflectance set, Voronoi regions, gradients, textures, shadows, highlights, varied light).
 """
 
 from __future__ import annotations
@@ -23,8 +29,16 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 
+from hsrecon.data.synth import make_scene as make_synthetic_scene
 from hsrecon.io import open_cube_writer
-from hsrecon.physics import WAVELENGTHS_NM, load_colour, quantize_ntire2020_clean, render_ntire2020_clean
+from hsrecon.physics import (
+    WAVELENGTHS_NM,
+    illuminant_spectrum,
+    load_colour,
+    quantize_ntire2020_clean,
+    reflectance_set,
+    render_ntire2020_clean,
+)
 
 SCENES = {
     # name: (height, width, reflectance set, illuminant, seed)
@@ -34,23 +48,15 @@ SCENES = {
 }
 
 
-def _spectra(colour, collection: str) -> np.ndarray:
-    """The set's reflectances at the 31 wavelengths (n×31), with colour-science's interpolation."""
-    shape = colour.SpectralShape(WAVELENGTHS_NM[0], WAVELENGTHS_NM[-1], 10)
-    return np.stack([sd.copy().align(shape).values for sd in colour.SDS_COLOURCHECKERS[collection].values()])
-
-
-def _illuminant(colour, name: str) -> np.ndarray:
-    shape = colour.SpectralShape(WAVELENGTHS_NM[0], WAVELENGTHS_NM[-1], 10)
-    values = colour.SDS_ILLUMINANTS[name].copy().align(shape).values
+def _illuminant(name: str) -> np.ndarray:
+    values = illuminant_spectrum(name)
     return values / values.max()
 
 
 def make_scene(height: int, width: int, collection: str, illuminant: str, seed: int) -> np.ndarray:
     """An H×W×31 radiance cube: a wavy grid of patches, soft mixing between rows of them, shading."""
-    colour = load_colour()
     rng = np.random.default_rng(seed)
-    reflectances = _spectra(colour, collection)
+    reflectances, _ = reflectance_set(collection)
     rows, cols = 4, 6
     labels = rng.permutation(len(reflectances))[: rows * cols].reshape(rows, cols)
     y, x = np.mgrid[0:height, 0:width]
@@ -61,7 +67,7 @@ def make_scene(height: int, width: int, collection: str, illuminant: str, seed: 
     other = reflectances[labels[(cell_y + 1) % rows, cell_x]]
     cube = cube * (0.85 + 0.15 * blend) + other * 0.15 * (1 - blend)
     shading = 0.35 + 0.65 * np.exp(-(((x - 0.6 * width) / width) ** 2 + ((y - 0.4 * height) / height) ** 2) * 1.5)
-    cube = cube * shading[..., None] * _illuminant(colour, illuminant) * 0.8
+    cube = cube * shading[..., None] * _illuminant(illuminant) * 0.8
     return np.clip(cube, 0, None).astype(np.float32)
 
 
@@ -89,11 +95,18 @@ def write_truth(path_stem: Path, cube: np.ndarray) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-o", "--output", type=Path, default=Path("examples"))
+    parser.add_argument("--synthetic", type=int, default=0, metavar="N", help="add N scenes of hsrecon synth")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the --synthetic scenes")
+    parser.add_argument("--size", type=int, nargs=2, default=(192, 256), metavar=("H", "W"))
     args = parser.parse_args()
     for folder in ("clean", "srgb", "truth"):
         (args.output / folder).mkdir(parents=True, exist_ok=True)
-    for name, spec in SCENES.items():
-        cube = make_scene(*spec)
+    scenes = [(name, lambda spec=spec: make_scene(*spec)) for name, spec in SCENES.items()]
+    for index in range(1, args.synthetic + 1):
+        rng = np.random.default_rng([args.seed, index])
+        scenes.append((f"synth_{index:04d}", lambda rng=rng: make_synthetic_scene(rng, *args.size).cube))
+    for name, build in scenes:
+        cube = build()
         clean = quantize_ntire2020_clean(render_ntire2020_clean(cube))
         iio.imwrite(args.output / "clean" / f"{name}.png", clean)
         iio.imwrite(args.output / "srgb" / f"{name}.png", render_srgb(cube))

@@ -1,0 +1,444 @@
+"""A synthetic training set from measured spectra, written in the NTIRE 2020 layout.
+
+NTIRE data cannot be downloaded here, so the camera model is trained on scenes that are physically honest
+about spectra and optics (though not about natural-scene statistics; ``docs/data.md`` lists the limits):
+
+- **Materials**: every pixel's reflectance is a measured spectrum from colour-science (268 distinct ones:
+  ColorChecker sets, PMC, RAW to ACES' 190 patches; :func:`hsrecon.physics.measured_reflectances`), or a
+  convex mixture of two or three of them (sub-pixel mixing is linear in radiance).
+- **Layout**: a Voronoi partition in warped, stretched coordinates plus a few ellipses and rectangles on
+  top. Each region is one material, a fixed mixture, a gradient between two materials, or a texture (two
+  materials mixed by band-limited noise).
+- **Light**: one CIE illuminant per scene (mostly daylight D50–D75, some A, fluorescent, LED), a smooth
+  falloff from a light position, a shading factor per region (surface orientation), soft cast shadows,
+  fine shading texture, and a few small specular highlights carrying the illuminant's spectrum (the
+  dichromatic model).
+- **Scale**: ``radiance = (reflectance · shading + specular) · E / max(E)``, then one gain per scene so
+  its 99th-percentile value is a random level in [0.45, 0.85], lowered if needed so the maximum is ≤ 1,
+  like NTIRE's normalised cubes.
+
+Each scene is rendered twice: the NTIRE 2020 clean track exactly (:mod:`hsrecon.physics`) and a real
+camera (:mod:`hsrecon.camera`). Scene ``i`` depends only on ``(seed, i)``; one scene is in memory at a time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+from scipy.spatial import cKDTree
+
+from hsrecon.camera import DEFAULT_CAMERA, CameraSettings, render_camera_jpeg
+from hsrecon.physics import (
+    REFLECTANCE_SETS,
+    WAVELENGTHS_NM,
+    illuminant_spectrum,
+    load_colour,
+    measured_reflectances,
+    quantize_ntire2020_clean,
+    render_ntire2020_clean,
+)
+
+__all__ = ["ILLUMINANTS", "Scene", "make_scene", "make_synthetic_dataset", "scene_name"]
+
+ILLUMINANTS: dict[str, float] = {
+    "D50": 0.17,
+    "D55": 0.17,
+    "D65": 0.17,
+    "D75": 0.17,
+    "A": 0.12,
+    "FL2": 0.04,
+    "FL7": 0.04,
+    "FL11": 0.04,
+    "LED-B3": 0.04,
+    "LED-V1": 0.04,
+}
+"""Scene illuminants (colour-science ``SDS_ILLUMINANTS`` names) and their probabilities."""
+
+MATERIALS: dict[str, float] = {"flat": 0.4, "mixture": 0.15, "gradient": 0.2, "texture": 0.25}
+P99_RANGE = (0.45, 0.85)
+_TEXTURE_FIELDS = 4
+
+
+@dataclass
+class Scene:
+    """One synthetic scene: its radiance cube (H×W×31 float32, in [0, 1]), its light, and what it holds."""
+
+    cube: np.ndarray
+    illuminant: str
+    illuminant_spectrum: np.ndarray
+    facts: dict[str, object] = field(default_factory=dict)
+
+
+# -- random fields ------------------------------------------------------------------------------------
+
+
+def _band_noise(rng: np.random.Generator, height: int, width: int, low: float, high: float) -> np.ndarray:
+    """Gaussian noise whose spatial frequencies lie in [low, high] cycles/pixel, zero mean, unit std.
+
+    Periodic (made by FFT); a band holding no frequency of the grid gives zeros.
+    """
+    fy = np.fft.fftfreq(height)[:, None]
+    fx = np.fft.rfftfreq(width)[None, :]
+    radius = np.hypot(fy, fx)
+    band = (radius >= low) & (radius <= high) & (radius > 0)
+    shape = (height, width // 2 + 1)
+    spectrum = (rng.normal(size=shape) + 1j * rng.normal(size=shape)) * band
+    noise = np.fft.irfft2(spectrum, s=(height, width))
+    std = noise.std()
+    return (noise - noise.mean()) / std if std > 0 else np.zeros((height, width))
+
+
+def _smooth_noise(rng: np.random.Generator, height: int, width: int, cycles: float = 3.0) -> np.ndarray:
+    """Low-frequency noise: at most ``cycles`` periods across the image's longer side."""
+    return _band_noise(rng, height, width, 0.0, max(cycles, 1.5) / max(height, width))
+
+
+def _textures(rng: np.random.Generator, height: int, width: int) -> list[np.ndarray]:
+    """A few band-limited fields with random centre frequencies (periods of ~3 to ~24 pixels)."""
+    fields = []
+    for _ in range(_TEXTURE_FIELDS):
+        centre = float(np.exp(rng.uniform(np.log(1 / 24), np.log(1 / 3))))
+        fields.append(_band_noise(rng, height, width, centre / 1.5, centre * 1.5))
+    return fields
+
+
+# -- layout -------------------------------------------------------------------------------------------
+
+
+def _voronoi(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """Region labels: nearest of k random seeds in warped, anisotropically stretched coordinates."""
+    per_window = rng.uniform(1.0, 8.0)  # regions per 64×64 window
+    count = max(2, round(per_window * height * width / 4096))
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    amplitude = rng.uniform(0.0, 0.08) * min(height, width)
+    y += amplitude * _smooth_noise(rng, height, width)
+    x += amplitude * _smooth_noise(rng, height, width)
+    stretch = np.exp(rng.uniform(-0.7, 0.7))
+    seeds = rng.uniform((0.0, 0.0), (height, width), size=(count, 2)) * (1.0, stretch)
+    _, labels = cKDTree(seeds).query(np.stack([y.ravel(), x.ravel() * stretch], axis=1))
+    return labels.reshape(height, width).astype(np.int32)
+
+
+def _shape_mask(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A random ellipse or rotated rectangle, 5–35% of the shorter side in radius."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    cy, cx = rng.uniform(0, height), rng.uniform(0, width)
+    ry, rx = rng.uniform(0.05, 0.35, size=2) * min(height, width)
+    angle = rng.uniform(0, np.pi)
+    u = (x - cx) * np.cos(angle) + (y - cy) * np.sin(angle)
+    v = -(x - cx) * np.sin(angle) + (y - cy) * np.cos(angle)
+    if rng.random() < 0.5:
+        return (u / rx) ** 2 + (v / ry) ** 2 <= 1.0
+    return (np.abs(u) <= rx) & (np.abs(v) <= ry)
+
+
+def _layout(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """Voronoi regions with 0–4 occluding shapes on top (each a region of its own)."""
+    labels = _voronoi(rng, height, width)
+    for _ in range(int(rng.integers(0, 5))):
+        labels[_shape_mask(rng, height, width)] = labels.max() + 1
+    return np.unique(labels, return_inverse=True)[1].reshape(height, width).astype(np.int32)
+
+
+# -- materials ----------------------------------------------------------------------------------------
+
+
+def _material(
+    rng: np.random.Generator, kind: str, library: np.ndarray, coords: np.ndarray, texture: np.ndarray
+) -> tuple[np.ndarray, list[int]]:
+    """The reflectances (n×31) of one region's pixels, and the library spectra it used."""
+    count = {"flat": 1, "mixture": int(rng.integers(2, 4))}.get(kind, 2)
+    chosen = [int(i) for i in rng.choice(len(library), size=count, replace=False)]
+    spectra = library[chosen]
+    if kind == "flat":
+        return np.broadcast_to(spectra[0], (len(coords), spectra.shape[1])), chosen
+    if kind == "mixture":
+        return np.broadcast_to(rng.dirichlet(np.ones(count)) @ spectra, (len(coords), spectra.shape[1])), chosen
+    if kind == "gradient":
+        angle = rng.uniform(0, 2 * np.pi)
+        along = coords @ np.array([np.sin(angle), np.cos(angle)])
+        span = np.ptp(along)
+        t = (along - along.min()) / span if span > 0 else np.zeros(len(coords))
+        t = t * t * (3 - 2 * t)  # smoothstep
+    else:
+        t = 1.0 / (1.0 + np.exp(-rng.uniform(1.0, 4.0) * (texture + rng.uniform(-0.5, 0.5))))
+    return (1 - t)[:, None] * spectra[0] + t[:, None] * spectra[1], chosen
+
+
+def _paint(
+    rng: np.random.Generator, labels: np.ndarray, library: np.ndarray, textures: list[np.ndarray]
+) -> tuple[np.ndarray, Counter, set[int]]:
+    """Reflectance image (H×W×31) from the region labels: one material per region."""
+    height, width = labels.shape
+    flat = labels.ravel()
+    coords = np.stack(np.divmod(np.arange(flat.size), width), axis=1).astype(np.float64)
+    reflectance = np.empty((flat.size, library.shape[1]))
+    kinds: Counter = Counter()
+    used: set[int] = set()
+    order = np.argsort(flat, kind="stable")
+    starts = np.searchsorted(flat[order], np.arange(labels.max() + 2))
+    for region in range(labels.max() + 1):
+        pixels = order[starts[region] : starts[region + 1]]
+        kind = str(rng.choice(list(MATERIALS), p=list(MATERIALS.values())))
+        texture = textures[int(rng.integers(len(textures)))].ravel()[pixels]
+        reflectance[pixels], chosen = _material(rng, kind, library, coords[pixels], texture)
+        kinds[kind] += 1
+        used.update(chosen)
+    return reflectance.reshape(height, width, -1), kinds, used
+
+
+# -- light --------------------------------------------------------------------------------------------
+
+
+def _falloff(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """Irradiance from a light at a random position (possibly off-image): 1/(1 + (d/r)²), max 1."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    ly, lx = rng.uniform(-0.5, 1.5) * height, rng.uniform(-0.5, 1.5) * width
+    reach = rng.uniform(0.4, 2.0) * max(height, width)
+    light = 1.0 / (1.0 + ((y - ly) ** 2 + (x - lx) ** 2) / reach**2)
+    return light / light.max()
+
+
+def _shadows(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray, int]:
+    """0–2 soft cast shadows (blurred shapes) that let through 25–60% of the light."""
+    transmission = np.ones((height, width))
+    count = int(rng.integers(0, 3))
+    for _ in range(count):
+        mask = gaussian_filter(_shape_mask(rng, height, width).astype(np.float64), rng.uniform(0.5, 4.0))
+        transmission *= 1.0 - (1.0 - rng.uniform(0.25, 0.6)) * mask
+    return transmission, count
+
+
+def _shading(
+    rng: np.random.Generator, labels: np.ndarray, textures: list[np.ndarray]
+) -> tuple[np.ndarray, dict[str, int]]:
+    """Shading (H×W): light falloff × region orientation × soft shadows × smooth and fine variation."""
+    height, width = labels.shape
+    orientation = rng.uniform(0.35, 1.0, size=labels.max() + 1)[labels]
+    smooth = np.clip(1.0 + 0.12 * _smooth_noise(rng, height, width, cycles=4.0), 0.6, 1.4)
+    rough = rng.uniform(0.0, 0.25, size=labels.max() + 1) * (rng.random(labels.max() + 1) < 0.3)
+    fine = 1.0 + np.clip(rough[labels] * textures[int(rng.integers(len(textures)))], -0.6, 0.6)
+    shadows, count = _shadows(rng, height, width)
+    shading = _falloff(rng, height, width) * orientation * smooth * fine * shadows
+    return shading, {"shadows": count, "rough_regions": int(np.count_nonzero(rough))}
+
+
+def _highlights(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray, int]:
+    """0–3 small specular highlights: Gaussian spots (σ 0.6–2.5 px) of 0.1–0.6 (reflectance units)."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    specular = np.zeros((height, width))
+    count = int(rng.integers(0, 4))
+    for _ in range(count):
+        cy, cx, sigma = rng.uniform(0, height), rng.uniform(0, width), rng.uniform(0.6, 2.5)
+        specular += rng.uniform(0.1, 0.6) * np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * sigma**2))
+    return specular, count
+
+
+def _choose_illuminant(rng: np.random.Generator) -> tuple[str, np.ndarray]:
+    name = str(rng.choice(list(ILLUMINANTS), p=list(ILLUMINANTS.values())))
+    spectrum = illuminant_spectrum(name)
+    return name, spectrum / spectrum.max()
+
+
+# -- scene --------------------------------------------------------------------------------------------
+
+
+def _scale(radiance: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """One gain: the 99th percentile to a random level in :data:`P99_RANGE`, the maximum at most 1."""
+    p99 = float(np.percentile(radiance, 99))
+    gain = rng.uniform(*P99_RANGE) / p99 if p99 > 0 else 1.0
+    peak = float(radiance.max()) * gain
+    if peak > 1.0:
+        gain /= peak
+    return radiance * gain, gain
+
+
+def make_scene(rng: np.random.Generator, height: int, width: int, *, noise: float = 0.0) -> Scene:
+    """One synthetic radiance scene (see the module docstring); ``noise`` adds Gaussian noise of that σ
+    to the cube itself (sensor-independent, e.g. to mimic a noisy spectral camera; 0 by default)."""
+    library, _ = measured_reflectances()
+    textures = _textures(rng, height, width)
+    labels = _layout(rng, height, width)
+    reflectance, kinds, used = _paint(rng, labels, library, textures)
+    shading, light_facts = _shading(rng, labels, textures)
+    specular, highlights = _highlights(rng, height, width)
+    name, light = _choose_illuminant(rng)
+    radiance = (reflectance * shading[..., None] + specular[..., None]) * light
+    radiance, gain = _scale(radiance, rng)
+    if noise > 0:
+        radiance = radiance + rng.normal(0.0, noise, size=radiance.shape)
+    cube = np.clip(radiance, 0.0, 1.0).astype(np.float32)
+    facts = {
+        "illuminant": name,
+        "regions": int(labels.max() + 1),
+        "materials": dict(sorted(kinds.items())),
+        "spectra_used": len(used),
+        "highlights": highlights,
+        **light_facts,
+        "gain": gain,
+        **_value_stats(cube),
+    }
+    return Scene(cube=cube, illuminant=name, illuminant_spectrum=light, facts=facts)
+
+
+def _value_stats(cube: np.ndarray) -> dict[str, float]:
+    return {
+        "min": float(cube.min()),
+        "mean": float(cube.mean(dtype=np.float64)),
+        "p99": float(np.percentile(cube, 99)),
+        "max": float(cube.max()),
+    }
+
+
+# -- the dataset --------------------------------------------------------------------------------------
+
+_FOLDERS = {
+    "train": ("Train_Spectral", "Train_Clean", "Train_RealWorld"),
+    "valid": ("Validation_Spectral", "Validation_Clean", "Validation_RealWorld"),
+}
+
+
+def scene_name(index: int) -> str:
+    """NTIRE 2020's naming: scene 1 is ``ARAD_HS_0001``."""
+    return f"ARAD_HS_{index:04d}"
+
+
+def _validation_count(scenes: int, fraction: float) -> int:
+    """At least one validation scene when a fraction is asked for, and always at least one training scene."""
+    if fraction <= 0 or scenes < 2:
+        return 0
+    return min(scenes - 1, max(1, round(scenes * fraction)))
+
+
+def _check_arguments(scenes: int, size: tuple[int, int], seed: int, valid_fraction: float) -> None:
+    if scenes < 1:
+        raise ValueError(f"scenes must be at least 1, got {scenes}")
+    if len(size) != 2 or any(int(s) < 8 or int(s) % 4 for s in size):
+        raise ValueError(f"size must be (height, width), each a multiple of 4 and at least 8, got {size}")
+    if seed < 0:
+        raise ValueError(f"seed must be non-negative, got {seed}")
+    if not 0 <= valid_fraction < 1:
+        raise ValueError(f"valid_fraction must be in [0, 1), got {valid_fraction}")
+
+
+def _camera_settings(camera: str | CameraSettings | None) -> CameraSettings | None:
+    if camera is None or isinstance(camera, CameraSettings):
+        return camera
+    return CameraSettings(camera=camera)
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    from PIL import Image
+
+    Image.fromarray(image, mode="RGB").save(path, format="PNG")
+
+
+def _write_scene(
+    out: Path, split: str, name: str, scene: Scene, camera: CameraSettings | None, rng: np.random.Generator
+) -> dict[str, object]:
+    """The scene's three files; returns what the summary records about them."""
+    from hsrecon.io import open_cube_writer
+
+    spectral, clean, realworld = (out / folder for folder in _FOLDERS[split])
+    height, width = scene.cube.shape[:2]
+    attrs = {"source": "hsrecon synth", "illuminant": scene.illuminant}
+    with open_cube_writer(
+        spectral / name, "mat", height=height, width=width, wavelengths_nm=WAVELENGTHS_NM, attrs=attrs, overwrite=True
+    ) as writer:
+        writer.write_rows(0, scene.cube)
+    rgb = quantize_ntire2020_clean(render_ntire2020_clean(scene.cube))
+    _write_png(clean / f"{name}_clean.png", rgb)
+    facts: dict[str, object] = {"clean_mean": float(rgb.mean() / 255)}
+    if camera is not None:
+        data = render_camera_jpeg(scene.cube, rng=rng, settings=camera, illuminant=scene.illuminant_spectrum)
+        (realworld / f"{name}_RealWorld.jpg").write_bytes(data)
+        facts["jpeg_bytes"] = len(data)
+    return facts
+
+
+def _summary(
+    seed: int, scenes: int, size: tuple[int, int], valid_fraction: float, camera: CameraSettings | None
+) -> dict[str, object]:
+    from hsrecon import __version__
+
+    library, _ = measured_reflectances()
+    return {
+        "generator": "hsrecon.data.synth",
+        "hsrecon_version": __version__,
+        "colour_science_version": load_colour().__version__,
+        "numpy_version": np.__version__,
+        "seed": seed,
+        "scenes": scenes,
+        "size": list(size),
+        "valid_fraction": valid_fraction,
+        "camera": None if camera is None else asdict(camera),
+        "reflectance_sets": list(REFLECTANCE_SETS),
+        "distinct_reflectances": len(library),
+        "illuminants": ILLUMINANTS,
+        "materials": MATERIALS,
+        "scaling": "radiance = (reflectance * shading + specular) * E / max(E); one gain per scene puts "
+        f"the 99th percentile at a uniform random level in {list(P99_RANGE)}, lowered so the maximum is <= 1",
+        "per_scene_seed": "numpy.random.default_rng([seed, index]) for the scene, [seed, index, 1] for the camera",
+        "files": [],
+    }
+
+
+def _aggregate(files: list[dict]) -> dict[str, object]:
+    means = [f["mean"] for f in files]
+    return {
+        "min": min(f["min"] for f in files),
+        "max": max(f["max"] for f in files),
+        "mean_of_means": float(np.mean(means)),
+        "mean_p99": float(np.mean([f["p99"] for f in files])),
+        "illuminant_counts": dict(sorted(Counter(f["illuminant"] for f in files).items())),
+        "splits": dict(Counter(f["split"] for f in files)),
+    }
+
+
+def make_synthetic_dataset(
+    out: Path,
+    *,
+    scenes: int,
+    size: tuple[int, int] = (128, 128),
+    seed: int,
+    valid_fraction: float = 0.1,
+    camera: str | CameraSettings | None = DEFAULT_CAMERA,
+    noise: float = 0.0,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, object]:
+    """Write ``scenes`` synthetic scenes of ``size`` (H, W) under ``out`` in the NTIRE 2020 layout.
+
+    The last ``round(scenes · valid_fraction)`` scenes (at least one when asked for) go to ``Validation_*``,
+    the rest to ``Train_*``: ``*_Spectral/ARAD_HS_NNNN.mat`` (v7.3, ``cube`` + ``bands``),
+    ``*_Clean/ARAD_HS_NNNN_clean.png`` (the NTIRE 2020 clean rendering of the cube as stored, float32) and,
+    unless ``camera`` is None, ``*_RealWorld/ARAD_HS_NNNN_RealWorld.jpg`` (the camera model, white-balanced
+    for the scene's illuminant). ``synth.json`` records the parameters, versions and per-scene facts; the
+    same dict is returned. Existing files of the same names are replaced. ``progress(done, total)`` is
+    called after each scene.
+    """
+    _check_arguments(scenes, size, seed, valid_fraction)
+    out = Path(out)
+    height, width = (int(s) for s in size)
+    settings = _camera_settings(camera)
+    n_valid = _validation_count(scenes, valid_fraction)
+    splits = ["train"] * (scenes - n_valid) + ["valid"] * n_valid
+    for split in set(splits):
+        for folder in _FOLDERS[split][: 3 if settings is not None else 2]:
+            (out / folder).mkdir(parents=True, exist_ok=True)
+    summary = _summary(seed, scenes, (height, width), valid_fraction, settings)
+    for index, split in enumerate(splits, start=1):
+        scene = make_scene(np.random.default_rng([seed, index]), height, width, noise=noise)
+        name = scene_name(index)
+        written = _write_scene(out, split, name, scene, settings, np.random.default_rng([seed, index, 1]))
+        summary["files"].append({"name": name, "split": split, **scene.facts, **written})
+        if progress is not None:
+            progress(index, scenes)
+    summary["statistics"] = _aggregate(summary["files"])
+    (out / "synth.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    return summary
