@@ -70,6 +70,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.data, self.output = Path(self.data), Path(self.output)
+        # The network learns the data's own RGB (value/max): clean renderings, or camera sRGB JPEGs.
+        self.input_space = self.input_space or ("srgb" if self.track == "realworld" else "ntire2020-clean")
 
 
 # --- loss ------------------------------------------------------------------------------------------------
@@ -170,7 +172,7 @@ def _save_checkpoint(path: Path, model: LWRDAN, optimizer, step: int, config: Tr
     meta = make_meta(
         model,
         window_size=config.window,
-        input_space=config.input_space or "ntire2020-clean",
+        input_space=config.input_space,
         weights_version=f"trained-step{step}",
         provenance={"trainer": f"hsrecon {__version__}", "data": str(config.data), "init": config.init or "scratch"},
         training={k: str(v) for k, v in asdict(config).items() if k not in ("model",)} | {"step": step},
@@ -235,7 +237,6 @@ def _build_model(config: TrainConfig) -> LWRDAN:
         loaded = load_weights(config.init)
         model = LWRDAN(loaded.meta.config)
         model.load_state_dict(loaded.state_dict)
-        config.input_space = config.input_space or loaded.meta.input_space
         return model
     return LWRDAN(LWRDANConfig.from_dict(config.model) if config.model else None)
 
