@@ -30,6 +30,7 @@ from hsrecon.evaluate import (
     write_csv,
     write_json,
 )
+from hsrecon.inputs import network_space
 from hsrecon.metrics import NTIRE2022_CROP
 from hsrecon.pipeline import TorchPredictor, default_stride
 from hsrecon.weights import Weights
@@ -157,6 +158,10 @@ def _run_data(options: dict, crop: int, weights: Weights, device: torch.device) 
     if not pairs:
         raise fail(f"{root}: no complete {split} pairs ({len(unpaired)} files without a partner)", ExitCode.INPUT)
     model = weights.build()  # TorchPredictor puts its inference form on the device
+    # What the track's RGB files hold, and how they reach these weights (hsrecon.inputs.network_space).
+    space, warning = network_space(weights.meta.input_space, "srgb" if track == "realworld" else "ntire2020-clean")
+    if warning:
+        stderr.print(f"hsrecon: warning: {warning}", highlight=False)
     predict = TorchPredictor(model, device=device, tta=options["tta"], window=window)
     methods = {"network": NetworkMethod(predict, window, stride, model.config.out_bands, options["batch_size"])}
     settings = {
@@ -169,6 +174,7 @@ def _run_data(options: dict, crop: int, weights: Weights, device: torch.device) 
         "weights": str(weights.path),
         "weights_version": weights.meta.weights_version,
         "input_space": weights.meta.input_space,
+        "fed_as": space,
         "device": str(device),
         "tta": options["tta"],
         "window": window,
@@ -179,7 +185,7 @@ def _run_data(options: dict, crop: int, weights: Weights, device: torch.device) 
         for line in unpaired:
             _print_error(progress, line)
         if options["baseline"] == "linear":
-            baseline = _fit_baseline(root, track, weights.meta.input_space, progress)
+            baseline = _fit_baseline(root, track, space, progress)
             methods["linear"] = baseline
             settings["baseline"] = {"method": "linear 3→31 least squares", **_baseline_facts(baseline)}
         task = progress.add_task("images", total=len(pairs))
@@ -191,7 +197,7 @@ def _run_data(options: dict, crop: int, weights: Weights, device: torch.device) 
         report = evaluate_pairs(
             pairs,
             methods,
-            input_space=weights.meta.input_space,
+            input_space=space,
             crop=crop,
             bands=model.config.out_bands,
             wavelengths_nm=weights.meta.wavelengths_nm,

@@ -39,6 +39,7 @@ __all__ = [
     "d65_clean_white",
     "make_input_transform",
     "matrix_fit_report",
+    "network_space",
     "srgb_to_clean_matrix",
 ]
 
@@ -66,6 +67,29 @@ def canonical_space(name: str) -> str:
         valid = ", ".join([*INPUT_SPACES, *_ALIASES])
         raise ValueError(f"unknown input space {name!r}; valid: {valid}")
     return key
+
+
+def network_space(weights_space: str, file_space: str | None = None) -> tuple[str, str | None]:
+    """Which transform feeds files holding ``file_space`` to weights trained on ``weights_space``.
+
+    Returns (space to give :func:`make_input_transform`, a warning to say once or None). The transforms
+    all end in the clean rendering's space, so for clean-space weights (the default) the file's space is
+    converted. Weights trained on another space (e.g. a camera model, ``srgb``) learned that space's own
+    values: files in the same space are fed as value/max (the ``ntire2020-clean`` transform is exactly
+    that), and files in yet another space are fed the same way with a warning, since no conversion
+    between two non-clean spaces is known. ``file_space`` None means "the weights' own".
+    """
+    weights_space = str(weights_space).strip().lower()
+    weights_space = _ALIASES.get(weights_space, weights_space)
+    file_space = canonical_space(file_space) if file_space is not None else None
+    if weights_space == "ntire2020-clean":
+        return file_space or "ntire2020-clean", None
+    if file_space is None or file_space == weights_space:
+        return "ntire2020-clean", None
+    return "ntire2020-clean", (
+        f"the weights expect {weights_space} input and the files are declared {file_space}: "
+        "no conversion between them is known, values are fed as value/max"
+    )
 
 
 # --- the linear-sRGB → clean-space matrix -------------------------------------------------------------
