@@ -4,7 +4,8 @@ What rembg's folder command does, with the lessons of style.md: inputs are colle
 walked without following symlinks, so a symlink loop cannot trap the walk), outputs are derived from
 inputs and always land inside the output directory, complete outputs are skipped so a killed run
 resumes, and one bad input is one recorded failure, never the end of the batch. The next image is
-read while the current one runs.
+read while the current one runs. Temporaries a killed run left behind are removed before the batch
+starts (only hsrecon's own names, for this batch's outputs, and never one a live process is writing).
 """
 
 from __future__ import annotations
@@ -17,10 +18,20 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hsrecon.io import is_complete
+from hsrecon.io import CubeWriteError, is_complete, output_files, remove_stale_temps
+from hsrecon.io.cube import preview_path
 from hsrecon.io.rgb import IMAGE_SUFFIXES, ImageReadError, RGBImage, read_rgb
 
-__all__ = ["BatchItem", "BatchSummary", "OutputFatalError", "collect_inputs", "plan_outputs", "run_batch", "shard"]
+__all__ = [
+    "BatchItem",
+    "BatchSummary",
+    "OutputFatalError",
+    "collect_inputs",
+    "pending_formats",
+    "plan_outputs",
+    "run_batch",
+    "shard",
+]
 
 # Errors of the output side that will hit every later file too: stop the batch instead of failing each.
 _FATAL_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM}
@@ -77,31 +88,66 @@ def collect_inputs(
     return found, problems
 
 
+def _output_name(file_name: str) -> str:
+    """The output name for an input file name: its stem, never empty, ``.`` or ``..``.
+
+    ``..png`` has the stem ``.`` and ``...png`` the stem ``..``: used as names they would put the
+    outputs beside or above the output folder, so a stem of dots only becomes underscores.
+    """
+    stem = Path(file_name).stem
+    return stem if stem.strip(".") else "_" * max(len(stem), 1)
+
+
 def _relative_stem(file: Path, root: Path | None) -> Path:
-    if root is None:
-        return Path(file.stem)
-    relative = file.relative_to(root)
-    return relative.with_name(relative.stem)
+    relative = Path(file.name) if root is None else file.relative_to(root)
+    return relative.with_name(_output_name(relative.name))
 
 
-def plan_outputs(inputs: Sequence[tuple[Path, Path | None]], output_dir: Path) -> list[BatchItem]:
+def _unique_stems(inputs: Sequence[tuple[Path, Path | None]], stems: list[Path]) -> list[Path]:
+    """Stems shared by several inputs get the input's suffix (``a_png``, ``a_jpg``); any that still
+    collide (``a.png`` next to ``a_png.png``, or ``a.PNG``) get ``_2``, ``_3``, ... in input order."""
+    counts: dict[Path, int] = {}
+    for stem in stems:
+        counts[stem] = counts.get(stem, 0) + 1
+    taken: set[Path] = set()
+    unique = []
+    for (file, _), stem in zip(inputs, stems, strict=True):
+        if counts[stem] > 1:
+            stem = stem.with_name(f"{stem.name}_{file.suffix.lstrip('.').lower()}")
+        candidate, number = stem, 2
+        while candidate in taken:
+            candidate, number = stem.with_name(f"{stem.name}_{number}"), number + 1
+        taken.add(candidate)
+        unique.append(candidate)
+    return unique
+
+
+def _inside(target: Path, output_dir: Path) -> bool:
+    """Whether ``target``'s outputs land inside ``output_dir``, symlinked sub-folders resolved."""
+    return target.name not in ("", ".", "..") and target.resolve().is_relative_to(output_dir.resolve())
+
+
+def plan_outputs(
+    inputs: Sequence[tuple[Path, Path | None]], output_dir: Path, problems: list[str] | None = None
+) -> list[BatchItem]:
     """Output stems inside ``output_dir``: the input's path relative to its folder, minus the suffix.
 
     Two inputs that would share a stem (``a.png`` and ``a.jpg``) both keep their suffix in the name
     (``a_png``, ``a_jpg``). Names come from relative paths inside the input folder, so no input name can
-    place an output outside ``output_dir``.
+    place an output outside ``output_dir``; an item that would anyway (a symlinked sub-folder of the
+    output folder pointing elsewhere, a hand-made path with ``..``) raises ``ValueError``, or, when
+    ``problems`` is given, is left out and described there in one line.
     """
-    stems = [_relative_stem(file, root) for file, root in inputs]
-    counts: dict[Path, int] = {}
-    for stem in stems:
-        counts[stem] = counts.get(stem, 0) + 1
+    stems = _unique_stems(inputs, [_relative_stem(file, root) for file, root in inputs])
     items = []
     for (file, _), stem in zip(inputs, stems, strict=True):
-        if counts[stem] > 1:
-            stem = stem.with_name(f"{stem.name}_{file.suffix.lstrip('.').lower()}")
         target = output_dir / stem
-        if not target.resolve().is_relative_to(output_dir.resolve()):
-            raise ValueError(f"{file}: output name would leave the output directory")
+        if not _inside(target, output_dir):
+            message = f"{file}: output name would leave the output directory"
+            if problems is None:
+                raise ValueError(message)
+            problems.append(message)
+            continue
         items.append(BatchItem(file, target))
     return items
 
@@ -120,12 +166,35 @@ def _read(item: BatchItem) -> RGBImage | Exception:
         return error
 
 
+def pending_formats(stem: Path, formats: Sequence[str], overwrite: bool = False) -> list[str]:
+    """The formats still to write for ``stem``: all with ``overwrite``, else those not complete.
+
+    A run killed between two formats of one file left some complete: a rerun writes only the others
+    instead of refusing the finished ones as existing.
+    """
+    return list(formats) if overwrite else [fmt for fmt in formats if not is_complete(stem, fmt)]
+
+
+def _is_done(item: BatchItem, formats: Sequence[str], preview: bool) -> bool:
+    if pending_formats(item.stem, formats):
+        return False
+    return not preview or preview_path(item.stem).is_file()
+
+
+def _remove_stale_temps(items: Sequence[BatchItem], formats: Sequence[str]) -> None:
+    """Delete what killed runs left for these outputs (a killed process cannot clean up after itself)."""
+    finals = [path for item in items for fmt in formats for path in output_files(item.stem, fmt)]
+    remove_stale_temps([*finals, *(preview_path(item.stem) for item in items)])
+
+
 def run_batch(
     items: Sequence[BatchItem],
     convert: Callable[[BatchItem, RGBImage], object],
     *,
     formats: Sequence[str],
     overwrite: bool = False,
+    preview: bool = False,
+    fatal: tuple[type[BaseException], ...] = (),
     on_start: Callable[[BatchItem, RGBImage], None] | None = None,
     on_done: Callable[[BatchItem, object], None] | None = None,
     on_skip: Callable[[BatchItem], None] | None = None,
@@ -134,12 +203,15 @@ def run_batch(
     """Convert each item with ``convert(item, image)``, reading the next image in the background.
 
     Failures of one input are recorded as one line and the batch goes on; an output location that is
-    full or read-only raises :class:`OutputFatalError`, since every later file would fail the same way.
+    full or read-only raises :class:`OutputFatalError`, since every later file would fail the same way,
+    and so does any exception of a type in ``fatal`` (e.g. the device out of memory). Without
+    ``overwrite``, items whose outputs (and preview, with ``preview``) are all complete are skipped.
     """
+    _remove_stale_temps(items, formats)
     summary = BatchSummary()
     todo = []
     for item in items:
-        if not overwrite and all(is_complete(item.stem, fmt) for fmt in formats):
+        if not overwrite and _is_done(item, formats, preview):
             summary.skipped.append(item)
             if on_skip:
                 on_skip(item)
@@ -150,11 +222,12 @@ def run_batch(
         for index, item in enumerate(todo):
             image = upcoming.result()
             upcoming = reader.submit(_read, todo[index + 1]) if index + 1 < len(todo) else None
-            _convert_one(item, image, convert, summary, on_start, on_done, on_fail)
+            _convert_one(item, image, convert, summary, fatal, (on_start, on_done, on_fail))
     return summary
 
 
-def _convert_one(item, image, convert, summary, on_start, on_done, on_fail) -> None:
+def _convert_one(item, image, convert, summary, fatal, callbacks) -> None:
+    on_start, on_done, on_fail = callbacks
     try:
         if isinstance(image, Exception):
             raise image
@@ -162,11 +235,13 @@ def _convert_one(item, image, convert, summary, on_start, on_done, on_fail) -> N
             on_start(item, image)
         item.stem.parent.mkdir(parents=True, exist_ok=True)
         result = convert(item, image)
+    except fatal:
+        raise
     except ImageReadError as error:
         _record_failure(item, str(error), summary, on_fail)
     except OSError as error:
         if error.errno in _FATAL_ERRNOS:
-            raise OutputFatalError(error.errno, f"{item.stem.parent}: {error.strerror or error}") from error
+            raise OutputFatalError(error.errno, _fatal_message(item, error)) from error
         _record_failure(item, f"{item.source}: {error}", summary, on_fail)
     except (ValueError, RuntimeError) as error:
         _record_failure(item, f"{item.source}: {error}", summary, on_fail)
@@ -174,6 +249,12 @@ def _convert_one(item, image, convert, summary, on_start, on_done, on_fail) -> N
         summary.converted.append(result)
         if on_done:
             on_done(item, result)
+
+
+def _fatal_message(item: BatchItem, error: OSError) -> str:
+    """One line naming the output (a CubeWriteError's message already does) and saying the batch stops."""
+    where = str(error) if isinstance(error, CubeWriteError) else f"{item.stem.parent}: {error.strerror or error}"
+    return f"{where}; stopping, every later output would fail the same way"
 
 
 def _record_failure(item: BatchItem, message: str, summary: BatchSummary, on_fail) -> None:

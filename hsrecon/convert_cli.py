@@ -14,12 +14,12 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from hsrecon.batch import BatchItem, OutputFatalError, collect_inputs, plan_outputs, run_batch, shard
+from hsrecon.batch import BatchItem, OutputFatalError, collect_inputs, pending_formats, plan_outputs, run_batch, shard
 from hsrecon.cli import ExitCode, fail, stderr
 from hsrecon.inputs import canonical_space
 from hsrecon.io import FORMATS
 from hsrecon.io.rgb import RGBImage
-from hsrecon.pipeline import ConvertResult, TorchPredictor, convert_file, default_stride
+from hsrecon.pipeline import ConvertResult, DeviceOutOfMemoryError, TorchPredictor, convert_file, default_stride
 from hsrecon.weights import Weights
 
 __all__ = ["run_convert"]
@@ -106,13 +106,13 @@ def run_convert(inputs: list[Path], output: Path, weights: Weights, device: torc
     space = _space_for(weights, options["input_space"])
     options["weights_name"] = f"{weights.path.name} ({weights.meta.weights_version})"
     found, problems = collect_inputs(inputs, recursive=options["recursive"], pattern=options["glob"])
-    for problem in problems:
-        stderr.print(f"hsrecon: error: {problem}", highlight=False)
     try:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise fail(f"{output}: cannot create the output folder ({error.strerror or error})", ExitCode.OUTPUT) from None
-    items = shard(plan_outputs(found, output), *options["shard"])
+    items = shard(plan_outputs(found, output, problems), *options["shard"])
+    for problem in problems:
+        stderr.print(f"hsrecon: error: {problem}", highlight=False)
     predict = TorchPredictor(
         model, device=device, precision=options["precision"], tta=options["tta"], window=options["window"]
     )
@@ -133,8 +133,8 @@ def run_convert(inputs: list[Path], output: Path, weights: Weights, device: torc
         windows_task = progress.add_task("windows", total=None, rate="")
         summary = _run(items, options, space, predict, progress, files_task, windows_task, started)
     seconds = time.perf_counter() - started
-    if summary is None:
-        return ExitCode.OUTPUT
+    if isinstance(summary, ExitCode):
+        return summary
     if not quiet:
         stderr.print(_summary_table(summary.converted, len(summary.skipped), summary.failed, seconds))
     if problems or summary.failed:
@@ -150,7 +150,7 @@ def _run(items, options, space, predict, progress, files_task: TaskID, windows_t
             item.source,
             item.stem,
             predict=predict,
-            formats=options["formats"],
+            formats=pending_formats(item.stem, options["formats"], options["overwrite"]),
             input_space=space,
             exposure=options["exposure"],
             window=options["window"],
@@ -185,20 +185,35 @@ def _run(items, options, space, predict, progress, files_task: TaskID, windows_t
         progress.advance(files_task)
 
     def on_fail(item: BatchItem, message: str) -> None:
-        progress.console.print(f"[bold red]hsrecon: error:[/] {message}", highlight=False, soft_wrap=True)
+        _print_error(progress, message)
         progress.advance(files_task)
 
+    predict.on_note = lambda note: progress.console.print(f"hsrecon: note: {note}", highlight=False)
     try:
         return run_batch(
             items,
             convert,
             formats=options["formats"],
             overwrite=options["overwrite"],
+            preview=options["preview"],
+            fatal=(DeviceOutOfMemoryError,),
             on_start=on_start,
             on_done=on_done,
             on_skip=on_skip,
             on_fail=on_fail,
         )
     except OutputFatalError as error:
-        progress.console.print(f"[bold red]hsrecon: error:[/] {error.strerror}", highlight=False, soft_wrap=True)
-        return None
+        _print_error(progress, error.strerror)
+        return ExitCode.OUTPUT
+    except DeviceOutOfMemoryError as error:
+        _print_error(progress, f"{error} (--batch-size {options['batch_size']} was halved down to 1); {_OOM_HINT}")
+        return ExitCode.DEVICE
+
+
+# Out of memory at one window per pass: the window itself does not fit (or the device is shared).
+_OOM_HINT = "free memory on the device, use a smaller --window, or --device cpu"
+
+
+def _print_error(progress: Progress, message: str) -> None:
+    """One ``hsrecon: error:`` line on stderr, above the progress bars."""
+    progress.console.print(f"[bold red]hsrecon: error:[/] {message}", highlight=False, soft_wrap=True)

@@ -25,7 +25,8 @@ import torch
 from hsrecon import __version__
 from hsrecon.inference import prepare_model
 from hsrecon.inputs import canonical_space, make_input_transform
-from hsrecon.io import open_cube_writer
+from hsrecon.io import atomic_file, open_cube_writer
+from hsrecon.io.cube import preview_path
 from hsrecon.io.rgb import RGBImage, read_rgb
 from hsrecon.model import LWRDAN
 from hsrecon.physics import WAVELENGTHS_NM
@@ -35,6 +36,7 @@ __all__ = [
     "DEFAULT_STRIDE_FRACTION",
     "OUT_OF_RANGE",
     "ConvertResult",
+    "DeviceOutOfMemoryError",
     "NonFiniteOutputError",
     "Predictor",
     "TorchPredictor",
@@ -56,6 +58,30 @@ OUT_OF_RANGE = (-0.05, 1.05)
 
 class NonFiniteOutputError(RuntimeError):
     """The network produced NaN or infinity: never written as a valid cube."""
+
+
+class DeviceOutOfMemoryError(RuntimeError):
+    """The device ran out of memory even for one window per forward pass.
+
+    Raised only after halving the batch down to one window. Every later image needs the same memory
+    per window, so a batch of files should stop rather than fail each one the same way.
+    """
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    """torch's OutOfMemoryError (CUDA), MemoryError, or the RuntimeErrors other back ends raise for it."""
+    if isinstance(error, DeviceOutOfMemoryError):
+        return False
+    if isinstance(error, torch.OutOfMemoryError | MemoryError):
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def _release_device_memory() -> None:
+    """Return the failed batch's cached blocks to the device before retrying with fewer windows."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
 
 
 def default_stride(window: int) -> int:
@@ -82,6 +108,11 @@ class TorchPredictor:
     ``window`` given, an LWRDAN is first put in its inference form for that window size
     (:func:`hsrecon.inference.prepare_model`: BN folded, a provably constant branch frozen,
     channels-last), which leaves outputs unchanged to ~1e-6 relative and runs about twice as fast.
+
+    Out of memory on the device, the same windows are run again in halves, down to one window per
+    pass, and the size that worked is kept as :attr:`max_batch` for every later call (a long batch of
+    files pays for the discovery once); ``on_note`` hears of each halving. Outputs are the same as with
+    a batch that fits from the start. Out of memory at one window raises :class:`DeviceOutOfMemoryError`.
     """
 
     def __init__(
@@ -92,6 +123,7 @@ class TorchPredictor:
         precision: str = "fp32",
         tta: bool = False,
         window: int | None = None,
+        on_note: Callable[[str], None] | None = None,
     ) -> None:
         self.device = torch.device(device)
         if window is not None and isinstance(model, LWRDAN):
@@ -100,9 +132,45 @@ class TorchPredictor:
         self.model = model.eval().to(self.device, memory_format=torch.channels_last)
         self.dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
         self.tta = tta
+        self.max_batch: int | None = None  # learned from out-of-memory errors; None: no limit met yet
+        self.on_note = on_note
+
+    def __call__(self, windows: np.ndarray) -> np.ndarray:
+        if len(windows) == 0:
+            return self._run(windows)
+        size = self.max_batch or len(windows)
+        outputs: list[np.ndarray] = []
+        start = 0
+        while start < len(windows):
+            chunk = windows[start : start + size]
+            result = self._attempt(chunk)
+            if result is None:
+                size = self._halve(len(chunk))
+                continue
+            outputs.append(result)
+            start += len(chunk)
+        return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
+
+    def _attempt(self, windows: np.ndarray) -> np.ndarray | None:
+        """The outputs, or None when the device ran out of memory (other errors propagate)."""
+        try:
+            return self._run(windows)
+        except Exception as error:
+            if not _is_out_of_memory(error):
+                raise
+        return None  # returned outside the handler, so the failed pass's tensors are already freed
+
+    def _halve(self, failed: int) -> int:
+        _release_device_memory()
+        if failed <= 1:
+            raise DeviceOutOfMemoryError(f"{self.device}: out of memory even with one window per pass")
+        self.max_batch = (failed + 1) // 2
+        if self.on_note is not None:
+            self.on_note(f"{self.device}: out of memory with {failed} windows per pass; retrying with {self.max_batch}")
+        return self.max_batch
 
     @torch.inference_mode()
-    def __call__(self, windows: np.ndarray) -> np.ndarray:
+    def _run(self, windows: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(windows)).to(self.device).permute(0, 3, 1, 2)  # NCHW view
         views = range(8) if self.tta else range(1)
         total = None
@@ -146,6 +214,40 @@ class _RowSource:
         return self._small[y0:y1] if self._small is not None else self._rows(y0, y1)
 
 
+class _ShortImageBlender:
+    """Blending for an image shorter than a window (one band of windows), along x in a transposed buffer.
+
+    A :class:`RowBlender` keeps about two windows of full-width rows, which for a 100000×1 panorama is
+    1.6 GB for one row of output (and seconds of page faults). Here the windows' transposes go into a
+    RowBlender one window wide whose "rows" are the image's columns, finished as soon as no later window
+    can reach them, and the (short) output is gathered and emitted at the end. The sums are the same,
+    added in the same order, so the result is identical; the blend weights are symmetric.
+    """
+
+    def __init__(
+        self, height: int, width: int, bands: int, weights: np.ndarray, emit: Callable[[int, np.ndarray], None]
+    ) -> None:
+        self.height, self.width, self.emit = height, width, emit
+        self.out = np.empty((height, width, bands), dtype=np.float32)
+        self.columns = RowBlender(weights.shape[0], bands, weights.T, self._store)
+
+    def add(self, y: int, x: int, tile: np.ndarray) -> None:
+        self.columns.finish_rows(x)  # windows arrive by increasing x: no later one reaches columns < x
+        self.columns.add(x, y, tile.transpose(1, 0, 2))
+
+    def finish_rows(self, upto: int) -> None:
+        """Called with the padded height once every window is in; before that, with 0 (nothing to do)."""
+        if upto <= 0:
+            return
+        self.columns.finish_rows(self.columns.base + self.columns.used)
+        self.emit(0, self.out)
+
+    def _store(self, x0: int, columns: np.ndarray) -> None:
+        end = min(x0 + columns.shape[0], self.width)
+        if x0 < end:
+            self.out[:, x0:end] = columns[: end - x0, : self.height].transpose(1, 0, 2)
+
+
 def stream_reconstruct(
     pixels: np.ndarray,
     transform: Callable[[np.ndarray], np.ndarray],
@@ -162,6 +264,8 @@ def stream_reconstruct(
 
     ``rows`` has shape (h, W, bands), float32, in order from the top; every row is emitted exactly once.
     Returns the number of windows run. ``on_windows(n)`` reports progress after each batch.
+    NaN or infinity in an output raises :class:`NonFiniteOutputError` naming the window, before any of
+    that batch's rows are emitted.
     """
     stride = stride or default_stride(window)
     source = _RowSource(pixels, transform, window)
@@ -173,7 +277,11 @@ def stream_reconstruct(
         if y0 < height:
             emit(y0, rows[: height - y0, :width])
 
-    blender = RowBlender(source.padded_width, bands, blend_weights(window, stride), emit_cropped)
+    weights = blend_weights(window, stride)
+    if height < window:
+        blender = _ShortImageBlender(height, width, bands, weights, emit)
+    else:
+        blender = RowBlender(source.padded_width, bands, weights, emit_cropped)
     pending: list[tuple[int, int, int]] = []  # (band index, y, x)
     tiles: list[np.ndarray] = []
 
@@ -330,6 +438,18 @@ class _PreviewSampler:
         return np.concatenate(self.rows, axis=0)
 
 
+def _write_preview(path: Path, cube: np.ndarray) -> Path:
+    """The sRGB preview, through a locked temporary like the cubes' (so a killed run's is cleaned up)."""
+    import imageio.v3 as iio
+
+    from hsrecon.preview import cube_to_srgb
+
+    image = cube_to_srgb(cube)
+    with atomic_file(path) as temp:
+        iio.imwrite(temp, image, extension=".png")
+    return path
+
+
 def convert_file(
     source: Path,
     stem: Path,
@@ -411,9 +531,7 @@ def convert_file(
         )
         outputs = [path for writer in writers for path in writer.paths]
     if sampler is not None:
-        from hsrecon.preview import write_preview
-
-        outputs.append(write_preview(stem.with_name(stem.name + ".preview.png"), sampler.cube()))
+        outputs.append(_write_preview(preview_path(stem), sampler.cube()))
     return ConvertResult(
         source=source,
         outputs=outputs,

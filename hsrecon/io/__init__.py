@@ -17,15 +17,18 @@ from hsrecon.io.cube import (
     output_path,
     read_cube,
 )
+from hsrecon.io.temps import atomic_file, remove_stale_temps
 
 __all__ = [
     "FORMATS",
     "CubeSpec",
     "CubeWriteError",
     "CubeWriter",
+    "atomic_file",
     "is_complete",
     "open_cube_writer",
     "output_files",
     "output_path",
     "read_cube",
+    "remove_stale_temps",
 ]

@@ -10,16 +10,16 @@ module costs no h5py or SPy.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import re
-import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
 import numpy as np
+
+from hsrecon.io.temps import LockedTemp, create_temp
 
 FORMATS: dict[str, str] = {"envi": ".hdr", "mat": ".mat", "h5": ".h5"}
 """Format name -> suffix of the file whose presence marks a complete output."""
@@ -56,6 +56,12 @@ def output_path(stem: Path, fmt: str) -> Path:
     """
     stem = Path(stem)
     return stem.with_name(stem.name + FORMATS[_check_format(fmt)])
+
+
+def preview_path(stem: Path) -> Path:
+    """The sRGB preview written beside a cube with ``--preview``: ``out/photo`` -> ``out/photo.preview.png``."""
+    stem = Path(stem)
+    return stem.with_name(stem.name + ".preview.png")
 
 
 def output_files(stem: Path, fmt: str) -> list[Path]:
@@ -175,6 +181,7 @@ class CubeWriter:
         self.overwrite = overwrite
         self._rows_done = np.zeros(self.height, dtype=bool)
         self._temps: dict[Path, Path] = {}
+        self._locks: list[LockedTemp] = []
         self._published: list[Path] = []
         self._state = "open"
         self._refuse_existing()
@@ -231,6 +238,7 @@ class CubeWriter:
             self.abort()
             raise write_error(self.path, exc) from exc
         self._state = "committed"
+        self._release_locks()
 
     def abort(self) -> None:
         """Close and delete the temporaries (and anything a failed commit already renamed).
@@ -247,6 +255,7 @@ class CubeWriter:
                 path.unlink(missing_ok=True)
         self._temps.clear()
         self._published.clear()
+        self._release_locks()
 
     def __enter__(self) -> CubeWriter:
         return self
@@ -280,26 +289,26 @@ class CubeWriter:
         raise NotImplementedError
 
     def new_temp(self, final: Path) -> Path:
-        """Create an empty temporary ``.NAME.<random>.tmp`` beside ``final`` and register it.
+        """Create an empty, locked temporary ``.NAME.<random>.tmp`` beside ``final`` and register it.
 
-        Created with ``os.open(..., 0o666)`` rather than ``mkstemp`` so that the umask, not a private
-        0600, decides the final file's permissions.
+        The lock (``hsrecon.io.temps``) tells a later run's cleanup that this temporary is alive; it is
+        held until the writer commits or aborts, and the kernel drops it if the process is killed.
         """
-        for _ in range(16):
-            temp = final.with_name(f".{final.name}.{secrets.token_hex(4)}.tmp")
-            try:
-                os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            except FileExistsError:
-                continue
-            self._temps[final] = temp
-            return temp
-        raise FileExistsError(errno.EEXIST, "cannot create a unique temporary file", str(final))
+        temp = create_temp(final)
+        self._locks.append(temp)
+        self._temps[final] = temp.path
+        return temp.path
 
     def temp_for(self, final: Path) -> Path:
         """The temporary that ``commit()`` will rename to ``final``."""
         return self._temps[final]
 
     # -- internals ------------------------------------------------------------------------------
+
+    def _release_locks(self) -> None:
+        for temp in self._locks:
+            temp.release()
+        self._locks.clear()
 
     def _refuse_existing(self) -> None:
         if not self.overwrite and any(p.exists() for p in self.paths):

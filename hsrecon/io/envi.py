@@ -86,6 +86,25 @@ class EnviCubeWriter(CubeWriter):
             file, self._file = self._file, None
             file.close()
 
+    def _refuse_existing(self) -> None:
+        """As for every format, except for an orphaned data file, which is replaced.
+
+        ``commit()`` renames ``.img`` then ``.hdr``; a run killed between the two leaves a ``.img`` of
+        exactly this cube's size and no header. That file is ours and worthless (nothing can read it
+        without the header), so the rerun replaces it instead of refusing it as existing.
+        """
+        data, header = self.paths
+        orphan = not header.exists() and _size_or_none(data) == self.height * self.width * self.bands * 4
+        if not orphan:
+            super()._refuse_existing()
+
+
+def _size_or_none(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
+
 
 def _preallocate(file: BinaryIO, nbytes: int) -> None:
     """Size the data file up front, reserving the blocks where the OS can, so a full disk fails now.

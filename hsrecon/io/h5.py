@@ -1,14 +1,18 @@
 """HDF5 cubes (``NAME.h5``): dataset ``cube`` H×W×B, chunked per 64×64 tile, gzip + shuffle.
 
-Also the HDF5 plumbing ``mat.py`` shares (a v7.3 MAT-file is an HDF5 file): file creation with a
-chunk cache sized for row-block writes, dataset filters, root attributes, and the completeness check.
+Also the HDF5 plumbing ``mat.py`` shares (a v7.3 MAT-file is an HDF5 file): the writer base that
+keeps write errors away from HDF5, file creation with a chunk cache sized for row-block writes,
+dataset filters, root attributes, and the completeness check.
 """
 
 from __future__ import annotations
 
+import errno
+import io
 import math
 from collections.abc import Mapping
 from pathlib import Path
+from typing import BinaryIO
 
 import h5py
 import numpy as np
@@ -19,42 +23,103 @@ GZIP_LEVEL = 1  # float cubes keep their entropy in the mantissa: level 1 is as 
 _MIN_CACHE_BYTES = 1 << 20
 
 
-class H5CubeWriter(CubeWriter):
+class DeferredFailureFile(io.FileIO):
+    """The file HDF5 writes through: a failed write is kept in :attr:`failure` and reported as done.
+
+    HDF5 does not survive a failed write. On a full disk its handle is left half flushed, every later
+    close retries the flush (``Exception ignored in __dealloc__`` tracebacks), and the library can crash
+    at exit (seen on a full tmpfs: a segfault, or ``munmap_chunk(): invalid pointer``). So no write
+    error ever reaches HDF5: the first one is kept, later writes are dropped, and the writer raises it
+    itself at its next step; HDF5 then closes cleanly and the temporary is deleted. Dropped bytes are
+    never read back: the chunk cache holds every chunk until it is complete (:func:`create_hdf5`).
+    """
+
+    failure: OSError | None = None
+
+    def write(self, data: bytes | memoryview) -> int:
+        view = memoryview(data).cast("B")
+        if self.failure is None:
+            try:
+                self._write_all(view)
+            except OSError as error:
+                self.failure = error
+        return len(view)
+
+    def _write_all(self, view: memoryview) -> None:
+        done = 0
+        while done < len(view):
+            count = super().write(view[done:])
+            if not count:
+                raise OSError(errno.EIO, "the file system accepted no bytes")
+            done += count
+
+    def check(self) -> None:
+        """Raise the first write error, if there was one."""
+        if self.failure is not None:
+            raise self.failure
+
+
+class HDF5CubeWriter(CubeWriter):
+    """What the ``.h5`` and ``.mat`` writers share: an HDF5 temporary written through a
+    :class:`DeferredFailureFile`, its write errors raised after each step, and a close that cannot fail
+    half-way."""
+
+    userblock_size = 0
+    _file: h5py.File | None = None
+    _cube: h5py.Dataset | None = None
+    _sink: DeferredFailureFile | None = None
+
+    def _open_hdf5(self) -> h5py.File:
+        self._sink = DeferredFailureFile(self.new_temp(self.path), "r+")
+        self._file = create_hdf5(self._sink, self.spec, userblock_size=self.userblock_size)
+        return self._file
+
+    def _check_writes(self) -> None:
+        if self._sink is not None:
+            self._sink.check()
+
+    def _close(self) -> None:
+        self._cube = None
+        file, self._file = self._file, None
+        sink, self._sink = self._sink, None
+        try:
+            if file is not None:
+                file.close()
+        finally:
+            if sink is not None:
+                sink.close()
+        if sink is not None:
+            sink.check()
+
+
+class H5CubeWriter(HDF5CubeWriter):
     """Writes row blocks into the chunked ``cube`` dataset of a temporary ``.h5``, renamed on commit."""
 
     fmt = "h5"
-    _file: h5py.File | None = None
-    _cube: h5py.Dataset | None = None
 
     def _open(self) -> None:
         spec = self.spec
-        self._file = create_hdf5(self.new_temp(self.path), spec)
+        file = self._open_hdf5()
         shape = (spec.height, spec.width, spec.bands)
         chunks = (min(CHUNK_PX, spec.height), min(CHUNK_PX, spec.width), spec.bands)
-        self._cube = self._file.create_dataset(
-            "cube", shape=shape, dtype=spec.dtype, chunks=chunks, **dataset_filters(spec)
-        )
-        wavelength = self._file.create_dataset("wavelength", data=spec.wavelengths_nm)
+        self._cube = file.create_dataset("cube", shape=shape, dtype=spec.dtype, chunks=chunks, **dataset_filters(spec))
+        wavelength = file.create_dataset("wavelength", data=spec.wavelengths_nm)
         wavelength.attrs["units"] = "nm"
-        self._file.attrs["wavelength_units"] = "nm"
-        write_attrs(self._file, spec.attrs)
+        file.attrs["wavelength_units"] = "nm"
+        write_attrs(file, spec.attrs)
+        self._check_writes()
 
     def _write_block(self, y0: int, rows: np.ndarray) -> None:
         assert self._cube is not None
         self._cube[y0 : y0 + rows.shape[0]] = rows.astype(self.spec.dtype, copy=False)
+        self._check_writes()
 
     def _finish(self) -> None:
         self._close()
 
-    def _close(self) -> None:
-        self._cube = None
-        if self._file is not None:
-            file, self._file = self._file, None
-            file.close()
 
-
-def create_hdf5(path: Path, spec: CubeSpec, *, userblock_size: int = 0) -> h5py.File:
-    """Open ``path`` for writing with a chunk cache that holds two rows of chunks.
+def create_hdf5(target: Path | BinaryIO, spec: CubeSpec, *, userblock_size: int = 0) -> h5py.File:
+    """Open ``target`` (a path or a file object) for writing with a chunk cache that holds two rows of chunks.
 
     A row block rarely aligns with the 64-row chunks, so it leaves chunks half written; if the
     cache evicted them, HDF5 would compress, store, re-read and re-store each one (slow, and the
@@ -66,7 +131,7 @@ def create_hdf5(path: Path, spec: CubeSpec, *, userblock_size: int = 0) -> h5py.
     chunk_bytes = min(CHUNK_PX, spec.height) * chunk_w * spec.bands * 4
     cache_bytes = max(_MIN_CACHE_BYTES, 2 * chunks_per_row * chunk_bytes)
     return h5py.File(
-        path,
+        target,
         "w",
         userblock_size=userblock_size or None,
         rdcc_nbytes=cache_bytes,

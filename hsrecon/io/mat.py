@@ -19,8 +19,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from hsrecon.io.cube import CHUNK_PX, AttrValue, CubeWriter, default_wavelengths
-from hsrecon.io.h5 import create_hdf5, dataset_filters, read_attrs, write_attrs
+from hsrecon.io.cube import CHUNK_PX, AttrValue, default_wavelengths
+from hsrecon.io.h5 import HDF5CubeWriter, dataset_filters, read_attrs, write_attrs
 
 USERBLOCK_BYTES = 512
 _TEXT_BYTES = 116
@@ -29,7 +29,7 @@ _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
-class MatCubeWriter(CubeWriter):
+class MatCubeWriter(HDF5CubeWriter):
     """Writes row blocks into the reversed ``cube`` dataset; the MATLAB header goes in on commit.
 
     ``dtype="float16"``: MATLAB has no half type, so values are rounded to float16 precision and
@@ -38,35 +38,30 @@ class MatCubeWriter(CubeWriter):
     """
 
     fmt = "mat"
-    _file: h5py.File | None = None
-    _cube: h5py.Dataset | None = None
+    userblock_size = USERBLOCK_BYTES
 
     def _open(self) -> None:
         spec = self.spec
-        self._file = create_hdf5(self.new_temp(self.path), spec, userblock_size=USERBLOCK_BYTES)
+        file = self._open_hdf5()
         shape = (spec.bands, spec.width, spec.height)
         chunks = (spec.bands, min(CHUNK_PX, spec.width), min(CHUNK_PX, spec.height))
-        self._cube = self._file.create_dataset("cube", shape=shape, dtype="<f4", chunks=chunks, **dataset_filters(spec))
+        self._cube = file.create_dataset("cube", shape=shape, dtype="<f4", chunks=chunks, **dataset_filters(spec))
         self._cube.attrs["MATLAB_class"] = np.bytes_(b"single")
-        bands = self._file.create_dataset("bands", data=spec.wavelengths_nm.reshape(spec.bands, 1))
+        bands = file.create_dataset("bands", data=spec.wavelengths_nm.reshape(spec.bands, 1))
         bands.attrs["MATLAB_class"] = np.bytes_(b"double")
-        write_attrs(self._file, spec.attrs)
+        write_attrs(file, spec.attrs)
+        self._check_writes()
 
     def _write_block(self, y0: int, rows: np.ndarray) -> None:
         assert self._cube is not None
         if self.spec.dtype == "float16":
             rows = rows.astype(np.float16).astype(np.float32)
         self._cube[:, :, y0 : y0 + rows.shape[0]] = rows.transpose(2, 1, 0)
+        self._check_writes()
 
     def _finish(self) -> None:
         self._close()
         write_mat73_header(self.temp_for(self.path))
-
-    def _close(self) -> None:
-        self._cube = None
-        if self._file is not None:
-            file, self._file = self._file, None
-            file.close()
 
 
 def mat73_header(now: datetime | None = None) -> bytes:

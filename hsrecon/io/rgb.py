@@ -112,11 +112,18 @@ def _check_suffix(path: Path) -> None:
         raise _fail(path, f"not a readable image (unsupported suffix {path.suffix!r}; expected one of {expected})")
 
 
+def _why_not_a_file(path: Path) -> str:
+    """Say why ``path`` cannot be opened as a file (a dangling or looping link is not "missing")."""
+    if not path.exists():
+        return "broken or looping symbolic link" if path.is_symlink() else "no such file"
+    return "not a regular file"
+
+
 def _open(path: Path) -> Image.Image:
     """Open lazily (header only), turning every failure into one ImageReadError line."""
     _check_suffix(path)
     if not path.is_file():
-        raise _fail(path, "no such file" if not path.exists() else "not a regular file")
+        raise _fail(path, _why_not_a_file(path))
     if path.stat().st_size == 0:
         raise _fail(path, "not a readable image (empty file)")
     try:

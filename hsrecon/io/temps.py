@@ -1,0 +1,162 @@
+"""Temporary files beside outputs: created locked, renamed into place, and cleaned up after a kill.
+
+Every output is written as ``.NAME.<8 hex>.tmp`` in the output folder and renamed to ``NAME`` when
+complete. A process killed with SIGKILL (or a power cut, or an out-of-memory kill) cannot remove its
+temporaries, so the next run must: :func:`remove_stale_temps` deletes the temporaries of the outputs it
+is about to write. It must never delete a temporary that another live process is still writing (two
+``torchrun`` ranks share one folder), so each temporary carries an exclusive ``flock`` for as long as
+its writer lives; the kernel drops it when the process dies, however it dies. A temporary whose lock
+can be taken is abandoned. Where ``flock`` does not exist (Windows) no lock is kept: an open file cannot
+be deleted there, so a failed delete means "in use" just as well.
+
+Only names of exactly this pattern, for the final names asked about, are ever deleted; regular files
+only (a symlink or FIFO of that name is left alone).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import secrets
+import stat
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["TEMP_PATTERN", "LockedTemp", "atomic_file", "create_temp", "remove_stale_temps", "temp_name_for"]
+
+TEMP_PATTERN = re.compile(r"\.(?P<final>.+)\.[0-9a-f]{8}\.tmp", re.DOTALL)
+"""A temporary's name: ``.`` + the final name + ``.`` + 8 lower-case hex digits + ``.tmp``."""
+
+
+def temp_name_for(final: Path) -> str:
+    """A fresh random temporary name for ``final`` (same folder), matching :data:`TEMP_PATTERN`."""
+    return f".{final.name}.{secrets.token_hex(4)}.tmp"
+
+
+class LockedTemp:
+    """An empty temporary created beside ``final``, exclusively locked until :meth:`release`.
+
+    Created with ``os.open(..., 0o666)`` rather than ``mkstemp`` so that the umask, not a private 0600,
+    decides the final file's permissions.
+    """
+
+    def __init__(self, final: Path) -> None:
+        self.final = Path(final)
+        self.path, self._fd = _create_locked(self.final)
+
+    def release(self) -> None:
+        """Drop the lock (after the rename, or after deleting the temporary). Safe to call twice."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _create_locked(final: Path) -> tuple[Path, int | None]:
+    """Create ``.NAME.<hex>.tmp`` with O_EXCL and lock it; retried if a cleaner removed it in between."""
+    for _ in range(16):
+        temp = final.with_name(temp_name_for(final))
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        if fcntl is None:
+            os.close(fd)
+            return temp, None
+        if _lock_and_check(fd, temp):
+            return temp, fd
+        os.close(fd)  # another process's cleanup deleted it before the lock was taken: try a new name
+    raise FileExistsError(errno.EEXIST, "cannot create a unique temporary file", str(final))
+
+
+def _lock_and_check(fd: int, temp: Path) -> bool:
+    """Lock ``fd``; True if ``temp`` still names the locked file (no cleaner removed it meanwhile)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        # Held: another run's cleanup is deleting it. Any other error: a file system without flock, so
+        # carry on unlocked (cleanups cannot lock it either, and leave it alone).
+        return exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN)
+    try:
+        return os.stat(temp).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def create_temp(final: Path) -> LockedTemp:
+    """A new locked temporary for ``final``; see :class:`LockedTemp`."""
+    return LockedTemp(final)
+
+
+@contextlib.contextmanager
+def atomic_file(final: Path) -> Iterator[Path]:
+    """Yield a locked temporary path; on success rename it to ``final`` (replacing it), else delete it."""
+    temp = create_temp(final)
+    try:
+        yield temp.path
+        os.replace(temp.path, final)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temp.path.unlink(missing_ok=True)
+        raise
+    finally:
+        temp.release()
+
+
+def remove_stale_temps(finals: Iterable[Path]) -> list[Path]:
+    """Delete abandoned temporaries of the given final paths; return what was deleted.
+
+    Each folder is listed once, however many finals it holds (a batch of 100,000 files stays linear).
+    Errors are ignored: a temporary that cannot be removed is only clutter, never a wrong result.
+    """
+    wanted: dict[Path, set[str]] = {}
+    for final in finals:
+        final = Path(final)
+        wanted.setdefault(final.parent, set()).add(final.name)
+    removed = []
+    for folder, names in wanted.items():
+        removed += [path for path in _temps_in(folder, names) if _remove_if_abandoned(path)]
+    return removed
+
+
+def _temps_in(folder: Path, names: set[str]) -> list[Path]:
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return []
+    found = []
+    for entry in entries:
+        match = TEMP_PATTERN.fullmatch(entry.name)
+        if match and match["final"] in names:
+            found.append(folder / entry.name)
+    return found
+
+
+def _remove_if_abandoned(path: Path) -> bool:
+    """Delete ``path`` if it is a regular file nobody holds a lock on."""
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return False
+        if fcntl is None:
+            path.unlink()
+            return True
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if os.stat(path).st_ino != os.fstat(fd).st_ino:
+            return False
+        path.unlink()
+        return True
+    except OSError:
+        return False  # locked by a live writer, or no flock here: leave it
+    finally:
+        os.close(fd)
