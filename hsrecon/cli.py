@@ -252,8 +252,9 @@ def convert(
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders.")] = False,
     glob: Annotated[Optional[str], typer.Option(help="Only files matching this pattern, e.g. '*.png'.")] = None,
     input_space: Annotated[
-        str, typer.Option(help="What the files hold: ntire2020-clean (default weights' space), srgb, linear.")
-    ] = "ntire2020-clean",
+        Optional[str],
+        typer.Option(help="What the files hold: ntire2020-clean, srgb, linear (default: the weights' own space)."),
+    ] = None,
     exposure: Annotated[str, typer.Option(help="'auto' or a scale factor applied in the input space.")] = "auto",
     weights: WeightsOption = None,
     device: DeviceOption = "auto",

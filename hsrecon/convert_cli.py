@@ -16,7 +16,7 @@ from rich.table import Table
 
 from hsrecon.batch import BatchItem, OutputFatalError, collect_inputs, pending_formats, plan_outputs, run_batch, shard
 from hsrecon.cli import ExitCode, fail, stderr
-from hsrecon.inputs import canonical_space
+from hsrecon.inputs import canonical_space, network_space
 from hsrecon.io import FORMATS
 from hsrecon.io.rgb import RGBImage
 from hsrecon.pipeline import ConvertResult, DeviceOutOfMemoryError, TorchPredictor, convert_file, default_stride
@@ -57,23 +57,19 @@ def _check_options(options: dict, meta_window: int, multiple: int) -> None:
     if options["batch_size"] < 1:
         raise fail("--batch-size must be at least 1", ExitCode.USAGE)
     try:
-        options["input_space"] = canonical_space(options["input_space"])
+        if options["input_space"] is not None:
+            options["input_space"] = canonical_space(options["input_space"])
     except ValueError as error:
         raise fail(f"--input-space: {error}", ExitCode.USAGE) from None
     options["window"], options["stride"] = window, stride
 
 
-def _space_for(weights: Weights, requested: str) -> str:
-    """The transform to apply, given what the file holds and what the weights expect (said once)."""
-    expected = weights.meta.input_space
-    if requested == expected or expected == "ntire2020-clean":
-        return requested  # the transforms all map into the clean rendering's space
-    stderr.print(
-        f"hsrecon: warning: {weights.path.name} expects {expected} input, the files are declared "
-        f"{requested}: no conversion between them is known, values are fed as value/max",
-        highlight=False,
-    )
-    return "ntire2020-clean"
+def _space_for(weights: Weights, requested: str | None) -> str:
+    """The transform to apply, given what the files hold and what the weights expect (said once)."""
+    space, warning = network_space(weights.meta.input_space, requested)
+    if warning:
+        stderr.print(f"hsrecon: warning: {weights.path.name}: {warning}", highlight=False)
+    return space
 
 
 def _summary_table(results: list[ConvertResult], skipped: int, failed: list, seconds: float) -> Table:
