@@ -19,8 +19,6 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +30,7 @@ from hsrecon.data import Pair, pairing_key
 from hsrecon.inputs import make_input_transform
 from hsrecon.io import read_cube
 from hsrecon.io.rgb import read_rgb
+from hsrecon.io.temps import atomic_file
 from hsrecon.metrics import NTIRE2022_CROP, MetricAccumulator, Scores, score
 from hsrecon.physics import WAVELENGTHS_NM
 
@@ -454,15 +453,8 @@ def evaluate_files(
 def _write_atomic(path: Path, text: str) -> Path:
     """Write ``text`` under a temporary name beside ``path``, then rename: never a half-written file."""
     path = Path(path)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as temp, open(temp, "w", encoding="utf-8", newline="") as handle:
+        handle.write(text)
     return path
 
 

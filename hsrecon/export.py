@@ -10,7 +10,6 @@ torch (``docs/benchmarks.md``), so convert keeps torch; the export is for deploy
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 
 from hsrecon.inference import prepare_model, probe_windows
+from hsrecon.io.temps import atomic_file
 from hsrecon.model import LWRDAN
 
 __all__ = ["ExportError", "check_onnx", "export_onnx"]
@@ -32,20 +32,12 @@ def export_onnx(model: LWRDAN, path: str | os.PathLike, *, window: int = 64, ops
     path = Path(path)
     prepared = prepare_model(model, window=window).to(memory_format=torch.contiguous_format).eval()
     example = torch.zeros(2, model.config.in_channels, window, window)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")  # tracer warnings about the fixed window size: intended
-            torch.onnx.export(
-                prepared, (example,), tmp, input_names=["rgb"], output_names=["cube"],
-                dynamic_axes={"rgb": {0: "batch"}, "cube": {0: "batch"}}, opset_version=opset, dynamo=False,
-            )  # fmt: skip
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as temp, warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # tracer warnings about the fixed window size: intended
+        torch.onnx.export(
+            prepared, (example,), str(temp), input_names=["rgb"], output_names=["cube"],
+            dynamic_axes={"rgb": {0: "batch"}, "cube": {0: "batch"}}, opset_version=opset, dynamo=False,
+        )  # fmt: skip
     return path
 
 

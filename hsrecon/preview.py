@@ -7,14 +7,13 @@ display brightness), encoded with the sRGB curve and written as an 8-bit PNG, at
 
 from __future__ import annotations
 
-import os
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
 
+from hsrecon.io.temps import atomic_file
 from hsrecon.physics import WAVELENGTHS_NM, load_colour
 
 __all__ = ["cube_to_srgb", "write_preview"]
@@ -43,13 +42,6 @@ def cube_to_srgb(cube: np.ndarray) -> np.ndarray:
 
 def write_preview(path: Path, cube: np.ndarray) -> Path:
     """Write the sRGB preview of ``cube`` to ``path`` (temporary name, then rename)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        iio.imwrite(tmp, cube_to_srgb(cube), extension=".png")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as temp:
+        iio.imwrite(temp, cube_to_srgb(cube), extension=".png")
     return path

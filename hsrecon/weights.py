@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -26,6 +25,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from hsrecon.io.temps import atomic_file
 from hsrecon.model import LWRDAN, LWRDANConfig, count_parameters, count_trainable, fold_batchnorm
 from hsrecon.physics import WAVELENGTHS_NM
 
@@ -275,13 +275,6 @@ def save_weights(path: str | os.PathLike, state_dict: dict[str, torch.Tensor], m
     path = Path(path)
     tensors = {key: value.detach().cpu().contiguous() for key, value in state_dict.items()}
     metadata = {"hsrecon": meta.to_json()}  # one key: safetensors does not keep key order
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as temp:
+        save_file(tensors, str(temp), metadata=metadata)
     return path
