@@ -49,6 +49,22 @@ def fail(message: str, code: ExitCode) -> typer.Exit:
     return typer.Exit(code=int(code))
 
 
+def check_window_options(options: dict, weights) -> tuple[int, int]:
+    """``--window``, ``--stride`` and ``--batch-size`` of convert and eval: checked, defaults filled in."""
+    from hsrecon.pipeline import default_stride
+
+    multiple = weights.meta.config.size_multiple
+    window = options["window"] or weights.meta.window_size
+    if window % multiple or window < multiple:
+        raise fail(f"--window {window}: must be a positive multiple of {multiple}", ExitCode.USAGE)
+    stride = options["stride"] or default_stride(window)
+    if not 0 < stride <= window:
+        raise fail(f"--stride {stride}: must be between 1 and the window ({window})", ExitCode.USAGE)
+    if options["batch_size"] < 1:
+        raise fail("--batch-size must be at least 1", ExitCode.USAGE)
+    return window, stride
+
+
 def _version_callback(value: bool) -> None:
     if value:
         stdout.print(f"hsrecon {__version__}")

@@ -15,11 +15,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from hsrecon.batch import BatchItem, OutputFatalError, collect_inputs, pending_formats, plan_outputs, run_batch, shard
-from hsrecon.cli import ExitCode, fail, stderr
+from hsrecon.cli import ExitCode, check_window_options, fail, stderr
 from hsrecon.inputs import canonical_space, network_space
 from hsrecon.io import FORMATS
 from hsrecon.io.rgb import RGBImage
-from hsrecon.pipeline import ConvertResult, DeviceOutOfMemoryError, TorchPredictor, convert_file, default_stride
+from hsrecon.pipeline import ConvertResult, DeviceOutOfMemoryError, TorchPredictor, convert_file
 from hsrecon.weights import Weights
 
 __all__ = ["run_convert"]
@@ -33,7 +33,7 @@ def _rank_device(device: torch.device) -> torch.device:
     return device
 
 
-def _check_options(options: dict, meta_window: int, multiple: int) -> None:
+def _check_options(options: dict, weights: Weights) -> None:
     """Reject impossible option values with one line each, before any work starts."""
     for fmt in options["formats"]:
         if fmt not in FORMATS:
@@ -48,14 +48,7 @@ def _check_options(options: dict, meta_window: int, multiple: int) -> None:
             raise fail(f"--{key} {options[key]!r}: choose from {', '.join(allowed)}", ExitCode.USAGE)
     if options["dtype"] == "float16" and "envi" in options["formats"]:
         raise fail("--dtype float16: ENVI has no float16 type; use it with --format h5 or mat", ExitCode.USAGE)
-    window = options["window"] or meta_window
-    if window % multiple or window < multiple:
-        raise fail(f"--window {window}: must be a positive multiple of {multiple}", ExitCode.USAGE)
-    stride = options["stride"] or default_stride(window)
-    if not 0 < stride <= window:
-        raise fail(f"--stride {stride}: must be between 1 and the window ({window})", ExitCode.USAGE)
-    if options["batch_size"] < 1:
-        raise fail("--batch-size must be at least 1", ExitCode.USAGE)
+    window, stride = check_window_options(options, weights)
     try:
         if options["input_space"] is not None:
             options["input_space"] = canonical_space(options["input_space"])
@@ -98,7 +91,7 @@ def run_convert(inputs: list[Path], output: Path, weights: Weights, device: torc
     """Run a whole ``hsrecon convert``; return its exit code."""
     device = _rank_device(device)
     model = weights.build()
-    _check_options(options, weights.meta.window_size, model.config.size_multiple)
+    _check_options(options, weights)
     space = _space_for(weights, options["input_space"])
     options["weights_name"] = f"{weights.path.name} ({weights.meta.weights_version})"
     found, problems = collect_inputs(inputs, recursive=options["recursive"], pattern=options["glob"])

@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from hsrecon import __version__
-from hsrecon.cli import ExitCode, fail, stderr, stdout
+from hsrecon.cli import ExitCode, check_window_options, fail, stderr, stdout
 from hsrecon.data import SPLITS, TRACKS, Pair, scan
 from hsrecon.evaluate import (
     METRICS,
@@ -32,7 +32,7 @@ from hsrecon.evaluate import (
 )
 from hsrecon.inputs import network_space
 from hsrecon.metrics import NTIRE2022_CROP
-from hsrecon.pipeline import TorchPredictor, default_stride
+from hsrecon.pipeline import TorchPredictor
 from hsrecon.weights import Weights
 
 __all__ = ["check_mode", "run_eval"]
@@ -126,19 +126,6 @@ def _run_files(options: dict, crop: int) -> Report:
         )
 
 
-def _check_network_options(options: dict, weights: Weights) -> tuple[int, int]:
-    multiple = weights.meta.config.size_multiple
-    window = options["window"] or weights.meta.window_size
-    if window % multiple or window < multiple:
-        raise fail(f"--window {window}: must be a positive multiple of {multiple}", ExitCode.USAGE)
-    stride = options["stride"] or default_stride(window)
-    if not 0 < stride <= window:
-        raise fail(f"--stride {stride}: must be between 1 and the window ({window})", ExitCode.USAGE)
-    if options["batch_size"] < 1:
-        raise fail("--batch-size must be at least 1", ExitCode.USAGE)
-    return window, stride
-
-
 def _scan(root: Path, split: str, track: str, what: str = "") -> tuple[list[Pair], list[str], str]:
     try:
         found = scan(root, split, track)
@@ -152,7 +139,7 @@ def _run_data(options: dict, crop: int, weights: Weights, device: torch.device) 
         if options[flag] not in allowed:
             choices = ", ".join(a for a in allowed if a)
             raise fail(f"--{flag} {options[flag]!r}: choose from {choices}", ExitCode.USAGE)
-    window, stride = _check_network_options(options, weights)
+    window, stride = check_window_options(options, weights)
     root, split, track = Path(options["data"]), options["split"], options["track"]
     pairs, unpaired, layout = _scan(root, split, track)
     if not pairs:

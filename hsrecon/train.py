@@ -28,14 +28,14 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch import nn
 
 from hsrecon import __version__
 from hsrecon.data import Pair, discover
 from hsrecon.data.patches import PatchDataset, load_pair
 from hsrecon.model import LWRDAN, LWRDANConfig
-from hsrecon.physics import WAVELENGTHS_NM
 from hsrecon.weights import load_weights, make_meta, save_weights
 
 __all__ = ["TrainConfig", "TrainResult", "learning_rate", "recipe_loss", "ssim_loss", "train"]
@@ -191,11 +191,9 @@ def _load_checkpoint(path: Path, model: LWRDAN, optimizer) -> tuple[int, dict]:
     weights = load_weights(path.with_suffix(".safetensors"))
     model.load_state_dict(weights.state_dict)
     state_path = path.with_suffix(".state.safetensors")
-    tensors = load_file(str(state_path))
-    from safetensors import safe_open
-
     with safe_open(str(state_path), framework="pt") as handle:
         scalars = json.loads(handle.metadata()["hsrecon_train"])
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 - not a dict
     torch.set_rng_state(tensors.pop("rng.torch"))
     _restore_optimizer(optimizer, tensors, scalars)
     return int(scalars["step"]), scalars.get("metrics", {})
@@ -338,6 +336,3 @@ class _RankSampler(torch.utils.data.Sampler):
 
     def __len__(self) -> int:
         return self.length
-
-
-_ = WAVELENGTHS_NM  # the training cubes must have these bands (checked by the loaders)
