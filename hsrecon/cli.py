@@ -440,6 +440,10 @@ def train(
     workers: Annotated[int, typer.Option(help="Data loading processes.")] = 0,
     validate_every: Annotated[int, typer.Option(help="Steps between validations and checkpoints.")] = 1000,
     valid_images: Annotated[Optional[int], typer.Option(help="Use only the first N validation images.")] = None,
+    ablate: Annotated[
+        Optional[list[str]],
+        typer.Option(help="Paper's ablations, from scratch: coordconv (no coordinate channels), cbam (no attention)."),
+    ] = None,
 ) -> None:
     """Train LWRDAN with the paper's recipe (L2 + 1 − SSIM, Adam 1e-3 → 1e-5, 64×64 windows, batch 8)."""
     from hsrecon.train import TrainConfig
@@ -450,8 +454,22 @@ def train(
         lr_start=lr_start, lr_end=lr_end, ssim_weight=ssim_weight, mrae_weight=mrae_weight, seed=seed, init=init,
         resume=resume, device=str(_device_or_exit(device)), amp=amp, workers=workers,
         validate_every=validate_every, checkpoint_every=validate_every, valid_images=valid_images,
+        model=_ablated_model_config(ablate or [], init),
     )  # fmt: skip
     raise typer.Exit(code=int(run_train(config)))
+
+
+ABLATIONS = {"coordconv": "coord_conv", "cbam": "attention"}
+
+
+def _ablated_model_config(ablate: list[str], init: Optional[str]) -> dict:
+    """``--ablate`` names → the model-config switches they turn off (checked here, before any work)."""
+    unknown = sorted(set(ablate) - set(ABLATIONS))
+    if unknown:
+        raise fail(f"unknown --ablate {', '.join(unknown)}: choose from {', '.join(ABLATIONS)}", ExitCode.USAGE)
+    if ablate and init:
+        raise fail("--ablate builds a different network; it cannot start from --init weights", ExitCode.USAGE)
+    return {ABLATIONS[name]: False for name in ablate}
 
 
 def main() -> None:

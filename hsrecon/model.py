@@ -44,6 +44,8 @@ __all__ = [
 
 NormFactory = Callable[[int], nn.Module]
 
+ABLATION_SWITCHES = ("coord_conv", "attention")
+
 
 class CoordChannels(nn.Module):
     """Append two coordinate channels to the input (CoordConv, section 2.1).
@@ -121,18 +123,24 @@ class RDAB(nn.Module):
         out = relu(post_norm(features·CA(features) + features·SA(features) + x + side(x)))
     """
 
-    def __init__(self, channels: int, *, reduction: int, spatial_kernel: int, norm: NormFactory) -> None:
+    def __init__(
+        self, channels: int, *, reduction: int, spatial_kernel: int, norm: NormFactory, attention: bool = True
+    ) -> None:
         super().__init__()
         self.pre_norm = norm(channels)
         self.body = nn.Sequential(ConvBNReLU(channels, channels, norm=norm), ConvBNReLU(channels, channels, norm=norm))
-        self.channel_attention = ChannelAttention(channels, reduction)
-        self.spatial_attention = SpatialAttention(spatial_kernel)
+        # attention=False is the paper's "without CBAM" ablation: the features pass ungated, once.
+        self.channel_attention = ChannelAttention(channels, reduction) if attention else None
+        self.spatial_attention = SpatialAttention(spatial_kernel) if attention else None
         self.side = ConvBNReLU(channels, channels, norm=norm)
         self.post_norm = norm(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.body(F.relu(self.pre_norm(x)))
-        attended = features * self.channel_attention(features) + features * self.spatial_attention(features)
+        if self.channel_attention is None:
+            attended = features
+        else:
+            attended = features * self.channel_attention(features) + features * self.spatial_attention(features)
         return F.relu(self.post_norm(attended + x + self.side(x)))
 
 
@@ -173,9 +181,10 @@ class LWRDANConfig:
     """Every width and hyperparameter of the network; the defaults are the authors' published model.
 
     ``blocks`` counts the RDABs per U-net stage in the order encoder 1, encoder 2, bottleneck,
-    decoder 2, decoder 1 (nine in all). ``bn_momentum`` uses PyTorch's convention; the authors' Keras
-    model trained with Keras momentum 0 (running statistics = the last batch), which only matters when
-    training (see ``docs/model.md``).
+    decoder 2, decoder 1 (nine in all). ``coord_conv`` and ``attention`` exist for the paper's ablations
+    (section 3): without them the input is the RGB alone, and the RDABs have no CBAM gates.
+    ``bn_momentum`` uses PyTorch's convention; the authors' Keras model trained with Keras momentum 0
+    (running statistics = the last batch), which only matters when training (see ``docs/model.md``).
     """
 
     in_channels: int = 3
@@ -189,13 +198,27 @@ class LWRDANConfig:
     dropout: float = 0.2
     bn_eps: float = 1e-4
     bn_momentum: float = 0.1
+    coord_conv: bool = True
+    attention: bool = True
     size_multiple: int = field(default=4, init=False)
 
     def to_dict(self) -> dict:
-        """Plain-JSON form, for weights metadata (``size_multiple`` is derived, so left out)."""
+        """Plain-JSON form, for weights metadata (``size_multiple`` is derived, so left out).
+
+        The ablation switches are written only when switched off, so the published model's metadata (and
+        the bundled file's bytes and digest) stay what they were before the switches existed.
+        """
         data = asdict(self)
         data.pop("size_multiple")
+        for switch in ABLATION_SWITCHES:
+            if data[switch]:
+                data.pop(switch)
         return data
+
+    @property
+    def branch_input_channels(self) -> int:
+        """Channels both branches see: the RGB, plus the two coordinate channels unless ablated."""
+        return self.in_channels + (2 if self.coord_conv else 0)
 
     @classmethod
     def from_dict(cls, data: dict) -> LWRDANConfig:
@@ -212,10 +235,8 @@ class LWRDANConfig:
 
 
 def _rdabs(channels: int, count: int, config: LWRDANConfig, norm: NormFactory) -> list[RDAB]:
-    return [
-        RDAB(channels, reduction=config.reduction, spatial_kernel=config.spatial_kernel, norm=norm)
-        for _ in range(count)
-    ]
+    options = {"reduction": config.reduction, "spatial_kernel": config.spatial_kernel, "attention": config.attention}
+    return [RDAB(channels, norm=norm, **options) for _ in range(count)]
 
 
 class UNetBranch(nn.Module):
@@ -229,8 +250,7 @@ class UNetBranch(nn.Module):
         super().__init__()
         w1, w2, w3 = config.widths
         n_enc1, n_enc2, n_bottleneck, n_dec2, n_dec1 = config.blocks
-        coord_channels = config.in_channels + 2
-        self.enc1 = Stage(nn.Conv2d(coord_channels, w1, 3, padding=1), _rdabs(w1, n_enc1, config, norm))
+        self.enc1 = Stage(nn.Conv2d(config.branch_input_channels, w1, 3, padding=1), _rdabs(w1, n_enc1, config, norm))
         self.enc2 = Stage(nn.Conv2d(w1, w2, 3, padding=1), _rdabs(w2, n_enc2, config, norm))
         self.bottleneck = Stage(nn.Conv2d(w2, w3, 3, padding=1), _rdabs(w3, n_bottleneck, config, norm))
         self.dec2 = Stage(KerasSameUpsample(w3, w2), _rdabs(w2, n_dec2, config, norm))
@@ -257,7 +277,7 @@ class DenseBranch(nn.Module):
 
     def __init__(self, config: LWRDANConfig) -> None:
         super().__init__()
-        cin, width = config.in_channels + 2, config.dense_width
+        cin, width = config.branch_input_channels, config.dense_width
         self.conv1 = nn.Conv2d(cin, width, 1)
         self.conv2 = nn.Conv2d(width, width, 3, padding=1)
         self.conv3 = nn.Conv2d(2 * width, width, 5, padding=2)
@@ -285,7 +305,7 @@ class LWRDAN(nn.Module):
         super().__init__()
         self.config = config or LWRDANConfig()
         norm = partial(nn.BatchNorm2d, eps=self.config.bn_eps, momentum=self.config.bn_momentum)
-        self.coords = CoordChannels()
+        self.coords = CoordChannels() if self.config.coord_conv else nn.Identity()
         self.unet = UNetBranch(self.config, norm)
         self.dense = DenseBranch(self.config)
         k = self.config.head_kernel
