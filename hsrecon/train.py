@@ -35,6 +35,7 @@ from torch import nn
 from hsrecon import __version__
 from hsrecon.data import Pair, discover
 from hsrecon.data.patches import PatchDataset, load_pair
+from hsrecon.io.temps import atomic_file
 from hsrecon.model import LWRDAN, LWRDANConfig
 from hsrecon.weights import load_weights, make_meta, save_weights
 
@@ -168,7 +169,18 @@ def _restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict, scalars:
 
 
 def _save_checkpoint(path: Path, model: LWRDAN, optimizer, step: int, config: TrainConfig, metrics: dict) -> None:
-    """``path.safetensors`` (hsrecon weights) + ``path.state.safetensors`` (optimiser, RNG, step), atomic."""
+    """``path.state.safetensors`` (everything ``--resume`` needs), then ``path.safetensors`` (hsrecon weights).
+
+    The state file holds its own copy of the model tensors, so resuming reads that one file alone: each
+    file is renamed into place atomically, and a run killed between the two renames resumes from a
+    consistent state (the weights file, for users, is simply one checkpoint older until the next save).
+    """
+    tensors, scalars = _optimizer_tensors(optimizer)
+    tensors |= {f"{_MODEL_PREFIX}{key}": value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+    tensors["rng.torch"] = torch.get_rng_state()
+    scalars.update(step=step, config=json.loads(json.dumps(asdict(config), default=str)), metrics=metrics)
+    with atomic_file(path.with_suffix(".state.safetensors")) as temp:
+        save_file(tensors, str(temp), metadata={"hsrecon_train": json.dumps(scalars)})
     meta = make_meta(
         model,
         window_size=config.window,
@@ -179,24 +191,31 @@ def _save_checkpoint(path: Path, model: LWRDAN, optimizer, step: int, config: Tr
         metrics=metrics,
     )
     save_weights(path.with_suffix(".safetensors"), model.state_dict(), meta)
-    tensors, scalars = _optimizer_tensors(optimizer)
-    tensors["rng.torch"] = torch.get_rng_state()
-    scalars.update(step=step, config=json.loads(json.dumps(asdict(config), default=str)), metrics=metrics)
-    tmp = path.with_name(f".{path.name}.state.tmp")
-    save_file(tensors, str(tmp), metadata={"hsrecon_train": json.dumps(scalars)})
-    os.replace(tmp, path.with_suffix(".state.safetensors"))
+
+
+_MODEL_PREFIX = "model."
 
 
 def _load_checkpoint(path: Path, model: LWRDAN, optimizer) -> tuple[int, dict]:
-    weights = load_weights(path.with_suffix(".safetensors"))
-    model.load_state_dict(weights.state_dict)
+    """Restore model, optimiser and RNG from ``path.state.safetensors``; returns (step, metrics)."""
     state_path = path.with_suffix(".state.safetensors")
-    with safe_open(str(state_path), framework="pt") as handle:
-        scalars = json.loads(handle.metadata()["hsrecon_train"])
-        tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 - not a dict
+    try:
+        with safe_open(str(state_path), framework="pt") as handle:
+            scalars = json.loads(handle.metadata()["hsrecon_train"])
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 - not a dict
+    except Exception as error:  # safetensors raises its own types for damaged files
+        raise ValueError(f"{state_path}: not a readable hsrecon training state ({error})") from None
+    step = int(scalars["step"])
+    model_tensors = {k[len(_MODEL_PREFIX) :]: tensors.pop(k) for k in list(tensors) if k.startswith(_MODEL_PREFIX)}
+    if not model_tensors:  # a state file from before the model travelled with it: use the weights file
+        weights = load_weights(path.with_suffix(".safetensors"))
+        if int(weights.meta.training.get("step", -1)) != step:
+            raise ValueError(f"{state_path}: step {step}, but {path.with_suffix('.safetensors')} is another step")
+        model_tensors = weights.state_dict
+    model.load_state_dict(model_tensors)
     torch.set_rng_state(tensors.pop("rng.torch"))
     _restore_optimizer(optimizer, tensors, scalars)
-    return int(scalars["step"]), scalars.get("metrics", {})
+    return step, scalars.get("metrics", {})
 
 
 # --- validation ------------------------------------------------------------------------------------------
@@ -252,6 +271,8 @@ def train(config: TrainConfig, *, on_step: Callable[[int, float, float], None] |
     if config.resume and last.with_suffix(".state.safetensors").exists():
         start, metrics = _load_checkpoint(last, model, optimizer)
         best_mrae = float(metrics.get("best_mrae", math.inf))
+        if rank == 0:
+            _truncate_log(config.output / "log.jsonl", start)
     # Channels-last is ~15% faster for these small convolutions on CPU (measured at batch 8, 1 thread).
     model.to(device, memory_format=torch.channels_last).train()
     wrapped = nn.parallel.DistributedDataParallel(model) if world > 1 else model
@@ -316,6 +337,22 @@ def _validate_and_save(model, optimizer, step, config, valid_pairs, device, rank
     if dist.is_initialized():
         dist.barrier()
     return best_mrae
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop what a killed run logged after its last checkpoint, so a resumed run's log reads as one run."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # the line the kill cut short
+            continue
+        if record.get("step", 0) <= step:
+            kept.append(line + "\n")
+    with atomic_file(path) as temp:
+        temp.write_text("".join(kept))
 
 
 def _log(path: Path, record: dict) -> None:

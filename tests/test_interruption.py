@@ -8,6 +8,7 @@ temporaries, and end with outputs identical to an uninterrupted run and nothing 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import pytest
+import torch
 from test_cli import hsrecon
 
 from hsrecon.io import is_complete, read_cube
@@ -149,3 +151,41 @@ def test_only_an_orphaned_envi_data_file_of_this_cubes_size_is_replaced(tmp_path
     with pytest.raises(CubeWriteError, match="exists"):
         write(tmp_path / "other")
     assert (tmp_path / "other.img").read_bytes() == b"someone's disk image"
+
+
+def _train_args(data: Path, out: Path, *extra: str) -> list[str]:
+    steps = ["--max-steps", "12", "--validate-every", "4", "--batch-size", "2", "--seed", "3"]
+    return ["train", "--data", str(data), "-o", str(out), *steps, *extra]
+
+
+def _logged_steps(out: Path) -> list[int]:
+    log = out / "log.jsonl"
+    if not log.exists():
+        return []
+    lines = [line for line in log.read_text().splitlines() if line.endswith("}")]  # the last may be half written
+    return [json.loads(line)["step"] for line in lines if '"loss"' in line]
+
+
+def test_train_killed_mid_epoch_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path):
+    from test_data_ntire import make_ntire2020
+
+    from hsrecon.weights import load_weights
+
+    data = make_ntire2020(tmp_path / "data", np.random.default_rng(5), train=(1, 2), valid=(451,))
+    reference = hsrecon(*_train_args(data, tmp_path / "reference"))
+    assert reference.returncode == 0, reference.stderr
+
+    out = tmp_path / "killed"
+    kill_when(_train_args(data, out), lambda: len(_logged_steps(out)) >= 6)  # past the step-4 checkpoint
+    killed_at = max(_logged_steps(out))
+    assert 6 <= killed_at < 12
+    result = hsrecon(*_train_args(data, out, "--resume"))
+    assert result.returncode == 0, result.stderr
+
+    expected = load_weights(tmp_path / "reference" / "last.safetensors").state_dict
+    resumed = load_weights(out / "last.safetensors").state_dict
+    assert expected.keys() == resumed.keys()
+    for key, value in expected.items():
+        assert torch.equal(value, resumed[key]), key
+    assert _logged_steps(out) == list(range(1, 13)), "the log reads as one run: no step twice"
+    assert temporaries(out) == []

@@ -71,6 +71,41 @@ def test_resume_equals_an_uninterrupted_run(tiny_set, tmp_path):
         assert torch.equal(value, resumed[key]), key
 
 
+def test_killed_between_the_two_checkpoint_files_still_resumes_exactly(tiny_set, tmp_path, monkeypatch):
+    """The state file is renamed into place first; dying before the weights file follows must not matter."""
+    import hsrecon.train as training
+
+    straight = train(_config(tiny_set, tmp_path / "a")).model.state_dict()
+    real_save = training.save_weights
+
+    def die_at_step_3(path, state_dict, meta):
+        if meta.training["step"] == 3:
+            raise KeyboardInterrupt  # as if SIGKILLed after the state's rename, before the weights'
+        return real_save(path, state_dict, meta)
+
+    monkeypatch.setattr(training, "save_weights", die_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(tiny_set, tmp_path / "b"))
+    assert (tmp_path / "b" / "last.state.safetensors").exists()
+    assert not (tmp_path / "b" / "last.safetensors").exists()
+    monkeypatch.setattr(training, "save_weights", real_save)
+    resumed = train(_config(tiny_set, tmp_path / "b", resume=True)).model.state_dict()
+    for key, value in straight.items():
+        assert torch.equal(value, resumed[key]), key
+    assert load_weights(tmp_path / "b" / "last.safetensors").meta.training["step"] == 6
+
+
+def test_a_damaged_training_state_is_one_line(tiny_set, tmp_path):
+    train(_config(tiny_set, tmp_path / "run", steps=3))
+    state = tmp_path / "run" / "last.state.safetensors"
+    state.write_bytes(state.read_bytes()[:1000])
+    result = hsrecon("train", "--data", str(tiny_set), "-o", str(tmp_path / "run"), "--resume", "--max-steps", "6")
+    assert result.returncode == 4
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("hsrecon: error: ") and "last.state.safetensors: not a readable hsrecon" in last_line
+    assert "Traceback" not in result.stderr and result.stderr.count("error") == 1
+
+
 def test_fine_tuning_starts_from_the_given_weights(tiny_set, tmp_path):
     result = train(_config(tiny_set, tmp_path / "ft", steps=1, validate_every=1, model={}, init="ntire2020-clean"))
     initial = load_weights("ntire2020-clean").state_dict
