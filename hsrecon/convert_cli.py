@@ -19,7 +19,7 @@ from hsrecon.cli import ExitCode, check_window_options, fail, stderr
 from hsrecon.inputs import canonical_space, network_space
 from hsrecon.io import FORMATS
 from hsrecon.io.rgb import RGBImage
-from hsrecon.pipeline import ConvertResult, DeviceOutOfMemoryError, TorchPredictor, convert_file
+from hsrecon.pipeline import OUT_OF_MEMORY_HINT, ConvertResult, DeviceOutOfMemoryError, TorchPredictor, convert_file
 from hsrecon.weights import Weights
 
 __all__ = ["run_convert"]
@@ -195,12 +195,10 @@ def _run(items, options, space, predict, progress, files_task: TaskID, windows_t
         _print_error(progress, error.strerror)
         return ExitCode.OUTPUT
     except DeviceOutOfMemoryError as error:
-        _print_error(progress, f"{error} (--batch-size {options['batch_size']} was halved down to 1); {_OOM_HINT}")
+        _print_error(
+            progress, f"{error} (--batch-size {options['batch_size']} was halved down to 1); {OUT_OF_MEMORY_HINT}"
+        )
         return ExitCode.DEVICE
-
-
-# Out of memory at one window per pass: the window itself does not fit (or the device is shared).
-_OOM_HINT = "free memory on the device, use a smaller --window, or --device cpu"
 
 
 def _print_error(progress: Progress, message: str) -> None:

@@ -26,7 +26,7 @@ from test_cli import hsrecon
 from typer.testing import CliRunner
 
 from hsrecon import convert_cli
-from hsrecon.cli import app
+from hsrecon.cli import ExitCode, app
 from hsrecon.io.h5 import DeferredFailureFile, H5CubeWriter
 from hsrecon.model import LWRDANConfig, build_model
 from hsrecon.pipeline import DeviceOutOfMemoryError, TorchPredictor, stream_reconstruct
@@ -328,3 +328,18 @@ def test_overflowing_weights_are_caught_per_file(images, tmp_path):
     errors = [line for line in result.stderr.splitlines() if line.startswith("hsrecon: error:")]
     assert len(errors) == 2 and all("non-finite values" in line for line in errors), result.stderr
     assert files_in(out) == []
+
+
+def test_eval_out_of_memory_at_one_window_stops_with_exit_6(tmp_path, monkeypatch):
+    from test_data_ntire import make_ntire2020
+
+    from hsrecon import eval_cli
+
+    data = make_ntire2020(tmp_path / "data", np.random.default_rng(2), train=(), valid=(451, 452))
+    monkeypatch.setattr(eval_cli, "TorchPredictor", lambda model, **options: TorchPredictor(FakeNet(limit=0)))
+    args = ["eval", "--data", str(data), "--batch-size", "4", "--json", str(tmp_path / "r.json")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == ExitCode.DEVICE, result.stderr
+    assert "out of memory even with one window" in result.stderr and "--batch-size 4 was halved" in result.stderr
+    assert "Traceback" not in result.stderr and isinstance(result.exception, SystemExit)
+    assert not (tmp_path / "r.json").exists(), "no report that looks complete"
