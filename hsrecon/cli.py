@@ -389,6 +389,9 @@ def synth(
         Optional[str], typer.Option(help="Camera for the RealWorld track (default: the model's default camera).")
     ] = None,
     no_camera: Annotated[bool, typer.Option("--no-camera", help="Only the clean rendering.")] = False,
+    only: Annotated[
+        Optional[str], typer.Option(help="Write only this split (train or valid), the same scenes as in the full set.")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Make a synthetic training set from measured reflectances and illuminants (docs/data.md)."""
@@ -404,7 +407,7 @@ def synth(
         try:
             summary = make_synthetic_dataset(
                 output, scenes=scenes, size=(size, size), seed=seed, valid_fraction=valid_fraction,
-                camera=None if no_camera else (camera or DEFAULT_CAMERA),
+                camera=None if no_camera else (camera or DEFAULT_CAMERA), only=only,
                 progress=lambda done, total: progress.update(task, completed=done),
             )  # fmt: skip
         except ValueError as error:

@@ -107,6 +107,21 @@ def test_same_seed_same_files(tmp_path):
     assert not (tmp_path / "a" / "Validation_Spectral").exists()
 
 
+def test_only_the_validation_split_is_the_full_sets_validation_split(tmp_path):
+    recipe = {"scenes": 5, "size": (16, 16), "seed": 9, "valid_fraction": 0.4}
+    full = make_synthetic_dataset(tmp_path / "full", **recipe)
+    valid = make_synthetic_dataset(tmp_path / "valid", **recipe, only="valid")
+    assert [f["name"] for f in valid["files"]] == ["ARAD_HS_0004", "ARAD_HS_0005"]
+    assert valid["files"] == [f for f in full["files"] if f["split"] == "valid"]
+    assert not (tmp_path / "valid" / "Train_Spectral").exists()
+    for name in ("ARAD_HS_0004", "ARAD_HS_0005"):
+        for folder, suffix in (("Validation_Clean", "_clean.png"), ("Validation_RealWorld", "_RealWorld.jpg")):
+            a, b = ((tmp_path / run / folder / f"{name}{suffix}").read_bytes() for run in ("full", "valid"))
+            assert a == b
+    with pytest.raises(ValueError, match="only must be one of"):
+        make_synthetic_dataset(tmp_path / "x", scenes=2, size=(16, 16), seed=9, only="test")
+
+
 def test_regions_are_measured_spectra_or_their_mixtures():
     rng = np.random.default_rng(0)
     library, _ = measured_reflectances()

@@ -410,6 +410,7 @@ def make_synthetic_dataset(
     valid_fraction: float = 0.1,
     camera: str | CameraSettings | None = DEFAULT_CAMERA,
     noise: float = 0.0,
+    only: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, object]:
     """Write ``scenes`` synthetic scenes of ``size`` (H, W) under ``out`` in the NTIRE 2020 layout.
@@ -421,18 +422,25 @@ def make_synthetic_dataset(
     for the scene's illuminant). ``synth.json`` records the parameters, versions and per-scene facts; the
     same dict is returned. Existing files of the same names are replaced. ``progress(done, total)`` is
     called after each scene.
+
+    Each scene depends only on ``(seed, its number)``, so ``only="valid"`` writes just the validation
+    scenes of the full set, identical to theirs in the full set (e.g. to check published numbers).
     """
     _check_arguments(scenes, size, seed, valid_fraction)
+    if only not in (None, *_FOLDERS):
+        raise ValueError(f"only must be one of {', '.join(_FOLDERS)}, got {only!r}")
     out = Path(out)
     height, width = (int(s) for s in size)
     settings = _camera_settings(camera)
     n_valid = _validation_count(scenes, valid_fraction)
     splits = ["train"] * (scenes - n_valid) + ["valid"] * n_valid
-    for split in set(splits):
+    for split in set(splits) if only is None else {only} & set(splits):
         for folder in _FOLDERS[split][: 3 if settings is not None else 2]:
             (out / folder).mkdir(parents=True, exist_ok=True)
-    summary = _summary(seed, scenes, (height, width), valid_fraction, settings)
+    summary = _summary(seed, scenes, (height, width), valid_fraction, settings) | ({"only": only} if only else {})
     for index, split in enumerate(splits, start=1):
+        if only is not None and split != only:
+            continue
         scene = make_scene(np.random.default_rng([seed, index]), height, width, noise=noise)
         name = scene_name(index)
         written = _write_scene(out, split, name, scene, settings, np.random.default_rng([seed, index, 1]))
