@@ -1,0 +1,100 @@
+"""Turn a training run's checkpoint into a bundled weights file with its provenance and measured scores.
+
+A checkpoint (``RUN/best.safetensors``) already holds the network and the training settings, but with this
+machine's paths in them. This tool rewrites the metadata for shipping: the dataset as the command that
+regenerates it, the exact training command, the hardware and wall time, and the validation scores that
+``hsrecon eval`` gives on the dataset's validation split in each rendering (so the model card's numbers
+are, by construction, ``hsrecon eval``'s; ``tests/test_model_card.py`` re-runs eval and compares)::
+
+    python tools/package_weights.py /work/runs/camera_long/best.safetensors \\
+        -o weights/lwrdan_camera.safetensors --version camera-1 --data /work/synth300 \\
+        --dataset-command "hsrecon synth -o synth300 --scenes 300 --size 128 --seed 11" \\
+        --train-command "hsrecon train --data synth300 -o runs/camera --track realworld --max-steps 9000 ..." \\
+        --hardware "2-core x86-64 CPU (AVX-512), 1 thread" --minutes 101
+
+The output depends only on the checkpoint and the arguments, so it is byte for byte reproducible.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from hsrecon.weights import WeightsMeta, load_weights, save_weights, sha256_of
+
+TRACKS = ("realworld", "clean")
+SCORES = ("mrae_mean", "mrae_median", "mrae_p95", "rmse_mean", "psnr_mean", "sam_mean", "ssim_mean")
+# Settings of the run that describe the recipe (the rest are this machine's paths and switches).
+RECIPE_KEYS = (
+    "track", "steps", "batch_size", "lr_start", "lr_end", "ssim_weight", "mrae_weight", "seed", "init", "window",
+    "validate_every", "input_space", "step",
+)  # fmt: skip
+
+
+def eval_scores(weights: Path | str, data: Path, track: str, *extra: str) -> dict[str, dict[str, float]]:
+    """``hsrecon eval``'s summary per method on the validation split of ``data`` for ``track`` (its JSON)."""
+    with tempfile.TemporaryDirectory() as folder:
+        report = Path(folder) / "report.json"
+        command = [sys.executable, "-m", "hsrecon", "eval", "--data", str(data), "--weights", str(weights)]
+        command += ["--track", track, "--json", str(report), "--quiet", *extra]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        methods = json.loads(report.read_text())["methods"]
+    return {
+        name: {"images": method["summary"]["images"], **{key: method["summary"][key] for key in SCORES}}
+        for name, method in methods.items()
+    }
+
+
+def packaged_meta(meta: WeightsMeta, args: argparse.Namespace, metrics: dict) -> WeightsMeta:
+    training = {key: meta.training[key] for key in RECIPE_KEYS if key in meta.training}
+    provenance = {
+        "trainer": meta.provenance.get("trainer", "hsrecon"),
+        "init": meta.provenance.get("init", "scratch"),
+        "dataset": args.dataset_command,
+        "command": args.train_command,
+        "hardware": args.hardware,
+        "wall_minutes": args.minutes,
+        "licence": "MIT (hsrecon)",
+    }
+    return WeightsMeta(
+        config=meta.config,
+        window_size=meta.window_size,
+        input_space=meta.input_space,
+        weights_version=args.version,
+        wavelengths_nm=meta.wavelengths_nm,
+        num_params=meta.num_params,
+        trainable_params=meta.trainable_params,
+        provenance=provenance,
+        training=training,
+        metrics=metrics,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("-o", "--output", type=Path, required=True)
+    parser.add_argument("--version", required=True, help="weights_version, e.g. camera-1")
+    parser.add_argument("--data", type=Path, required=True, help="the dataset folder (its validation split is scored)")
+    parser.add_argument("--dataset-command", required=True)
+    parser.add_argument("--train-command", required=True)
+    parser.add_argument("--hardware", required=True)
+    parser.add_argument("--minutes", type=float, required=True)
+    args = parser.parse_args()
+
+    weights = load_weights(args.checkpoint)
+    metrics = {
+        f"synthetic valid, {track} rendering": eval_scores(args.checkpoint, args.data, track)["network"]
+        for track in TRACKS
+    }
+    save_weights(args.output, weights.state_dict, packaged_meta(weights.meta, args, metrics))
+    print(json.dumps(metrics, indent=1))
+    print(f"{args.output}: sha256 {sha256_of(args.output)}")
+
+
+if __name__ == "__main__":
+    main()
