@@ -11,14 +11,15 @@ from __future__ import annotations
 import json
 import re
 import shlex
+from pathlib import Path
 
 import pytest
-from conftest import ROOT
 from test_cli import hsrecon
 
 from hsrecon.weights import BUNDLED, load_weights
 
 pytestmark = pytest.mark.skipif("camera" not in BUNDLED, reason="camera weights not bundled yet")  # TEMPORARY
+ROOT = Path(__file__).resolve().parent.parent
 RENDERINGS = {"realworld": "synthetic valid, realworld rendering", "clean": "synthetic valid, clean rendering"}
 
 
