@@ -106,6 +106,12 @@ BUNDLED: dict[str, BundledWeights] = {
         sha256="43490af30f802939b824328302e34669c63d87e1c95a6f730b20bd8d2ee7a762",
         summary="the paper's authors' model, trained on NTIRE 2020 clean-track data (MIT licence)",
     ),
+    "camera": BundledWeights(
+        name="camera",
+        filename="lwrdan_camera.safetensors",
+        sha256="c50d31ac4e4d8bd9d88773476fab323969373735a74c90c603d3e7348e0abcdd",
+        summary="trained by hsrecon for ordinary camera photos (sRGB JPEG) on its synthetic set (weights/README.md)",
+    ),
 }
 DEFAULT_WEIGHTS = "ntire2020-clean"
 

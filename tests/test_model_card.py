@@ -18,7 +18,6 @@ from test_cli import hsrecon
 
 from hsrecon.weights import BUNDLED, load_weights
 
-pytestmark = pytest.mark.skipif("camera" not in BUNDLED, reason="camera weights not bundled yet")  # TEMPORARY
 ROOT = Path(__file__).resolve().parent.parent
 RENDERINGS = {"realworld": "synthetic valid, realworld rendering", "clean": "synthetic valid, clean rendering"}
 
@@ -36,7 +35,7 @@ def validation_split(camera, tmp_path_factory):
     out = tmp_path_factory.mktemp("synthetic")
     output_at = recipe.index("-o") + 1
     recipe[output_at] = str(out)
-    result = hsrecon(*recipe[2:], "--only", "valid", "--quiet")
+    result = hsrecon(*recipe[1:], "--only", "valid", "--quiet")
     assert result.returncode == 0, result.stderr
     return out
 

@@ -27,7 +27,12 @@ def wheel(tmp_path_factory):
 
 def test_wheel_contains_weights_card_and_licence(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    for name in ("lwrdan_ntire2020_clean.safetensors", "LICENSE-LightWeightModel", "README.md"):
+    for name in (
+        "lwrdan_ntire2020_clean.safetensors",
+        "lwrdan_camera.safetensors",
+        "LICENSE-LightWeightModel",
+        "README.md",
+    ):
         assert f"hsrecon/_weights/{name}" in names
     assert not any(name.startswith("tests/") for name in names)
 
@@ -35,7 +40,9 @@ def test_wheel_contains_weights_card_and_licence(wheel):
 def test_installed_package_finds_bundled_weights(wheel, tmp_path):
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
-    code = "from hsrecon.weights import load_weights; w = load_weights(); print(w.path); print(w.meta.num_params)"
+    code = (
+        "from hsrecon.weights import load_weights as l; w = l(); print(w.path); print(w.meta.num_params); l('camera')"
+    )
     result = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
