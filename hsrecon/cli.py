@@ -105,6 +105,13 @@ def _device_or_exit(requested: str):
         raise fail(str(error), ExitCode.DEVICE) from None
 
 
+def out_of_memory_line(error: Exception, batch_size: int) -> str:
+    """The one-line error for a device out of memory at one window per pass (convert and eval alike)."""
+    # The window itself does not fit (or the device is shared): say what the user can change.
+    hint = "free memory on the device, use a smaller --window, or --device cpu"
+    return f"{error} (--batch-size {batch_size} was halved down to 1); {hint}"
+
+
 @app.command()
 def info(
     weights: WeightsOption = None,

@@ -15,11 +15,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from hsrecon.batch import BatchItem, OutputFatalError, collect_inputs, pending_formats, plan_outputs, run_batch, shard
-from hsrecon.cli import ExitCode, check_window_options, fail, stderr
+from hsrecon.cli import ExitCode, check_window_options, fail, out_of_memory_line, stderr
 from hsrecon.inputs import canonical_space, network_space
 from hsrecon.io import FORMATS
 from hsrecon.io.rgb import RGBImage
-from hsrecon.pipeline import OUT_OF_MEMORY_HINT, ConvertResult, DeviceOutOfMemoryError, TorchPredictor, convert_file
+from hsrecon.pipeline import ConvertResult, DeviceOutOfMemoryError, TorchPredictor, convert_file
 from hsrecon.weights import Weights
 
 __all__ = ["run_convert"]
@@ -195,9 +195,7 @@ def _run(items, options, space, predict, progress, files_task: TaskID, windows_t
         _print_error(progress, error.strerror)
         return ExitCode.OUTPUT
     except DeviceOutOfMemoryError as error:
-        _print_error(
-            progress, f"{error} (--batch-size {options['batch_size']} was halved down to 1); {OUT_OF_MEMORY_HINT}"
-        )
+        _print_error(progress, out_of_memory_line(error, options["batch_size"]))
         return ExitCode.DEVICE
 
 

@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from hsrecon import __version__
-from hsrecon.cli import ExitCode, check_window_options, fail, stderr, stdout
+from hsrecon.cli import ExitCode, check_window_options, fail, out_of_memory_line, stderr, stdout
 from hsrecon.data import SPLITS, TRACKS, Pair, scan
 from hsrecon.evaluate import (
     METRICS,
@@ -32,7 +32,7 @@ from hsrecon.evaluate import (
 )
 from hsrecon.inputs import network_space
 from hsrecon.metrics import NTIRE2022_CROP
-from hsrecon.pipeline import OUT_OF_MEMORY_HINT, DeviceOutOfMemoryError, TorchPredictor
+from hsrecon.pipeline import DeviceOutOfMemoryError, TorchPredictor
 from hsrecon.weights import Weights
 
 __all__ = ["check_mode", "run_eval"]
@@ -100,8 +100,7 @@ def run_eval(mode: str, options: dict, weights: Weights | None = None, device: t
     try:
         report = _run_files(options, crop) if mode == "files" else _run_data(options, crop, weights, device)
     except DeviceOutOfMemoryError as error:  # stops the run: every other image would fail the same way
-        message = f"{error} (--batch-size {options['batch_size']} was halved down to 1); {OUT_OF_MEMORY_HINT}"
-        raise fail(message, ExitCode.DEVICE) from None
+        raise fail(out_of_memory_line(error, options["batch_size"]), ExitCode.DEVICE) from None
     stdout.print(_table(report, crop))
     _write_reports(report, options)
     return ExitCode.FAILED if report.failures else ExitCode.OK

@@ -34,7 +34,6 @@ from hsrecon.windows import RowBlender, axis_starts, blend_weights, pad_to_windo
 
 __all__ = [
     "DEFAULT_STRIDE_FRACTION",
-    "OUT_OF_MEMORY_HINT",
     "OUT_OF_RANGE",
     "ConvertResult",
     "DeviceOutOfMemoryError",
@@ -59,10 +58,6 @@ OUT_OF_RANGE = (-0.05, 1.05)
 
 class NonFiniteOutputError(RuntimeError):
     """The network produced NaN or infinity: never written as a valid cube."""
-
-
-# Out of memory at one window per pass: the window itself does not fit (or the device is shared).
-OUT_OF_MEMORY_HINT = "free memory on the device, use a smaller --window, or --device cpu"
 
 
 class DeviceOutOfMemoryError(RuntimeError):

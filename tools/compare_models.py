@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from package_weights import eval_scores
-
-TRACKS = ("realworld", "clean")
+from package_weights import TRACKS, eval_scores
 
 
 def _cells(scores: dict[str, float]) -> str:

@@ -434,12 +434,13 @@ def make_synthetic_dataset(
     settings = _camera_settings(camera)
     n_valid = _validation_count(scenes, valid_fraction)
     splits = ["train"] * (scenes - n_valid) + ["valid"] * n_valid
-    for split in set(splits) if only is None else {only} & set(splits):
+    wanted = set(splits) if only is None else {only} & set(splits)
+    for split in wanted:
         for folder in _FOLDERS[split][: 3 if settings is not None else 2]:
             (out / folder).mkdir(parents=True, exist_ok=True)
     summary = _summary(seed, scenes, (height, width), valid_fraction, settings) | ({"only": only} if only else {})
     for index, split in enumerate(splits, start=1):
-        if only is not None and split != only:
+        if split not in wanted:
             continue
         scene = make_scene(np.random.default_rng([seed, index]), height, width, noise=noise)
         name = scene_name(index)
