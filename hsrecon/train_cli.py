@@ -20,12 +20,21 @@ def run_train(config: TrainConfig) -> int:
         TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
         TextColumn("lr {task.fields[lr]:.2e}"), TimeRemainingColumn(), console=stderr, disable=quiet,
     )  # fmt: skip
-    try:
-        with progress:
+    task = None
+
+    def show_step(step: int, loss: float, lr: float) -> None:
+        """Start the bar at the first step, so errors found while loading data or weights print alone."""
+        nonlocal task
+        if task is None:
+            progress.start()
             task = progress.add_task("train", total=config.steps, loss=float("nan"), lr=config.lr_start)
-            result = train(
-                config, on_step=lambda step, loss, lr: progress.update(task, completed=step, loss=loss, lr=lr)
-            )
+        progress.update(task, completed=step, loss=loss, lr=lr)
+
+    try:
+        try:
+            result = train(config, on_step=show_step)
+        finally:
+            progress.stop()
     except WeightsError as error:
         raise fail(str(error), ExitCode.WEIGHTS) from None
     except (ValueError, OSError) as error:
