@@ -343,7 +343,11 @@ def evaluate(
     ] = None,
     ntire2022: Annotated[bool, typer.Option("--ntire2022", help="NTIRE 2022 scoring: --crop 128.")] = False,
     baseline: Annotated[
-        Optional[str], typer.Option(help="Also score 'linear': a least-squares 3→31 map fitted on the train split.")
+        Optional[list[str]],
+        typer.Option(
+            help="Also score a least-squares 3→31 map fitted on the train split (repeatable): 'linear' on the "
+            "network's input, 'linear-stored' on the files' values, 'linear-decoded' on them in clean space."
+        ),
     ] = None,
     json_report: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON.")] = None,
     csv_report: Annotated[Optional[Path], typer.Option("--csv", help="Write the scores as CSV.")] = None,

@@ -37,7 +37,10 @@ from hsrecon.weights import Weights
 
 __all__ = ["check_mode", "run_eval"]
 
-BASELINES = ("linear",)
+BASELINES = ("linear", "linear-stored", "linear-decoded")
+"""``--baseline`` names: the least-squares 3→31 map fitted on the network's input, on the RGB files' values
+as stored (value/max), or on the files decoded to clean space as the default weights see them (sRGB curve
+undone, 3×3 matrix, automatic exposure; the same as stored for the clean track)."""
 _HEADERS = {"mrae": "MRAE", "rmse": "RMSE", "psnr": "PSNR dB", "sam": "SAM °", "ssim": "SSIM"}
 _FORMATS = {"mrae": "{:.5f}", "rmse": "{:.5f}", "psnr": "{:.2f}", "sam": "{:.3f}", "ssim": "{:.4f}"}
 
@@ -138,10 +141,13 @@ def _scan(root: Path, split: str, track: str, what: str = "") -> tuple[list[Pair
 
 
 def _run_data(options: dict, crop: int, weights: Weights, device: torch.device) -> Report:
-    for flag, allowed in (("split", SPLITS), ("track", TRACKS), ("baseline", (None, *BASELINES))):
+    for flag, allowed in (("split", SPLITS), ("track", TRACKS)):
         if options[flag] not in allowed:
-            choices = ", ".join(a for a in allowed if a)
-            raise fail(f"--{flag} {options[flag]!r}: choose from {choices}", ExitCode.USAGE)
+            raise fail(f"--{flag} {options[flag]!r}: choose from {', '.join(allowed)}", ExitCode.USAGE)
+    baselines = list(dict.fromkeys(options["baseline"] or ()))
+    for name in baselines:
+        if name not in BASELINES:
+            raise fail(f"--baseline {name!r}: choose from {', '.join(BASELINES)}", ExitCode.USAGE)
     window, stride = check_window_options(options, weights)
     root, split, track = Path(options["data"]), options["split"], options["track"]
     pairs, unpaired, layout = _scan(root, split, track)
@@ -174,10 +180,17 @@ def _run_data(options: dict, crop: int, weights: Weights, device: torch.device) 
     with progress:
         for line in unpaired:
             _print_error(progress, line)
-        if options["baseline"] == "linear":
-            baseline = _fit_baseline(root, track, space, progress)
-            methods["linear"] = baseline
-            settings["baseline"] = {"method": "linear 3→31 least squares", **_baseline_facts(baseline)}
+        if baselines:
+            settings["baselines"] = {}
+        for name in baselines:
+            fit_space, own = _baseline_space(name, space, track)
+            baseline = _fit_baseline(root, track, fit_space, own, name, progress)
+            methods[name] = baseline
+            settings["baselines"][name] = {
+                "method": "linear 3→31 least squares",
+                "fit_space": fit_space,
+                **_baseline_facts(baseline),
+            }
         task = progress.add_task("images", total=len(pairs))
 
         def on_failure(failure: Failure) -> None:
@@ -201,23 +214,38 @@ def _run_data(options: dict, crop: int, weights: Weights, device: torch.device) 
     return report
 
 
-def _fit_baseline(root: Path, track: str, input_space: str, progress: Progress) -> LinearBaseline:
-    pairs, _, _ = _scan(root, "train", track, "--baseline linear needs a training split: ")
+def _baseline_space(name: str, network_input: str, track: str) -> tuple[str, bool]:
+    """(input space the baseline is fitted in, whether it applies that space itself)."""
+    if name == "linear":
+        return network_input, False
+    if name == "linear-stored":
+        return "ntire2020-clean", True  # that transform is value/max, exposure 1
+    return network_space("ntire2020-clean", "srgb" if track == "realworld" else "ntire2020-clean")[0], True
+
+
+def _fit_baseline(root: Path, track: str, space: str, own: bool, name: str, progress: Progress) -> LinearBaseline:
+    pairs, _, _ = _scan(root, "train", track, f"--baseline {name} needs a training split: ")
     if not pairs:
-        raise fail(f"--baseline linear: {root} has no complete training pairs to fit it on", ExitCode.INPUT)
-    task = progress.add_task("fitting the linear baseline", total=len(pairs))
+        raise fail(f"--baseline {name}: {root} has no complete training pairs to fit it on", ExitCode.INPUT)
+    task = progress.add_task(f"fitting the {name} baseline", total=len(pairs))
     try:
-        baseline = fit_linear_baseline(pairs, input_space=input_space, on_image=lambda pair: progress.advance(task))
+        baseline = fit_linear_baseline(
+            pairs, input_space=space, own_space=own, on_image=lambda pair: progress.advance(task)
+        )
     except ValueError as error:
-        raise fail(f"--baseline linear: {error}", ExitCode.INPUT) from None
+        raise fail(f"--baseline {name}: {error}", ExitCode.INPUT) from None
     for line in baseline.skipped:
-        progress.console.print(f"hsrecon: note: linear baseline: left out {line}", highlight=False, soft_wrap=True)
+        progress.console.print(f"hsrecon: note: {name} baseline: left out {line}", highlight=False, soft_wrap=True)
     progress.remove_task(task)
     return baseline
 
 
 def _baseline_facts(baseline: LinearBaseline) -> dict:
-    return {"fit_images": baseline.images, "fit_pixels": baseline.samples, "matrix_3x31": baseline.matrix.tolist()}
+    return {
+        "fit_images": baseline.images,
+        "fit_pixels": baseline.samples,
+        "matrix_3x31": baseline.matrix.tolist(),
+    }
 
 
 # --- output -------------------------------------------------------------------------------------------

@@ -66,7 +66,7 @@ def test_data_table_json_and_csv(ntire2020, tmp_path, bundled_model):
     # the cube is exactly linear in the RGB, so the least-squares baseline recovers it
     linear = data["methods"]["linear"]
     assert linear["summary"]["mrae_mean"] < 1e-5
-    assert data["settings"]["baseline"]["fit_images"] == 3
+    assert data["settings"]["baselines"]["linear"]["fit_images"] == 3
     rows = list(csv.DictReader(table.open()))
     assert [row["status"] for row in rows].count("ok") == 4
     mean_row = next(r for r in rows if r["method"] == "network" and r["name"] == "mean")
@@ -90,6 +90,32 @@ def test_linear_baseline_recovers_a_linear_map(ntire2020):
     assert (baseline.images, baseline.skipped) == (3, ())
     report = evaluate_pairs(discover(ntire2020), {"linear": baseline}, input_space="ntire2020-clean")
     assert [r.scores.mrae < 1e-6 for r in report.results["linear"]] == [True, True]
+
+
+def _baseline_mraes(root, tmp_path, *options: str) -> dict[str, float]:
+    report = tmp_path / "r.json"
+    names = ("linear", "linear-stored", "linear-decoded")
+    baselines = [arg for name in names for arg in ("--baseline", name)]
+    result = invoke("eval", "--data", str(root), *options, *baselines, "--stride", "64", "--json", str(report), "-q")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(report.read_text())
+    assert list(data["settings"]["baselines"]) == list(names)
+    return {name: data["methods"][name]["summary"]["mrae_mean"] for name in names}
+
+
+def test_the_three_linear_baselines_differ_only_in_the_space_they_are_fitted_in(ntire2020, tmp_path):
+    # clean track: stored values are clean space, so all three are the same exact fit of MATRIX
+    clean = _baseline_mraes(ntire2020, tmp_path, "--device", "cpu")
+    assert max(clean.values()) < 1e-5
+    # real-world track, default weights: the network (and 'linear') sees the decoded photo
+    photo = _baseline_mraes(ntire2020, tmp_path, "--track", "realworld", "--device", "cpu")
+    assert photo["linear"] == photo["linear-decoded"]
+    # the cubes are linear in the stored values (up to JPEG's loss on noise), not in the decoded ones
+    assert photo["linear-stored"] < 0.5 * photo["linear-decoded"]  # measured 0.16 vs 0.35
+    # camera weights are fed the stored values: 'linear' is the stored fit
+    camera = _baseline_mraes(ntire2020, tmp_path, "--track", "realworld", "--weights", "camera", "--device", "cpu")
+    assert camera["linear"] == camera["linear-stored"] == photo["linear-stored"]
+    assert camera["linear-decoded"] == photo["linear-decoded"]
 
 
 def test_pred_gt_on_convert_outputs_in_three_formats(tmp_path, rng):

@@ -2,8 +2,10 @@
 
 Each row is scored on the validation split of a synthetic set (``hsrecon synth``) in both renderings: the
 camera's (``realworld``, the sRGB JPEGs of ``hsrecon.camera``) and the NTIRE 2020 clean one. The linear
-baseline is ``hsrecon eval --baseline linear``: a least-squares 3→31 map fitted on the same set's training
-split, in the same rendering. Run from the repository root (a few minutes on a laptop CPU)::
+baselines are ``hsrecon eval --baseline linear-stored --baseline linear-decoded``: least-squares 3→31 maps
+fitted on the same set's training split, in the same rendering, on the files' values as stored and on them
+converted to clean space (the same on the clean rendering). Run from the repository root (a few minutes on
+a laptop CPU)::
 
     python tools/compare_models.py --data synth300 \\
         "authors' (NTIRE 2020 clean)=ntire2020-clean" "camera (shipped)=camera" \\
@@ -18,6 +20,11 @@ import argparse
 from pathlib import Path
 
 from package_weights import TRACKS, eval_scores
+
+BASELINES = {
+    "linear-stored": "linear 3→31 least squares on the stored values (sRGB JPEG / 255)",
+    "linear-decoded": "linear 3→31 least squares on the photos decoded to clean space (sRGB curve undone)",
+}
 
 
 def _cells(scores: dict[str, float]) -> str:
@@ -34,12 +41,12 @@ def main() -> None:
     rows: list[tuple[str, dict[str, dict]]] = []
     for index, entry in enumerate(args.models):
         label, weights = entry.split("=", 1)
-        extra = ("--baseline", "linear") if index == 0 else ()
+        extra = [arg for name in BASELINES for arg in ("--baseline", name)] if index == 0 else []
         by_track = {track: eval_scores(weights, args.data, track, *extra) for track in TRACKS}
         rows.append((label, {track: by_track[track]["network"] for track in TRACKS}))
         if index == 0:
-            linear = {track: by_track[track]["linear"] for track in TRACKS}
-    rows.insert(0, ("linear 3→31 least squares (fitted on the training split)", linear))
+            baselines = [(BASELINES[name], {t: by_track[t][name] for t in TRACKS}) for name in BASELINES]
+    rows[:0] = baselines
     header = " | ".join(f"{t}: MRAE mean | median | RMSE | PSNR" for t in TRACKS)
     print(f"| model | {header} |")
     print("|---|" + "---|" * 4 * len(TRACKS))
