@@ -109,8 +109,16 @@ BUNDLED: dict[str, BundledWeights] = {
     "camera": BundledWeights(
         name="camera",
         filename="lwrdan_camera.safetensors",
+        sha256="1070aacb3934514c5c355e1ed04de1297c624de466828c2277a0839cae63cd1d",
+        summary="for camera photos (sRGB JPEG), lowest relative error (MRAE) under any light; trained by hsrecon "
+        "on its synthetic set (weights/README.md)",
+    ),
+    "camera-l2": BundledWeights(
+        name="camera-l2",
+        filename="lwrdan_camera_l2.safetensors",
         sha256="c50d31ac4e4d8bd9d88773476fab323969373735a74c90c603d3e7348e0abcdd",
-        summary="trained by hsrecon for ordinary camera photos (sRGB JPEG) on its synthetic set (weights/README.md)",
+        summary="for camera photos (sRGB JPEG), lowest absolute error (RMSE) and best on daylight; trained by "
+        "hsrecon on its synthetic set (weights/README.md)",
     ),
 }
 DEFAULT_WEIGHTS = "ntire2020-clean"

@@ -1,9 +1,11 @@
-"""The shipped camera model's card tells the truth: ``hsrecon eval`` gives the numbers it quotes.
+"""The shipped camera models' cards tell the truth: ``hsrecon eval`` gives the numbers they quote.
 
-The synthetic validation split the card was scored on is regenerated here from its recipe
-(``hsrecon synth --only valid``: each scene depends only on the seed and its number), evaluated in both
-renderings with the bundled ``camera`` weights, and compared with the scores stored in the weights file
-(written by ``tools/package_weights.py``) and with the table in ``weights/README.md``.
+The synthetic set the cards were scored on is regenerated here from its recipe in the weights' provenance
+(``hsrecon synth``: each scene depends only on the seed and its number), evaluated in both renderings with
+each bundled camera model, and compared with the scores stored in the weights file (written by
+``tools/package_weights.py``) and with the tables in ``weights/README.md``. The training split is needed
+too: the issue's bar, "under half the linear baseline's MRAE on the camera rendering", is checked against
+least-squares maps fitted on it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -19,51 +22,86 @@ from test_cli import hsrecon
 from hsrecon.weights import BUNDLED, load_weights
 
 ROOT = Path(__file__).resolve().parent.parent
+CAMERA_MODELS = ("camera", "camera-l2")
 RENDERINGS = {"realworld": "synthetic valid, realworld rendering", "clean": "synthetic valid, clean rendering"}
+QUOTED = ("mrae_mean", "mrae_median", "rmse_mean", "psnr_mean", "sam_mean", "ssim_mean")
+BASELINES = ("linear-stored", "linear-decoded")
+
+
+def _card_section(name: str) -> str:
+    """The part of weights/README.md that is ``name``'s model card."""
+    card = (ROOT / "weights" / "README.md").read_text()
+    sections = [s for s in re.split(r"^# Model card: ", card, flags=re.MULTILINE) if f"(bundled name `{name}`" in s]
+    assert len(sections) == 1, f"weights/README.md has {len(sections)} model cards for {name}"
+    return sections[0]
 
 
 @pytest.fixture(scope="module")
-def camera():
-    return load_weights("camera")
-
-
-@pytest.fixture(scope="module")
-def validation_split(camera, tmp_path_factory):
-    """The validation scenes of the set named in the weights' provenance, regenerated."""
-    recipe = shlex.split(camera.meta.provenance["dataset"])
+def synthetic_set(tmp_path_factory):
+    """The set named in the camera weights' provenance (both models were trained on it), regenerated."""
+    recipes = {load_weights(name).meta.provenance["dataset"] for name in CAMERA_MODELS}
+    assert len(recipes) == 1, recipes
+    recipe = shlex.split(recipes.pop())
     assert recipe[:2] == ["hsrecon", "synth"], recipe
     out = tmp_path_factory.mktemp("synthetic")
-    output_at = recipe.index("-o") + 1
-    recipe[output_at] = str(out)
-    result = hsrecon(*recipe[1:], "--only", "valid", "--quiet")
+    recipe[recipe.index("-o") + 1] = str(out)
+    result = hsrecon(*recipe[1:], "--quiet")
     assert result.returncode == 0, result.stderr
     return out
 
 
-def test_camera_is_bundled_with_its_card(camera):
-    assert "camera" in BUNDLED
-    assert camera.meta.weights_version.startswith("camera-")
-    assert camera.meta.input_space == "srgb"
-    assert camera.meta.provenance["command"].startswith("hsrecon train --data ")
-    card = (ROOT / "weights" / "README.md").read_text()
-    assert BUNDLED["camera"].filename in card and BUNDLED["camera"].sha256 in card
-    assert camera.meta.provenance["command"] in card, "the card quotes the exact training command"
+@pytest.fixture(scope="module")
+def evaluate(synthetic_set, tmp_path_factory):
+    """``hsrecon eval``'s summaries for (weights, track), each run once; photos also get both baselines."""
+    folder = tmp_path_factory.mktemp("reports")
+
+    @cache
+    def run(name: str, track: str) -> dict[str, dict]:
+        report = folder / f"{name}-{track}.json"
+        baselines = [arg for b in BASELINES for arg in ("--baseline", b)] if track == "realworld" else []
+        result = hsrecon("eval", "--data", str(synthetic_set), "--weights", name, "--track", track,
+                         *baselines, "--json", str(report), "--quiet")  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return {method: r["summary"] for method, r in json.loads(report.read_text())["methods"].items()}
+
+    return run
+
+
+@pytest.mark.parametrize("name", CAMERA_MODELS)
+def test_camera_model_is_bundled_with_its_card(name):
+    weights = load_weights(name)
+    assert weights.meta.weights_version.startswith("camera-")
+    assert weights.meta.input_space == "srgb"
+    assert weights.meta.provenance["command"].startswith("hsrecon train --data ")
+    card = _card_section(name)
+    assert BUNDLED[name].filename in card and BUNDLED[name].sha256 in card
+    assert weights.meta.provenance["command"] in card, "the card quotes the exact training command"
 
 
 @pytest.mark.parametrize("track", RENDERINGS)
-def test_eval_reproduces_the_card(camera, validation_split, track, tmp_path):
-    report = tmp_path / "report.json"
-    result = hsrecon("eval", "--data", str(validation_split), "--weights", "camera", "--track", track,
-                     "--json", str(report), "--quiet")  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    measured = json.loads(report.read_text())["methods"]["network"]["summary"]
-    stored = camera.meta.metrics[RENDERINGS[track]]
+@pytest.mark.parametrize("name", CAMERA_MODELS)
+def test_eval_reproduces_the_card(name, track, evaluate):
+    measured = evaluate(name, track)["network"]
+    stored = load_weights(name).meta.metrics[RENDERINGS[track]]
     assert measured["images"] == stored["images"] == 30
-    for key in ("mrae_mean", "mrae_median", "rmse_mean", "psnr_mean", "sam_mean", "ssim_mean"):
+    for key in QUOTED:
         assert measured[key] == pytest.approx(stored[key], rel=1e-5), key
-    card = (ROOT / "weights" / "README.md").read_text()
-    row = re.search(rf"^\| {re.escape(RENDERINGS[track])} \|(.*)$", card, flags=re.MULTILINE)
-    assert row, f"no row for {RENDERINGS[track]} in weights/README.md"
+    row = re.search(rf"^\| {re.escape(RENDERINGS[track])} \|(.*)$", _card_section(name), flags=re.MULTILINE)
+    assert row, f"no row for {RENDERINGS[track]} in {name}'s card"
     quoted = [float(cell) for cell in row.group(1).split("|") if cell.strip()]
-    expected = [measured[k] for k in ("mrae_mean", "mrae_median", "rmse_mean", "psnr_mean", "sam_mean", "ssim_mean")]
-    assert quoted == pytest.approx(expected, abs=6e-3), "weights/README.md quotes eval's numbers (rounded)"
+    assert quoted == pytest.approx([measured[k] for k in QUOTED], abs=6e-3), "the card quotes eval (rounded)"
+
+
+def test_camera_has_under_half_the_linear_baselines_mrae_on_photos(evaluate):
+    summaries = evaluate("camera", "realworld")
+    print({method: round(s["mrae_mean"], 4) for method, s in summaries.items()})
+    for baseline in BASELINES:
+        assert summaries["network"]["mrae_mean"] < 0.5 * summaries[baseline]["mrae_mean"], baseline
+
+
+def test_camera_l2_has_the_lower_rmse_on_photos(evaluate):
+    """Why two camera models: the MRAE-trained one pays in absolute error (weights/README.md)."""
+    assert (
+        evaluate("camera-l2", "realworld")["network"]["rmse_mean"]
+        < evaluate("camera", "realworld")["network"]["rmse_mean"]
+    )

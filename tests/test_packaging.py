@@ -30,6 +30,7 @@ def test_wheel_contains_weights_card_and_licence(wheel):
     for name in (
         "lwrdan_ntire2020_clean.safetensors",
         "lwrdan_camera.safetensors",
+        "lwrdan_camera_l2.safetensors",
         "LICENSE-LightWeightModel",
         "README.md",
     ):
@@ -41,7 +42,7 @@ def test_installed_package_finds_bundled_weights(wheel, tmp_path):
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     code = (
-        "from hsrecon.weights import load_weights as l; w = l(); print(w.path); print(w.meta.num_params); l('camera')"
+        "from hsrecon.weights import load_weights as l; w = l(); print(w.path); print(w.meta.num_params); l('camera'); l('camera-l2')"
     )
     result = subprocess.run(
         [sys.executable, "-c", code],

@@ -51,9 +51,12 @@ def eval_scores(weights: Path | str, data: Path, track: str, *extra: str) -> dic
 
 def packaged_meta(meta: WeightsMeta, args: argparse.Namespace, metrics: dict) -> WeightsMeta:
     training = {key: meta.training[key] for key in RECIPE_KEYS if key in meta.training}
+    init = args.init or meta.provenance.get("init", "scratch")
+    if "init" in training:
+        training["init"] = init
     provenance = {
         "trainer": meta.provenance.get("trainer", "hsrecon"),
-        "init": meta.provenance.get("init", "scratch"),
+        "init": init,
         "dataset": args.dataset_command,
         "command": args.train_command,
         "hardware": args.hardware,
@@ -84,6 +87,9 @@ def main() -> None:
     parser.add_argument("--train-command", required=True)
     parser.add_argument("--hardware", required=True)
     parser.add_argument("--minutes", type=float, required=True)
+    parser.add_argument(
+        "--init", help="what the last stage started from, as --train-command names it (default: the run's --init)"
+    )
     args = parser.parse_args()
 
     weights = load_weights(args.checkpoint)
