@@ -42,7 +42,8 @@ def test_installed_package_finds_bundled_weights(wheel, tmp_path):
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     code = (
-        "from hsrecon.weights import load_weights as l; w = l(); print(w.path); print(w.meta.num_params); l('camera'); l('camera-l2')"
+        "from hsrecon.weights import load_weights as l; w = l(); print(w.path); print(w.meta.num_params); "
+        "l('camera'); l('camera-l2')"
     )
     result = subprocess.run(
         [sys.executable, "-c", code],
