@@ -120,6 +120,7 @@ def info(
 ) -> None:
     """Show the model, its weights and their provenance, and the device that would be used."""
     from hsrecon.model import count_parameters, count_trainable, flops_per_pixel
+    from hsrecon.weights import BUNDLED
 
     loaded = _load_weights_or_exit(weights)
     model = loaded.build()
@@ -141,6 +142,7 @@ def info(
         "provenance": meta.provenance,
         "training": meta.training,
         "device": str(_device_or_exit(device)),
+        "bundled_weights": {name: entry.summary for name, entry in BUNDLED.items()},
     }
     if as_json:
         stdout.print_json(json.dumps(facts))

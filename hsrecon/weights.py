@@ -117,8 +117,8 @@ BUNDLED: dict[str, BundledWeights] = {
         name="camera-l2",
         filename="lwrdan_camera_l2.safetensors",
         sha256="c50d31ac4e4d8bd9d88773476fab323969373735a74c90c603d3e7348e0abcdd",
-        summary="for camera photos (sRGB JPEG), lowest absolute error (RMSE) and best on daylight; trained by "
-        "hsrecon on its synthetic set (weights/README.md)",
+        summary="for camera photos (sRGB JPEG), lower absolute error (RMSE) than camera and better on daylight; "
+        "trained by hsrecon on its synthetic set (weights/README.md)",
     ),
 }
 DEFAULT_WEIGHTS = "ntire2020-clean"
@@ -207,7 +207,9 @@ def load_weights(spec: str | os.PathLike | None = None) -> Weights:
     """Read and check a weights file (a bundled name, a path, or ``None`` for the default weights)."""
     path = resolve_weights(spec)
     if not path.is_file():
-        raise WeightsError(f"{path}: no such weights file")
+        looks_like_a_name = isinstance(spec, str) and not path.suffix and os.sep not in spec
+        hint = f" or bundled name (bundled: {', '.join(BUNDLED)})" if looks_like_a_name else ""
+        raise WeightsError(f"{path}: no such weights file{hint}")
     header = _read_header(path)
     meta = _parse_meta(path, header.get("__metadata__") or {})
     if spec is None or (isinstance(spec, str) and spec in BUNDLED):

@@ -92,6 +92,14 @@ def test_missing_file(tmp_path):
     _assert_one_line_error(tmp_path / "nope.safetensors", "no such weights file")
 
 
+def test_an_unknown_name_lists_the_bundled_ones():
+    with pytest.raises(WeightsError) as info:
+        load_weights("camera-l3")
+    assert str(info.value) == (
+        "camera-l3: no such weights file or bundled name (bundled: ntire2020-clean, camera, camera-l2)"
+    )
+
+
 def test_truncated_file(tmp_path, bundled_weights):
     data = bundled_weights.path.read_bytes()
     path = tmp_path / "cut.safetensors"
