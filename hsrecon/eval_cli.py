@@ -183,8 +183,8 @@ def _run_data(options: dict, crop: int, weights: Weights, device: torch.device) 
         if baselines:
             settings["baselines"] = {}
         for name in baselines:
-            fit_space, own = _baseline_space(name, space, track)
-            baseline = _fit_baseline(root, track, fit_space, own, name, progress)
+            fit_space = _baseline_space(name, space, track)
+            baseline = _fit_baseline(root, track, fit_space, name, progress)
             methods[name] = baseline
             settings["baselines"][name] = {
                 "method": "linear 3→31 least squares",
@@ -214,24 +214,22 @@ def _run_data(options: dict, crop: int, weights: Weights, device: torch.device) 
     return report
 
 
-def _baseline_space(name: str, network_input: str, track: str) -> tuple[str, bool]:
-    """(input space the baseline is fitted in, whether it applies that space itself)."""
+def _baseline_space(name: str, network_input: str, track: str) -> str:
+    """The input space the baseline ``name`` is fitted and applied in."""
     if name == "linear":
-        return network_input, False
+        return network_input
     if name == "linear-stored":
-        return "ntire2020-clean", True  # that transform is value/max, exposure 1
-    return network_space("ntire2020-clean", "srgb" if track == "realworld" else "ntire2020-clean")[0], True
+        return "ntire2020-clean"  # that transform is value/max, exposure 1
+    return network_space("ntire2020-clean", "srgb" if track == "realworld" else "ntire2020-clean")[0]
 
 
-def _fit_baseline(root: Path, track: str, space: str, own: bool, name: str, progress: Progress) -> LinearBaseline:
+def _fit_baseline(root: Path, track: str, space: str, name: str, progress: Progress) -> LinearBaseline:
     pairs, _, _ = _scan(root, "train", track, f"--baseline {name} needs a training split: ")
     if not pairs:
         raise fail(f"--baseline {name}: {root} has no complete training pairs to fit it on", ExitCode.INPUT)
     task = progress.add_task(f"fitting the {name} baseline", total=len(pairs))
     try:
-        baseline = fit_linear_baseline(
-            pairs, input_space=space, own_space=own, on_image=lambda pair: progress.advance(task)
-        )
+        baseline = fit_linear_baseline(pairs, input_space=space, on_image=lambda pair: progress.advance(task))
     except ValueError as error:
         raise fail(f"--baseline {name}: {error}", ExitCode.INPUT) from None
     for line in baseline.skipped:
@@ -241,11 +239,7 @@ def _fit_baseline(root: Path, track: str, space: str, own: bool, name: str, prog
 
 
 def _baseline_facts(baseline: LinearBaseline) -> dict:
-    return {
-        "fit_images": baseline.images,
-        "fit_pixels": baseline.samples,
-        "matrix_3x31": baseline.matrix.tolist(),
-    }
+    return {"fit_images": baseline.images, "fit_pixels": baseline.samples, "matrix_3x31": baseline.matrix.tolist()}
 
 
 # --- output -------------------------------------------------------------------------------------------

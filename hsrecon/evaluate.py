@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from hsrecon.data import Pair, pairing_key
-from hsrecon.inputs import InputTransform, make_input_transform
+from hsrecon.inputs import InputTransform, canonical_space, make_input_transform
 from hsrecon.io import read_cube
 from hsrecon.io.rgb import read_rgb
 from hsrecon.io.temps import atomic_file
@@ -193,9 +193,10 @@ class NetworkMethod:
 class LinearBaseline:
     """The simplest alternative: ``cube = rgb @ matrix`` per pixel, a least-squares 3→B map.
 
-    ``rgb`` is the network's input (the image after its input-space transform, so both methods see the
-    same numbers) unless ``input_space`` names another transform to fit and apply it in, e.g. the file's
-    values as stored. Fitted by :func:`fit_linear_baseline`; ``skipped`` lists training files left out.
+    ``rgb`` is the image after the ``input_space`` transform it was fitted in: the network's own when the
+    spaces agree (both methods then see the same numbers), else its own, e.g. the file's values as stored.
+    ``None`` takes the transform given. Fitted by :func:`fit_linear_baseline`; ``skipped`` lists training
+    files left out.
     """
 
     matrix: np.ndarray  # 3×B, float64
@@ -205,7 +206,7 @@ class LinearBaseline:
     input_space: str | None = None
 
     def __call__(self, pixels: np.ndarray, transform: InputTransform, emit: Emit) -> None:
-        if self.input_space is not None:
+        if self.input_space is not None and canonical_space(self.input_space) != transform.space:
             transform = make_input_transform(pixels, self.input_space, max_code=transform.max_code)
         for y0 in range(0, pixels.shape[0], BASELINE_BLOCK_ROWS):
             rgb = np.asarray(transform(pixels[y0 : y0 + BASELINE_BLOCK_ROWS]), dtype=np.float64)
@@ -223,13 +224,11 @@ def fit_linear_baseline(
     input_space: str,
     samples: int = BASELINE_SAMPLES,
     on_image: Callable[[Pair], None] | None = None,
-    own_space: bool = False,
 ) -> LinearBaseline:
     """Fit the 3→B least-squares map (``numpy.linalg.lstsq``, float64, no intercept) on training pairs.
 
     Each image gives a regular grid of about ``samples / len(pairs)`` pixels. A pair that cannot be
     read or does not match is left out and named in ``skipped``; ValueError when none is usable.
-    ``own_space``: the baseline applies ``input_space`` itself rather than the network's transform.
     """
     per_image = max(64, samples // max(len(pairs), 1))
     inputs, targets, skipped = [], [], []
@@ -247,8 +246,9 @@ def fit_linear_baseline(
         raise ValueError(f"no usable training pairs for the linear baseline ({'; '.join(skipped[:2])})")
     x, y = np.concatenate(inputs), np.concatenate(targets)
     matrix, *_ = np.linalg.lstsq(x, y, rcond=None)
-    space = input_space if own_space else None
-    return LinearBaseline(matrix=matrix, samples=len(x), images=len(inputs), skipped=tuple(skipped), input_space=space)
+    return LinearBaseline(
+        matrix=matrix, samples=len(x), images=len(inputs), skipped=tuple(skipped), input_space=input_space
+    )
 
 
 def _training_sample(pair: Pair, input_space: str, per_image: int) -> tuple[np.ndarray, np.ndarray]:
