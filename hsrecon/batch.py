@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hsrecon.io import CubeWriteError, is_complete, output_files, remove_stale_temps
-from hsrecon.io.cube import preview_path
+from hsrecon.io.base import preview_path
 from hsrecon.io.rgb import IMAGE_SUFFIXES, ImageReadError, RGBImage, read_rgb
 
 __all__ = [

@@ -410,7 +410,7 @@ def synth(
     """Make a synthetic training set from measured reflectances and illuminants (docs/data.md)."""
     from rich.progress import Progress
 
-    from hsrecon.camera import DEFAULT_CAMERA
+    from hsrecon.data.camera import DEFAULT_CAMERA
     from hsrecon.data.synth import make_synthetic_dataset
 
     if size % 4 or size < 4:

@@ -26,7 +26,7 @@ from hsrecon import __version__
 from hsrecon.inference import prepare_model
 from hsrecon.inputs import canonical_space, make_input_transform
 from hsrecon.io import atomic_file, open_cube_writer
-from hsrecon.io.cube import preview_path
+from hsrecon.io.base import preview_path
 from hsrecon.io.rgb import RGBImage, read_rgb
 from hsrecon.model import LWRDAN
 from hsrecon.physics import WAVELENGTHS_NM

@@ -78,7 +78,7 @@ def test_bad_inputs_fail_alone_and_full_disk_stops(tmp_path):
 def _outputs_of(items, out: Path) -> list[Path]:
     """Every file the items' outputs (all formats and the preview) would create."""
     from hsrecon.io import FORMATS, output_files
-    from hsrecon.io.cube import preview_path
+    from hsrecon.io.base import preview_path
 
     return [p for item in items for fmt in FORMATS for p in [*output_files(item.stem, fmt), preview_path(item.stem)]]
 

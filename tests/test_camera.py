@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hsrecon.camera import (
+from hsrecon.data.camera import (
     CAMERAS,
     CameraSettings,
     bayer_masks,

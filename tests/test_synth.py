@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from hsrecon.camera import CameraSettings, render_camera
 from hsrecon.data import discover, scan, synth
+from hsrecon.data.camera import CameraSettings, render_camera
 from hsrecon.data.synth import ILLUMINANTS, P99_RANGE, make_scene, make_synthetic_dataset, scene_name
 from hsrecon.io import read_cube
 from hsrecon.io.rgb import read_rgb

@@ -1,7 +1,7 @@
 """The comparison table of ``docs/model.md``: every model and the linear baseline, scored by ``hsrecon eval``.
 
 Each row is scored on the validation split of a synthetic set (``hsrecon synth``) in both renderings: the
-camera's (``realworld``, the sRGB JPEGs of ``hsrecon.camera``) and the NTIRE 2020 clean one. The linear
+camera's (``realworld``, the sRGB JPEGs of ``hsrecon.data.camera``) and the NTIRE 2020 clean one. The linear
 baselines are ``hsrecon eval --baseline linear-stored --baseline linear-decoded``: least-squares 3→31 maps
 fitted on the same set's training split, in the same rendering, on the files' values as stored and on them
 converted to clean space (the same on the clean rendering). Run from the repository root (a few minutes on

@@ -18,7 +18,7 @@ about spectra and optics (though not about natural-scene statistics; ``docs/data
   like NTIRE's normalised cubes.
 
 Each scene is rendered twice: the NTIRE 2020 clean track exactly (:mod:`hsrecon.physics`) and a real
-camera (:mod:`hsrecon.camera`). Scene ``i`` depends only on ``(seed, i)``; one scene is in memory at a time.
+camera (:mod:`hsrecon.data.camera`). Scene ``i`` depends only on ``(seed, i)``; one scene is in memory at a time.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 from scipy.spatial import cKDTree
 
-from hsrecon.camera import DEFAULT_CAMERA, CameraSettings, render_camera_jpeg
+from hsrecon.data.camera import DEFAULT_CAMERA, CameraSettings, render_camera_jpeg
 from hsrecon.physics import (
     REFLECTANCE_SETS,
     WAVELENGTHS_NM,

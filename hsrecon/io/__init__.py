@@ -6,17 +6,8 @@
 
 from __future__ import annotations
 
-from hsrecon.io.cube import (
-    FORMATS,
-    CubeSpec,
-    CubeWriteError,
-    CubeWriter,
-    is_complete,
-    open_cube_writer,
-    output_files,
-    output_path,
-    read_cube,
-)
+from hsrecon.io.base import FORMATS, CubeSpec, CubeWriteError, CubeWriter, output_files, output_path
+from hsrecon.io.cube import is_complete, open_cube_writer, read_cube
 from hsrecon.io.temps import atomic_file, remove_stale_temps
 
 __all__ = [

@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from hsrecon.io.cube import ENVI_DATA_SUFFIX, AttrValue, CubeSpec, CubeWriter
+from hsrecon.io.base import ENVI_DATA_SUFFIX, AttrValue, CubeSpec, CubeWriter
 
 ENVI_FLOAT32 = 4
 # Bytes per value for each ENVI "data type" code, so is_complete can check headers we did not write.

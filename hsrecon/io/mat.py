@@ -19,7 +19,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from hsrecon.io.cube import CHUNK_PX, AttrValue, default_wavelengths
+from hsrecon.io.base import CHUNK_PX, AttrValue, default_wavelengths
 from hsrecon.io.h5 import HDF5CubeWriter, dataset_filters, read_attrs, write_attrs
 
 USERBLOCK_BYTES = 512
