@@ -36,7 +36,9 @@ from hsrecon.physics import WAVELENGTHS_NM
 
 __all__ = [
     "CUBE_SUFFIXES",
+    "GAINS",
     "METRICS",
+    "SCALE_FREE",
     "Failure",
     "ImageResult",
     "LinearBaseline",
@@ -54,6 +56,10 @@ __all__ = [
 ]
 
 METRICS = ("mrae", "rmse", "psnr", "sam", "ssim")
+SCALE_FREE = ("mrae_gain_mrae", "rmse_gain_ls", "mrae_gain_ls", "rmse_gain_mrae")
+"""MRAE and RMSE after one best gain per image (``docs/metrics.md``): the first two are the headline pair,
+each metric after its own optimal gain; SAM, already gain-free, is among :data:`METRICS`."""
+GAINS = ("gain_mrae", "gain_ls", "gain_bound")  # per image only: a mean of gains means nothing
 CUBE_SUFFIXES = frozenset({".mat", ".h5", ".hdf5", ".hdr"})  # ENVI is found by its header
 WAVELENGTH_TOLERANCE_NM = 0.5
 BASELINE_SAMPLES = 1 << 18  # training pixels for the linear fit, spread evenly over the images
@@ -124,7 +130,7 @@ def summarize(results: Sequence[ImageResult]) -> dict[str, float | int | None]:
     """Means over images of every metric (images weigh equally, as in the challenges), plus MRAE's
     median and 95th percentile (numpy's linear interpolation) and the mean reconstruction time."""
     summary: dict[str, float | int | None] = {"images": len(results)}
-    for metric in METRICS:
+    for metric in (*METRICS, *SCALE_FREE):
         values = [getattr(r.scores, metric) for r in results if getattr(r.scores, metric) is not None]
         summary[f"{metric}_mean"] = float(np.mean(values)) if values else None
         if metric == "mrae":
@@ -153,6 +159,9 @@ def conventions(crop: int) -> dict:
         "rmse": "sqrt(mean (pred - gt)^2), unclipped",
         "psnr": "10 log10(1 / MSE) with both cubes clipped to [0, 1] (peak = data range 1.0)",
         "sam": "mean spectral angle in degrees; all-zero spectra left out and counted",
+        "gain": "scale-free scores: MRAE and RMSE of gain * pred for the best non-negative gain per image, "
+        "gain_ls (least squares) and gain_mrae (MRAE-optimal, a weighted median of gt/pred); gain_bound bounds "
+        "the streamed MRAEs' distance to the exact ones",
         "ssim": "Wang et al.: Gaussian window 11, sigma 1.5, K1 0.01, K2 0.03, data range 1.0, per band, "
         "mean over valid positions",
         "averaging": "per image, then the mean over images",
@@ -470,11 +479,23 @@ def write_json(report: Report, path: Path) -> Path:
     return _write_atomic(path, json.dumps(report.to_dict(), indent=2) + "\n")
 
 
-CSV_COLUMNS = ("status", "method", "name", *METRICS, "seconds", "values", "mrae_excluded", "sam_excluded", "error")
+CSV_COLUMNS = (
+    "status",
+    "method",
+    "name",
+    *METRICS,
+    *SCALE_FREE,
+    *GAINS,
+    "seconds",
+    "values",
+    "mrae_excluded",
+    "sam_excluded",
+    "error",
+)
 
 
 def write_csv(report: Report, path: Path) -> Path:
-    """One ``ok`` row per (method, image), then per method ``summary`` rows: ``mean`` (every metric),
+    """One ``ok`` row per (method, image), then per method ``summary`` rows: ``mean`` (every score),
     ``median`` and ``p95`` (MRAE only); then one ``failed`` row per failure; written atomically."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
@@ -483,7 +504,7 @@ def write_csv(report: Report, path: Path) -> Path:
         for result in results:
             writer.writerow({"status": "ok", "method": method, **_result_dict(result)})
         summary = report.summary(method)
-        means = {metric: summary[f"{metric}_mean"] for metric in METRICS}
+        means = {metric: summary[f"{metric}_mean"] for metric in (*METRICS, *SCALE_FREE)}
         mean_row = {"status": "summary", "method": method, "name": "mean", **means, "seconds": summary["seconds_mean"]}
         writer.writerow(mean_row)
         writer.writerow({"status": "summary", "method": method, "name": "median", "mrae": summary["mrae_median"]})

@@ -19,6 +19,15 @@ official formula divides by zero; SAM leaves out (and counts) pixels where eithe
 where the angle is undefined; PSNR clips both cubes to [0, data_range] and uses data_range (1.0) as the
 peak, as the MST++ toolbox does for NTIRE 2022; SSIM is Wang et al.'s (Gaussian window 11, σ 1.5,
 K1 0.01, K2 0.03, data range 1.0), over the positions where the whole window fits in the image.
+
+Scale-free scores, for reconstructions whose absolute scale means nothing (a photo records no absolute
+radiance): MRAE and RMSE after one best non-negative gain per image, for two gains, the least-squares one
+(:func:`ls_gain`, RMSE-optimal) and the MRAE-optimal one (:func:`mrae_gain`, a weighted median of the
+ratios gt/pred). :func:`gain_scores` computes them exactly on whole arrays; the accumulator computes the
+least-squares ones exactly from three sums, and the MRAE ones from a fixed-size histogram of the ratios
+that gives the exact MRAE at a gain within a bin's width of the optimum, plus a certified bound on the
+distance to the exact optimum (:class:`GainScores`, ``docs/metrics.md``). SAM needs no gain: it is
+independent of each pixel's brightness.
 """
 
 from __future__ import annotations
@@ -32,10 +41,15 @@ from scipy.ndimage import correlate1d
 __all__ = [
     "NTIRE2022_CROP",
     "SSIM_HALF_WINDOW",
+    "GainAccumulator",
+    "GainScores",
     "MetricAccumulator",
     "Scores",
     "crop_region",
+    "gain_scores",
+    "ls_gain",
     "mrae",
+    "mrae_gain",
     "psnr",
     "rmse",
     "sam",
@@ -58,7 +72,9 @@ class Scores:
 
     ``values``: numbers compared (H·W·B of the cropped region). ``mrae_excluded``: values with
     ground truth exactly 0, left out of MRAE. ``sam_excluded``: pixels with an all-zero spectrum in
-    either cube, left out of SAM. ``ssim`` is ``None`` when it was not asked for.
+    either cube, left out of SAM. ``ssim`` is ``None`` when it was not asked for. The ``gain_*``,
+    ``*_gain_ls`` and ``*_gain_mrae`` fields are the scale-free scores (:class:`GainScores`), ``None``
+    when they were not asked for.
     """
 
     mrae: float
@@ -69,9 +85,47 @@ class Scores:
     values: int
     mrae_excluded: int = 0
     sam_excluded: int = 0
+    gain_ls: float | None = None
+    mrae_gain_ls: float | None = None
+    rmse_gain_ls: float | None = None
+    gain_mrae: float | None = None
+    mrae_gain_mrae: float | None = None
+    rmse_gain_mrae: float | None = None
+    gain_bound: float | None = None
 
     def as_dict(self) -> dict[str, float | int | None]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class GainScores:
+    """MRAE and RMSE of ``gain · pred`` against ``gt`` for the two best non-negative gains of one image.
+
+    ``gain_ls`` minimises the squared error (Σ pred·gt / Σ pred², or 0 when that is negative or pred is
+    all zeros); ``gain_mrae`` minimises MRAE (the weighted median of gt/pred, weights |pred/gt|).
+    ``mrae_gain_mrae`` is the headline "MRAE after gain", ``rmse_gain_ls`` the "RMSE after gain".
+
+    ``bound``: 0 for the exact computation (:func:`gain_scores`). From the streaming
+    :class:`GainAccumulator`, the largest possible difference between each reported MRAE and the exact
+    one: ``mrae_gain_mrae`` is the exact MRAE at the reported ``gain_mrae`` (which lies within one
+    histogram bin, a factor 2^(1/1024), of the optimum) and exceeds the optimal MRAE by at most
+    ``bound``; ``mrae_gain_ls`` is within ``bound`` of the exact MRAE at ``gain_ls``. The RMSEs are
+    exact for the gains reported.
+    """
+
+    gain_ls: float
+    mrae_gain_ls: float
+    rmse_gain_ls: float
+    gain_mrae: float
+    mrae_gain_mrae: float
+    rmse_gain_mrae: float
+    bound: float = 0.0
+
+    def fields(self) -> dict[str, float]:
+        """The :class:`Scores` fields these fill."""
+        values = asdict(self)
+        values["gain_bound"] = values.pop("bound")
+        return values
 
 
 # --- shared pieces ------------------------------------------------------------------------------------
@@ -233,13 +287,90 @@ def ssim(pred: np.ndarray, gt: np.ndarray, *, crop: int = 0, data_range: float =
     return float(np.mean(_ssim_map(pred, gt, data_range)))
 
 
+def _best_nonnegative_ls_gain(pred_gt: float, pred_sq: float) -> float:
+    """argmin over g ≥ 0 of Σ (g·pred − gt)²: Σ pred·gt / Σ pred², 0 when negative or pred is all zeros."""
+    return max(pred_gt / pred_sq, 0.0) if pred_sq > 0 else 0.0
+
+
+def ls_gain(pred: np.ndarray, gt: np.ndarray, *, crop: int = 0) -> float:
+    """The non-negative gain g minimising the squared error of ``g · pred`` (so the RMSE), exactly."""
+    pred, gt = _cropped(pred, gt, crop)
+    return _best_nonnegative_ls_gain(float(np.sum(pred * gt)), float(np.sum(pred * pred)))
+
+
+def mrae_gain(pred: np.ndarray, gt: np.ndarray, *, crop: int = 0) -> float:
+    """The non-negative gain g minimising MRAE of ``g · pred``, exactly (a sort of all the values).
+
+    MRAE(g) = mean over gt ≠ 0 of |pred/gt| · |g − gt/pred| (+1 where pred = 0): a weighted median of the
+    ratios gt/pred with weights |pred/gt|. Where it is negative (pred and gt mostly of opposite signs)
+    the best non-negative gain is 0. NaN when every gt is 0.
+    """
+    pred, gt = _cropped(pred, gt, crop)
+    nonzero = gt != 0
+    if not nonzero.any():
+        return math.nan
+    return _weighted_median_gain(pred[nonzero], gt[nonzero])
+
+
+def _weighted_median_gain(pred: np.ndarray, gt: np.ndarray) -> float:
+    """The smallest ratio t = gt/pred at which the cumulative weight |pred/gt| reaches half the total.
+
+    There MRAE's slope, Σ_{t_i ≤ t} w_i − Σ_{t_i > t} w_i, turns non-negative, so it is a minimiser.
+    """
+    both = pred != 0
+    if not both.any():
+        return 0.0
+    ratios = gt[both] / pred[both]
+    order = np.argsort(ratios, kind="stable")
+    ratios = ratios[order]
+    cumulative = np.cumsum(np.abs(pred[both] / gt[both])[order])
+    index = int(np.searchsorted(cumulative, cumulative[-1] / 2.0))
+    return max(float(ratios[min(index, ratios.size - 1)]), 0.0)
+
+
+def gain_scores(pred: np.ndarray, gt: np.ndarray, *, crop: int = 0) -> GainScores:
+    """MRAE and RMSE after the least-squares and after the MRAE-optimal non-negative gain, exactly.
+
+    Whole arrays in memory (the reference); :class:`GainAccumulator` gives the same from row blocks.
+    """
+    pred, gt = _cropped(pred, gt, crop)
+    by_ls = _best_nonnegative_ls_gain(float(np.sum(pred * gt)), float(np.sum(pred * pred)))
+    nonzero = gt != 0
+    by_mrae = _weighted_median_gain(pred[nonzero], gt[nonzero]) if nonzero.any() else math.nan
+
+    def relative_error(gain: float) -> float:
+        if not nonzero.any():
+            return math.nan
+        return float(np.mean(np.abs(gain * pred[nonzero] - gt[nonzero]) / np.abs(gt[nonzero])))
+
+    def squared_error(gain: float) -> float:
+        return float(np.sqrt(np.mean((gain * pred - gt) ** 2))) if math.isfinite(gain) else math.nan
+
+    return GainScores(
+        gain_ls=by_ls,
+        mrae_gain_ls=relative_error(by_ls),
+        rmse_gain_ls=squared_error(by_ls),
+        gain_mrae=by_mrae,
+        mrae_gain_mrae=relative_error(by_mrae),
+        rmse_gain_mrae=squared_error(by_mrae),
+    )
+
+
 def score(
-    pred: np.ndarray, gt: np.ndarray, *, crop: int = 0, data_range: float = 1.0, with_ssim: bool = True
+    pred: np.ndarray,
+    gt: np.ndarray,
+    *,
+    crop: int = 0,
+    data_range: float = 1.0,
+    with_ssim: bool = True,
+    with_gain: bool = True,
 ) -> Scores:
     """Every metric of one image at once, through :class:`MetricAccumulator` in blocks of rows."""
     pred, gt = np.asarray(pred), np.asarray(gt)
     _check_pair(pred, gt)
-    accumulator = MetricAccumulator(*gt.shape, crop=crop, data_range=data_range, with_ssim=with_ssim)
+    accumulator = MetricAccumulator(
+        *gt.shape, crop=crop, data_range=data_range, with_ssim=with_ssim, with_gain=with_gain
+    )
     for y0 in range(0, gt.shape[0], BLOCK_ROWS):
         accumulator.update(pred[y0 : y0 + BLOCK_ROWS], gt[y0 : y0 + BLOCK_ROWS])
     return accumulator.result()
@@ -248,12 +379,180 @@ def score(
 # --- streaming ----------------------------------------------------------------------------------------
 
 
+GAIN_BINS_PER_OCTAVE = 1024
+GAIN_OCTAVES = (-32, 32)  # ratios gt/pred outside 2^-32 … 2^32 share the end bins (still exact, wider)
+
+
+class GainAccumulator:
+    """The scale-free scores (:class:`GainScores`) of one image from blocks of values in any order.
+
+    Least squares: three sums give the gain and the RMSE at any gain exactly. They are taken around the
+    first block's own least-squares gain g₀ (Σ (g₀·pred − gt)², Σ pred·(g₀·pred − gt), Σ pred²), not as
+    Σ gt² − 2g·Σ pred·gt + g²·Σ pred², whose cancellation loses half the digits of a small RMSE.
+
+    MRAE: with t = gt/pred and w = |pred/gt|, ``N · MRAE(g) = Σ w·|g − t|`` (+1 per value with pred = 0),
+    a convex piecewise-linear function of g. The ratios go into a fixed histogram, 1024 bins per octave
+    (ratios ≤ 0 in one more bin below them), which keeps per bin the sum of w, the count, and the smallest
+    and largest ratio. Since ``w·t = ±1``, ``Σ w·|g − t| = g·(W_below − W_above) − (S_below − S_above)``
+    with W the weights and S the signed counts on either side of g: exact wherever no ratio lies on both
+    sides, i.e. at every bin's smallest and largest ratio and anywhere between bins. The reported
+    ``gain_mrae`` is the best of those points: its MRAE is exact. Inside the one bin where the slope
+    changes sign, the two tangents bound the true minimum from below; the difference is ``bound``
+    (at most that bin's weight times its ratio range over N; 0 when its ratios are all equal).
+    ``mrae_gain_ls`` is exact unless ``gain_ls`` falls inside a bin's ratio range, where it is the
+    middle of the chord (above) and the tangents (below), within ``bound``. Memory: 2 MB, whatever
+    the image size.
+    """
+
+    def __init__(self) -> None:
+        low, high = GAIN_OCTAVES
+        slots = 1 + (high - low) * GAIN_BINS_PER_OCTAVE  # slot 0 holds ratios ≤ 0
+        self._weight = np.zeros(slots)
+        self._count = np.zeros(slots)
+        self._smallest = np.full(slots, np.inf)
+        self._largest = np.full(slots, -np.inf)
+        self._anchor: float | None = None  # g₀: the first block's least-squares gain
+        self._residual_sq = self._residual_cross = self._pred_sq = 0.0
+        self._values = self._counted = self._zero_pred = 0
+        # set by result(): totals and cumulative sums over the slots, in order of the ratios
+        self._totals = (0.0, 0.0)
+        self._cum_weight = self._cum_signed = np.zeros(slots + 1)
+
+    @staticmethod
+    def _slots(ratios: np.ndarray) -> np.ndarray:
+        """Histogram slot of each ratio: 0 for ratios ≤ 0, else 1 + its log₂ bin (clipped to the ends)."""
+        low, high = GAIN_OCTAVES
+        last = (high - low) * GAIN_BINS_PER_OCTAVE - 1
+        positive = ratios > 0
+        everywhere = bool(positive.all())
+        with np.errstate(divide="ignore", invalid="ignore"):
+            bins = np.log2(ratios if everywhere else np.where(positive, ratios, 1.0))
+        bins -= low
+        bins *= GAIN_BINS_PER_OCTAVE
+        np.clip(bins, 0, last, out=bins)
+        slots = bins.astype(np.int64) + 1  # truncation is the floor: the values are ≥ 0
+        if not everywhere:
+            slots[~positive] = 0
+        return slots
+
+    def update(self, pred: np.ndarray, gt: np.ndarray) -> None:
+        """Add values of both cubes (same shape, float64 preferred); each value exactly once."""
+        pred, gt = np.asarray(pred, dtype=np.float64).ravel(), np.asarray(gt, dtype=np.float64).ravel()
+        pred_sq = float(pred @ pred)
+        if self._anchor is None and pred_sq > 0:
+            self._anchor = _best_nonnegative_ls_gain(float(pred @ gt), pred_sq)
+        residual = (self._anchor or 0.0) * pred - gt
+        self._residual_sq += float(residual @ residual)
+        self._residual_cross += float(pred @ residual)
+        self._pred_sq += pred_sq
+        self._values += gt.size
+        if not gt.all():  # the common case, no zeros, skips the copies
+            pred, gt = pred[gt != 0], gt[gt != 0]
+        self._counted += gt.size
+        if not pred.all():
+            both = pred != 0
+            self._zero_pred += gt.size - int(np.count_nonzero(both))
+            pred, gt = pred[both], gt[both]
+        ratios = gt / pred
+        slots = self._slots(ratios)
+        self._weight += np.bincount(slots, weights=np.abs(pred / gt), minlength=self._weight.size)
+        self._count += np.bincount(slots, minlength=self._count.size)
+        np.minimum.at(self._smallest, slots, ratios)
+        np.maximum.at(self._largest, slots, ratios)
+
+    def _relative_sum(self, gain: np.ndarray | float, weight_below, signed_below) -> np.ndarray | float:
+        """Σ w·|g − t| given the weight and signed count of the ratios below g (none straddling it)."""
+        total_weight, total_signed = self._totals
+        return gain * (2.0 * weight_below - total_weight) - (2.0 * signed_below - total_signed)
+
+    def _ls_gain(self) -> float:
+        """argmin over g ≥ 0 of Σ (g·pred − gt)² = R + 2(g − g₀)·C + (g − g₀)²·P."""
+        if self._pred_sq <= 0:
+            return 0.0
+        return max((self._anchor or 0.0) - self._residual_cross / self._pred_sq, 0.0)
+
+    def _rmse_at(self, gain: float) -> float:
+        if not self._values:
+            return math.nan
+        step = gain - (self._anchor or 0.0)
+        total = self._residual_sq + 2.0 * step * self._residual_cross + step * step * self._pred_sq
+        return math.sqrt(max(total, 0.0) / self._values)
+
+    def result(self) -> GainScores:
+        by_ls = self._ls_gain()
+        if self._counted == 0:
+            nan = math.nan
+            return GainScores(by_ls, nan, self._rmse_at(by_ls), nan, nan, nan)
+        signed = self._count.copy()
+        signed[0] = -signed[0]  # ratios ≤ 0 are pred and gt of opposite signs: w·t = −1
+        self._totals = float(self._weight.sum()), float(signed.sum())
+        self._cum_weight = np.concatenate([[0.0], np.cumsum(self._weight)])
+        self._cum_signed = np.concatenate([[0.0], np.cumsum(signed)])
+        by_mrae, best, lower = self._mrae_optimum()
+        at_ls, half_width = self._relative_sum_at(by_ls)
+        extra, counted = self._zero_pred, self._counted
+        return GainScores(
+            gain_ls=by_ls,
+            mrae_gain_ls=float(at_ls + extra) / counted,
+            rmse_gain_ls=self._rmse_at(by_ls),
+            gain_mrae=by_mrae,
+            mrae_gain_mrae=(best + extra) / counted,
+            rmse_gain_mrae=self._rmse_at(by_mrae),
+            bound=max(best - lower, half_width, 0.0) / counted,
+        )
+
+    def _mrae_optimum(self) -> tuple[float, float, float]:
+        """(best gain found, its exact Σ w·|g − t|, a lower bound on the minimum over g ≥ 0)."""
+        occupied = np.flatnonzero(self._count[1:] > 0) + 1
+        smallest, largest = self._smallest[occupied], self._largest[occupied]
+        below, through = occupied, occupied + 1  # cumulative indices: slots < k, slots ≤ k
+        at_smallest = self._relative_sum(smallest, self._cum_weight[below], self._cum_signed[below])
+        at_largest = self._relative_sum(largest, self._cum_weight[through], self._cum_signed[through])
+        at_zero = float(self._relative_sum(0.0, self._cum_weight[1], self._cum_signed[1]))
+        gains = np.concatenate([[0.0], smallest, largest])
+        values = np.concatenate([[at_zero], at_smallest, at_largest])
+        pick = int(np.argmin(values))
+        best = float(values[pick])
+        # Inside a bin whose slope turns from negative to positive, bound the minimum by the tangents.
+        total_weight = self._totals[0]
+        slope_in = 2.0 * self._cum_weight[below] - total_weight  # just left of the bin's smallest ratio
+        slope_out = 2.0 * self._cum_weight[through] - total_weight  # just right of its largest
+        turning = (slope_in < 0) & (slope_out > 0) & (largest > smallest)
+        lower = best
+        for i in np.flatnonzero(turning):
+            crossing = (at_largest[i] - at_smallest[i] + slope_in[i] * smallest[i] - slope_out[i] * largest[i]) / (
+                slope_in[i] - slope_out[i]
+            )
+            crossing = min(max(crossing, smallest[i]), largest[i])
+            lower = min(lower, float(at_smallest[i] + slope_in[i] * (crossing - smallest[i])))
+        return float(gains[pick]), best, lower
+
+    def _relative_sum_at(self, gain: float) -> tuple[float, float]:
+        """Σ w·|g − t| at one gain: (value, half-width of its bracket; 0 where exact)."""
+        if gain <= 0:
+            return float(self._relative_sum(0.0, self._cum_weight[1], self._cum_signed[1])), 0.0
+        k = int(self._slots(np.array([gain]))[0])
+        smallest, largest = self._smallest[k], self._largest[k]
+        if self._count[k] == 0 or gain <= smallest:
+            return float(self._relative_sum(gain, self._cum_weight[k], self._cum_signed[k])), 0.0
+        if gain >= largest:
+            return float(self._relative_sum(gain, self._cum_weight[k + 1], self._cum_signed[k + 1])), 0.0
+        at_smallest = float(self._relative_sum(smallest, self._cum_weight[k], self._cum_signed[k]))
+        at_largest = float(self._relative_sum(largest, self._cum_weight[k + 1], self._cum_signed[k + 1]))
+        chord = at_smallest + (at_largest - at_smallest) * (gain - smallest) / (largest - smallest)
+        slope_in = 2.0 * self._cum_weight[k] - self._totals[0]
+        slope_out = 2.0 * self._cum_weight[k + 1] - self._totals[0]
+        tangent = max(at_smallest + slope_in * (gain - smallest), at_largest + slope_out * (gain - largest))
+        return (chord + tangent) / 2.0, (chord - tangent) / 2.0
+
+
 class MetricAccumulator:
     """All metrics of one H×W×B image from row blocks given top to bottom: ``update(pred_rows, gt_rows)``.
 
     Sums (in float64) are kept for the pointwise metrics; SSIM keeps the last 10 rows of the cropped
     region (its window's halo) and scores each window position exactly once, when its 11 rows have all
-    arrived. Memory: one block plus 10 rows, whatever the image height.
+    arrived; the scale-free scores (``with_gain``) keep a :class:`GainAccumulator` (2 MB). Memory: one
+    block plus 10 rows plus that, whatever the image height.
     """
 
     def __init__(
@@ -266,6 +565,7 @@ class MetricAccumulator:
         data_range: float = 1.0,
         clip_psnr: bool = True,
         with_ssim: bool = True,
+        with_gain: bool = True,
     ) -> None:
         self.shape = (int(height), int(width), int(bands))
         self.rows, self.cols = crop_region(self.shape[0], self.shape[1], crop)
@@ -285,6 +585,7 @@ class MetricAccumulator:
         self._ssim_sum = 0.0
         self._ssim_count = 0
         self._halo: tuple[np.ndarray, np.ndarray] | None = None
+        self._gain = GainAccumulator() if with_gain else None
 
     def update(self, pred_rows: np.ndarray, gt_rows: np.ndarray) -> None:
         """Add the next rows (h×W×B each) of both cubes; rows must come in order, each exactly once."""
@@ -319,6 +620,8 @@ class MetricAccumulator:
         self._angles += float(np.sum(angles))
         self._angle_count += angles.size
         self._zero_norm += excluded
+        if self._gain is not None:
+            self._gain.update(pred, gt)
 
     def _add_ssim(self, pred: np.ndarray, gt: np.ndarray) -> None:
         """Score the window positions whose rows are now complete; keep the last 10 rows for the next."""
@@ -348,4 +651,5 @@ class MetricAccumulator:
             values=self._values,
             mrae_excluded=self._zero_gt,
             sam_excluded=self._zero_norm,
+            **(self._gain.result().fields() if self._gain is not None else {}),
         )

@@ -57,9 +57,10 @@ def test_data_table_json_and_csv(ntire2020, tmp_path, bundled_model):
         gt, _, _ = read_cube(pair.cube)
         cube = reconstruct(iio.imread(pair.rgb), bundled_model, window=64, stride=64)
         expected = score(cube, gt).as_dict()
-        for metric in ("mrae", "rmse", "psnr", "sam", "ssim"):
+        for metric in ("mrae", "rmse", "psnr", "sam", "ssim", "mrae_gain_mrae", "rmse_gain_ls", "gain_ls"):
             # another process: the network's float32 output may differ in its last bits
             assert image[metric] == pytest.approx(expected[metric], rel=1e-6), metric
+        assert image["mrae_gain_mrae"] <= image["mrae"] and image["rmse_gain_ls"] <= image["rmse"]
     mraes = [image["mrae"] for image in network["images"]]
     assert network["summary"]["mrae_mean"] == pytest.approx(np.mean(mraes), rel=1e-12)
     assert network["summary"]["mrae_p95"] == pytest.approx(np.percentile(mraes, 95), rel=1e-12)
@@ -71,6 +72,8 @@ def test_data_table_json_and_csv(ntire2020, tmp_path, bundled_model):
     assert [row["status"] for row in rows].count("ok") == 4
     mean_row = next(r for r in rows if r["method"] == "network" and r["name"] == "mean")
     assert float(mean_row["mrae"]) == pytest.approx(network["summary"]["mrae_mean"], rel=1e-12)
+    after_gain = [image["mrae_gain_mrae"] for image in network["images"]]
+    assert float(mean_row["mrae_gain_mrae"]) == pytest.approx(np.mean(after_gain), rel=1e-12)
 
 
 def test_library_scores_equal_the_metrics_on_the_same_arrays(ntire2020, bundled_model):

@@ -203,3 +203,93 @@ def test_tta_of_a_per_pixel_model_equals_no_tta(rng):
     # ...whereas a model that sees neighbours is changed by it: the ensemble really runs the 8 views
     spatial = torch.nn.Conv2d(3, 31, kernel_size=3, padding=1)
     assert np.abs(TorchPredictor(spatial, tta=True)(windows) - TorchPredictor(spatial)(windows)).max() > 1e-3
+
+
+# --- scale-free scores: MRAE and RMSE after one best gain per image ---------------------------------------
+
+
+def test_gain_scores_by_hand():
+    # gt (1, 2, 4), pred (1, 1, 1): ratios gt/pred 1, 2, 4 with MRAE weights pred/gt 1, 1/2, 1/4 (total 1.75).
+    # The weighted median is 1 (its weight alone passes half the total): MRAE(1) = (0 + 1/2 + 3/4)/3 = 5/12,
+    # less than MRAE(2) = (1 + 0 + 1/2)/3 = 1/2. Least squares: Σ pred·gt / Σ pred² = 7/3, with errors
+    # 4/3, 1/3, −5/3 → RMSE √(42/27); MRAE (4/3 + 1/6 + 5/12)/3 = 23/36.
+    gt = np.array([[[1.0, 2.0, 4.0]]])
+    pred = np.ones_like(gt)
+    for result in (metrics.gain_scores(pred, gt), score(pred, gt, with_ssim=False)):
+        fields = result.fields() if isinstance(result, metrics.GainScores) else result.as_dict()
+        assert fields["gain_mrae"] == 1.0
+        assert fields["mrae_gain_mrae"] == pytest.approx(5 / 12, abs=1e-15)
+        assert fields["rmse_gain_mrae"] == pytest.approx(math.sqrt((0 + 1 + 9) / 3), abs=1e-15)
+        assert fields["gain_ls"] == pytest.approx(7 / 3, abs=1e-15)
+        assert fields["rmse_gain_ls"] == pytest.approx(math.sqrt(42 / 27), abs=1e-15)
+        assert fields["mrae_gain_ls"] == pytest.approx(23 / 36, abs=1e-15)
+        assert fields["gain_bound"] == 0.0  # every bin of the streamed histogram holds one ratio
+    assert metrics.ls_gain(pred, gt) == pytest.approx(7 / 3, abs=1e-15)
+    assert metrics.mrae_gain(pred, gt) == 1.0
+
+
+def test_gain_undoes_a_global_scale(rng):
+    gt = rng.uniform(0.01, 1, (13, 9, 31))
+    scores = score(gt * 0.25, gt, with_ssim=False)  # a power of two: every ratio is exactly 4
+    assert (scores.gain_mrae, scores.mrae_gain_mrae, scores.gain_bound) == (4.0, 0.0, 0.0)
+    assert scores.gain_ls == 4.0 and scores.rmse_gain_ls == 0.0 and scores.mrae > 0.7
+    # float32 rounding spreads the ratios of 0.37·gt over a few units in the last place: still ~0
+    scores = score((gt * 0.37).astype(np.float32), gt, with_ssim=False)
+    assert scores.gain_mrae == pytest.approx(1 / 0.37, rel=1e-6)
+    assert scores.mrae_gain_mrae < 1e-7 and scores.gain_bound < 1e-7 and scores.rmse_gain_ls < 1e-7
+
+
+def test_mrae_gain_is_the_minimum_over_gains(rng):
+    gt = rng.uniform(0.02, 1, (11, 7, 5))
+    pred = gt * rng.lognormal(0, 0.4, gt.shape) * 3.0
+    exact = metrics.gain_scores(pred, gt)
+    gains = np.linspace(0.01, 1.0, 2001)
+    brute = min(mrae(g * pred, gt) for g in gains)
+    assert exact.mrae_gain_mrae <= brute + 1e-15
+    assert exact.mrae_gain_mrae == pytest.approx(mrae(exact.gain_mrae * pred, gt), abs=1e-15)
+    assert exact.rmse_gain_ls <= min(rmse(g * pred, gt) for g in gains) + 1e-15
+    assert exact.mrae_gain_ls >= exact.mrae_gain_mrae and exact.rmse_gain_mrae >= exact.rmse_gain_ls
+
+
+@pytest.mark.parametrize("block", [1, 7, 29])
+@pytest.mark.parametrize("crop", [0, 3])
+@pytest.mark.parametrize("noise", [0.3, 1e-4])
+def test_streamed_gain_scores_are_within_their_bound(rng, block, crop, noise):
+    gt = rng.uniform(0.02, 1, (29, 18, 31))
+    pred = (gt * rng.lognormal(0, noise, gt.shape) * 0.61).astype(np.float32)
+    accumulator = MetricAccumulator(*gt.shape, crop=crop, with_ssim=False)
+    for y0 in range(0, gt.shape[0], block):
+        accumulator.update(pred[y0 : y0 + block], gt[y0 : y0 + block])
+    streamed, exact = accumulator.result(), metrics.gain_scores(pred, gt, crop=crop)
+    p64 = pred.astype(np.float64)  # gain · pred in float64, as the scores compute it
+    assert streamed.gain_ls == pytest.approx(exact.gain_ls, rel=1e-12)
+    assert streamed.rmse_gain_ls == pytest.approx(exact.rmse_gain_ls, rel=1e-9)
+    # the reported MRAE is the exact MRAE at the reported gain, and no more than the bound above the optimum
+    assert streamed.mrae_gain_mrae == pytest.approx(mrae(streamed.gain_mrae * p64, gt, crop=crop), abs=1e-10)
+    assert exact.mrae_gain_mrae - 1e-12 <= streamed.mrae_gain_mrae <= exact.mrae_gain_mrae + streamed.gain_bound
+    assert abs(streamed.mrae_gain_ls - exact.mrae_gain_ls) <= streamed.gain_bound + 1e-12
+    assert streamed.gain_mrae == pytest.approx(exact.gain_mrae, rel=2 ** (1 / 1024) - 1 + 1e-12)
+    # the bound: at most a bin's relative width (2^(1/1024) − 1 = 6.8e-4) times the share of values in it,
+    # which for realistic errors (ratios spread over many bins) is far below the digits reported
+    assert streamed.gain_bound < (1e-6 if noise > 0.1 else 2 ** (1 / 1024) - 1)
+    assert streamed.rmse_gain_mrae == pytest.approx(rmse(streamed.gain_mrae * p64, gt, crop=crop), rel=1e-9)
+
+
+def test_gain_scores_with_zeros_signs_and_extreme_ratios():
+    # gt = 0 is left out (as in MRAE); pred = 0 costs 1 at any gain; ratios far outside 2^±32 still count.
+    gt = np.array([[[0.0, 0.5, 0.5, 2.0, 1.0, 1.0]]])
+    pred = np.array([[[0.3, 0.0, 1e-12, 1.0, 1.0, 1.0]]])
+    exact = metrics.gain_scores(pred, gt)
+    streamed = score(pred, gt, with_ssim=False)
+    # weights 2e-12, 1/2, 1, 1 at ratios 5e11, 2, 1, 1: the median is 1; MRAE (1 + ~1 + 1/2 + 0 + 0) / 5
+    assert exact.gain_mrae == 1.0 and streamed.gain_mrae == 1.0
+    assert exact.mrae_gain_mrae == pytest.approx(2.5 / 5, abs=1e-11)
+    assert streamed.mrae_gain_mrae == pytest.approx(exact.mrae_gain_mrae, abs=1e-15)
+    assert streamed.mrae_excluded == 1 and streamed.gain_bound == 0.0
+    # a prediction of the opposite sign: the best non-negative gain is 0, where MRAE is 1
+    gt = np.full((2, 2, 3), 0.5)
+    for result in (metrics.gain_scores(-gt, gt).fields(), score(-gt, gt, with_ssim=False).as_dict()):
+        assert (result["gain_ls"], result["gain_mrae"]) == (0.0, 0.0)
+        assert result["mrae_gain_mrae"] == 1.0 and result["mrae_gain_ls"] == 1.0
+    assert math.isnan(metrics.gain_scores(gt, np.zeros_like(gt)).mrae_gain_mrae)
+    assert score(gt, gt, with_ssim=False, with_gain=False).gain_mrae is None
