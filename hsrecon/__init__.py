@@ -34,7 +34,7 @@ _EXPORTS = {
     "pick_device": "hsrecon.devices",
     "reconstruct": "hsrecon.pipeline",
     "convert_file": "hsrecon.pipeline",
-    "TorchPredictor": "hsrecon.pipeline",
+    "TorchPredictor": "hsrecon.inference",
     "read_rgb": "hsrecon.io.rgb",
     "read_cube": "hsrecon.io",
     "open_cube_writer": "hsrecon.io",

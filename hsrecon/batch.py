@@ -6,6 +6,9 @@ inputs and always land inside the output directory, complete outputs are skipped
 resumes, and one bad input is one recorded failure, never the end of the batch. The next image is
 read while the current one runs. Temporaries a killed run left behind are removed before the batch
 starts (only hsrecon's own names, for this batch's outputs, and never one a live process is writing).
+
+:func:`convert_batch` is ``hsrecon convert`` as a library call: the weights' predictor built once, every
+file through :func:`hsrecon.pipeline.convert_file`, and what happens told to a :class:`BatchEvents`.
 """
 
 from __future__ import annotations
@@ -18,19 +21,30 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
+from hsrecon.devices import rank_device
+from hsrecon.inference import DeviceOutOfMemoryError
 from hsrecon.io import CubeWriteError, is_complete, output_files, remove_stale_temps
 from hsrecon.io.base import preview_path
 from hsrecon.io.rgb import IMAGE_SUFFIXES, ImageReadError, RGBImage, read_rgb
+from hsrecon.pipeline import ConvertResult, convert_file
+from hsrecon.weights import Weights
+from hsrecon.windows import count_windows
 
 __all__ = [
+    "BatchEvents",
     "BatchItem",
     "BatchSummary",
+    "ConvertSettings",
     "OutputFatalError",
     "collect_inputs",
+    "convert_batch",
     "pending_formats",
     "plan_outputs",
     "run_batch",
     "shard",
+    "torchrun_shard",
 ]
 
 # Errors of the output side that will hit every later file too: stop the batch instead of failing each.
@@ -51,9 +65,12 @@ class BatchItem:
 
 @dataclass
 class BatchSummary:
+    """What a batch did; ``problems`` are inputs left out before it started (missing, unsafe names)."""
+
     converted: list = field(default_factory=list)  # ConvertResult
     skipped: list[BatchItem] = field(default_factory=list)
     failed: list[tuple[BatchItem, str]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
 
 
 def _matches(path: Path, pattern: str | None) -> bool:
@@ -159,6 +176,11 @@ def shard(items: Sequence[BatchItem], index: int, count: int) -> list[BatchItem]
     return list(items[index::count])
 
 
+def torchrun_shard() -> tuple[int, int]:
+    """(index, count) of this process's share under torchrun (``RANK``/``WORLD_SIZE``); (0, 1) alone."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
 def _read(item: BatchItem) -> RGBImage | Exception:
     try:
         return read_rgb(item.source)
@@ -261,3 +283,124 @@ def _record_failure(item: BatchItem, message: str, summary: BatchSummary, on_fai
     summary.failed.append((item, message))
     if on_fail:
         on_fail(item, message)
+
+
+# --- hsrecon convert as one call ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConvertSettings:
+    """How every file of a batch is converted (:func:`hsrecon.pipeline.convert_file`'s arguments, and
+    the predictor's). ``window``/``stride`` None: the weights' own (:meth:`Weights.windowing`)."""
+
+    formats: tuple[str, ...] = ("envi",)
+    input_space: str | None = None
+    exposure: float | None = None
+    window: int | None = None
+    stride: int | None = None
+    batch_size: int = 16
+    precision: str = "fp32"
+    tta: bool = False
+    dtype: str = "float32"
+    interleave: str = "bsq"
+    overwrite: bool = False
+    preview: bool = False
+
+
+class BatchEvents:
+    """What :func:`convert_batch` tells its caller as it goes. Every method does nothing here; a front
+    end (the CLI's progress bars) overrides those it shows."""
+
+    def warning(self, text: str) -> None:
+        """Something about the whole run the user should know (said once, before any work)."""
+
+    def problem(self, text: str) -> None:
+        """An input left out before the batch starts; it counts as failed."""
+
+    def started(self, items: Sequence[BatchItem]) -> None:
+        """The batch begins with these items (after sharding)."""
+
+    def file_started(self, item: BatchItem, windows: int) -> None:
+        """``item`` was read and is being converted in ``windows`` windows."""
+
+    def windows_done(self, count: int) -> None:
+        """``count`` more windows of the current file went through the network."""
+
+    def note(self, text: str) -> None:
+        """What was done to an input or to the run (a converted image mode, a halved batch)."""
+
+    def file_done(self, item: BatchItem, result: ConvertResult) -> None: ...
+
+    def file_skipped(self, item: BatchItem) -> None:
+        """``item``'s outputs are all complete already."""
+
+    def file_failed(self, item: BatchItem, message: str) -> None:
+        """``item`` failed (one line naming it); the batch goes on."""
+
+
+def convert_batch(
+    inputs: Sequence[Path],
+    output: Path,
+    *,
+    weights: Weights,
+    device: str | torch.device = "cpu",
+    settings: ConvertSettings = ConvertSettings(),
+    recursive: bool = False,
+    pattern: str | None = None,
+    shard_of: tuple[int, int] | None = None,
+    events: BatchEvents | None = None,
+) -> BatchSummary:
+    """Convert image files and folders of images into ``output``, with ``weights`` on ``device``.
+
+    ``shard_of`` (index from 0, count) does one interleaved share of the files (default: torchrun's, or
+    all); under torchrun each local rank takes its own GPU. Raises :class:`OutputFatalError` when the
+    output folder cannot be created or takes no more files, and
+    :class:`~hsrecon.inference.DeviceOutOfMemoryError` when one window does not fit on the device: every
+    later file would fail the same way. Any other failure is one file's, told to ``events``.
+    """
+    events = events or BatchEvents()
+    window, stride = weights.windowing(settings.window, settings.stride)
+    _, warning = weights.feed_space(settings.input_space)
+    if warning:
+        events.warning(f"{weights.path.name if weights.path else weights.name}: {warning}")
+    found, problems = collect_inputs(inputs, recursive=recursive, pattern=pattern)
+    _make_output_folder(output)
+    items = shard(plan_outputs(found, output, problems), *(shard_of or torchrun_shard()))
+    for problem in problems:
+        events.problem(problem)
+    predict = weights.predictor(
+        device=rank_device(torch.device(device)), precision=settings.precision, tta=settings.tta, window=window,
+        on_note=events.note,
+    )  # fmt: skip
+
+    def convert(item: BatchItem, image: RGBImage) -> ConvertResult:
+        return convert_file(
+            item.source, item.stem, weights=weights, predict=predict,
+            formats=pending_formats(item.stem, settings.formats, settings.overwrite), input_space=settings.input_space,
+            exposure=settings.exposure, window=window, stride=stride, batch_size=settings.batch_size,
+            dtype=settings.dtype, interleave=settings.interleave, overwrite=settings.overwrite,
+            preview=settings.preview, image=image, on_windows=events.windows_done,
+        )  # fmt: skip
+
+    def on_start(item: BatchItem, image: RGBImage) -> None:
+        height, width = image.pixels.shape[:2]
+        events.file_started(item, count_windows(height, width, size=window, stride=stride))
+        for note in image.notes:
+            events.note(f"{item.source}: {note}")
+
+    events.started(items)
+    summary = run_batch(
+        items, convert, formats=settings.formats, overwrite=settings.overwrite, preview=settings.preview,
+        fatal=(DeviceOutOfMemoryError,), on_start=on_start, on_done=events.file_done, on_skip=events.file_skipped,
+        on_fail=events.file_failed,
+    )  # fmt: skip
+    summary.problems[:0] = problems
+    return summary
+
+
+def _make_output_folder(output: Path) -> None:
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        message = f"{output}: cannot create the output folder ({error.strerror or error})"
+        raise OutputFatalError(error.errno or errno.EIO, message) from None

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
-__all__ = ["DeviceError", "pick_device"]
+__all__ = ["DeviceError", "pick_device", "rank_device"]
 
 
 class DeviceError(RuntimeError):
@@ -30,4 +32,12 @@ def pick_device(requested: str = "auto") -> torch.device:
             raise DeviceError(f"device {requested!r} requested, but only {torch.cuda.device_count()} CUDA device(s)")
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise DeviceError("device 'mps' requested, but MPS is not available here")
+    return device
+
+
+def rank_device(device: torch.device) -> torch.device:
+    """Under torchrun, each local rank takes its own GPU (``cuda`` → ``cuda:LOCAL_RANK``)."""
+    local_rank = os.environ.get("LOCAL_RANK")
+    if device.type == "cuda" and device.index is None and local_rank is not None:
+        return torch.device("cuda", int(local_rank))
     return device

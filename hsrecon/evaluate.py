@@ -6,6 +6,8 @@ Two sources of reconstructions, one scoring path (:class:`hsrecon.metrics.Metric
   here by one or more methods (the network through :func:`hsrecon.pipeline.stream_reconstruct`, and
   optionally the :class:`LinearBaseline`). The reconstruction streams row by row into the accumulator:
   it never exists as a whole array, and the ground truth is read once per image for all methods.
+  :func:`evaluate_dataset` is ``hsrecon eval --data`` as one call: the split found, the network and the
+  baselines set up for the track, the settings recorded, progress told to an :class:`EvalEvents`.
 - :func:`evaluate_files`: cube files written by any tool, paired by name with ground-truth files
   (:func:`pair_cube_files`).
 
@@ -25,20 +27,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from hsrecon.data import Pair, pairing_key
-from hsrecon.inputs import InputTransform, canonical_space, make_input_transform
+from hsrecon import __version__
+from hsrecon.data import Pair, pairing_key, scan, track_space
+from hsrecon.inputs import InputTransform, canonical_space, make_input_transform, network_space
 from hsrecon.io import read_cube
 from hsrecon.io.rgb import read_rgb
 from hsrecon.io.temps import atomic_file
 from hsrecon.metrics import NTIRE2022_CROP, MetricAccumulator, Scores, score
 from hsrecon.physics import WAVELENGTHS_NM
+from hsrecon.pipeline import NonFiniteOutputError, stream_reconstruct
+from hsrecon.weights import Weights
 
 __all__ = [
+    "BASELINES",
     "CUBE_SUFFIXES",
     "GAINS",
     "METRICS",
     "SCALE_FREE",
+    "BaselineError",
+    "DatasetError",
+    "EvalEvents",
     "Failure",
     "ImageResult",
     "LinearBaseline",
@@ -46,6 +56,7 @@ __all__ = [
     "Report",
     "conventions",
     "describe_region",
+    "evaluate_dataset",
     "evaluate_files",
     "evaluate_pairs",
     "fit_linear_baseline",
@@ -174,7 +185,7 @@ def conventions(crop: int) -> dict:
 
 @dataclass(frozen=True)
 class NetworkMethod:
-    """The network as a method: ``predict`` (e.g. a :class:`~hsrecon.pipeline.TorchPredictor`, with or
+    """The network as a method: ``predict`` (e.g. a :class:`~hsrecon.inference.TorchPredictor`, with or
     without TTA) run over blended windows exactly as :func:`hsrecon.pipeline.reconstruct` runs it."""
 
     predict: Callable[[np.ndarray], np.ndarray]
@@ -184,8 +195,6 @@ class NetworkMethod:
     batch_size: int = 16
 
     def __call__(self, pixels: np.ndarray, transform: Callable[[np.ndarray], np.ndarray], emit: Emit) -> None:
-        from hsrecon.pipeline import stream_reconstruct
-
         stream_reconstruct(
             pixels,
             transform,
@@ -359,8 +368,6 @@ def evaluate_pairs(
     transformed pixels. A pair that fails (unreadable, mis-shaped, other wavelengths, non-finite
     output) is a :class:`Failure` for all methods, and the rest go on.
     """
-    from hsrecon.pipeline import NonFiniteOutputError
-
     report = Report(settings={**(settings or {}), "conventions": conventions(crop)}, results={n: [] for n in methods})
     for pair in pairs:
         if on_start is not None:
@@ -383,6 +390,148 @@ def _fail(report: Report, failure: Failure, on_failure: Callable[[Failure], None
     report.failures.append(failure)
     if on_failure is not None:
         on_failure(failure)
+
+
+# --- a dataset, as ``hsrecon eval --data`` scores it -------------------------------------------------------
+
+BASELINES = ("linear", "linear-stored", "linear-decoded")
+"""Baseline names: the least-squares 3→31 map fitted on the network's input, on the RGB files' values as
+stored (value/max), or on the files decoded to clean space as the default weights see them (sRGB curve
+undone, 3×3 matrix, automatic exposure; the same as stored for the clean track)."""
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be scored at all (no such layout, no complete pairs); one line."""
+
+
+class BaselineError(DatasetError):
+    """A baseline that cannot be fitted; the message starts with ``baseline NAME``."""
+
+
+class EvalEvents:
+    """What :func:`evaluate_dataset` tells its caller as it goes. Every method does nothing here; a front
+    end (the CLI's progress bars) overrides those it shows."""
+
+    def warning(self, text: str) -> None:
+        """Something about the whole run the user should know (said once, before any work)."""
+
+    def unpaired(self, line: str) -> None:
+        """A file without its partner (also a failure in the report)."""
+
+    def fitting(self, baseline: str, images: int) -> None:
+        """Fitting ``baseline`` on ``images`` training pairs begins."""
+
+    def fitted_image(self, baseline: str) -> None: ...
+
+    def fit_note(self, baseline: str, line: str) -> None:
+        """A training pair left out of ``baseline``'s fit."""
+
+    def fitted(self, baseline: str) -> None: ...
+
+    def scoring(self, images: int) -> None:
+        """Reconstructing and scoring ``images`` pairs begins."""
+
+    def image_started(self, pair: Pair) -> None: ...
+
+    def image_scored(self, method: str, result: ImageResult) -> None: ...
+
+    def image_failed(self, failure: Failure) -> None: ...
+
+
+def evaluate_dataset(
+    root: Path,
+    weights: Weights,
+    *,
+    device: str | torch.device = "cpu",
+    split: str = "valid",
+    track: str = "clean",
+    window: int | None = None,
+    stride: int | None = None,
+    batch_size: int = 16,
+    tta: bool = False,
+    crop: int = 0,
+    baselines: Sequence[str] = (),
+    events: EvalEvents | None = None,
+) -> Report:
+    """Reconstruct a dataset split's RGB images with ``weights`` (and fit-then-apply ``baselines``, from
+    :data:`BASELINES`, on the training split) and score them against their cubes.
+
+    The track says what the RGB files hold (:func:`hsrecon.data.track_space`); the weights say how that
+    reaches their input. Files without a partner are failures in the report; a dataset that cannot be
+    scored at all raises :class:`DatasetError` (:class:`BaselineError` for a baseline).
+    """
+    events = events or EvalEvents()
+    window, stride = weights.windowing(window, stride)
+    pairs, unpaired, layout = _scan(root, split, track)
+    if not pairs:
+        raise DatasetError(f"{root}: no complete {split} pairs ({len(unpaired)} files without a partner)")
+    space, warning = weights.feed_space(track_space(track))
+    if warning:
+        events.warning(warning)
+    predict = weights.predictor(device=device, tta=tta, window=window)
+    methods: dict[str, Method] = {"network": NetworkMethod(predict, window, stride, weights.bands, batch_size)}
+    settings = {
+        "hsrecon_version": __version__, "mode": "data", "data": str(root), "layout": layout, "split": split,
+        "track": track, "weights": str(weights.path), "weights_version": weights.meta.weights_version,
+        "input_space": weights.input_space, "fed_as": space, "device": str(device), "tta": tta, "window": window,
+        "stride": stride,
+    }  # fmt: skip
+    for line in unpaired:
+        events.unpaired(line)
+    if baselines:
+        settings["baselines"] = {}
+    for name in dict.fromkeys(baselines):
+        fit_space = _baseline_space(name, space, track)
+        methods[name] = baseline = _fit_baseline(root, track, fit_space, name, events)
+        settings["baselines"][name] = {"method": "linear 3→31 least squares", "fit_space": fit_space,
+                                       **_baseline_facts(baseline)}  # fmt: skip
+    events.scoring(len(pairs))
+    report = evaluate_pairs(
+        pairs, methods, input_space=space, crop=crop, bands=weights.bands,
+        wavelengths_nm=weights.meta.wavelengths_nm, settings=settings, on_start=events.image_started,
+        on_result=events.image_scored, on_failure=events.image_failed,
+    )  # fmt: skip
+    # files without a partner were reported first; the JSON and the counts include them
+    report.failures[:0] = [Failure(line.split(": ", 1)[0], line) for line in unpaired]
+    return report
+
+
+def _scan(root: Path, split: str, track: str, what: str = "") -> tuple[list[Pair], list[str], str]:
+    try:
+        found = scan(root, split, track)
+    except ValueError as error:
+        raise (BaselineError if what else DatasetError)(f"{what}{error}") from None
+    return found.pairs, found.unpaired, found.layout
+
+
+def _baseline_space(name: str, network_input: str, track: str) -> str:
+    """The input space the baseline ``name`` is fitted and applied in."""
+    if name == "linear":
+        return network_input
+    if name == "linear-stored":
+        return "ntire2020-clean"  # that transform is value/max, exposure 1
+    if name == "linear-decoded":
+        return network_space("ntire2020-clean", track_space(track))[0]
+    raise BaselineError(f"baseline {name!r}: choose from {', '.join(BASELINES)}")
+
+
+def _fit_baseline(root: Path, track: str, space: str, name: str, events: EvalEvents) -> LinearBaseline:
+    pairs, _, _ = _scan(root, "train", track, f"baseline {name} needs a training split: ")
+    if not pairs:
+        raise BaselineError(f"baseline {name}: {root} has no complete training pairs to fit it on")
+    events.fitting(name, len(pairs))
+    try:
+        baseline = fit_linear_baseline(pairs, input_space=space, on_image=lambda pair: events.fitted_image(name))
+    except ValueError as error:
+        raise BaselineError(f"baseline {name}: {error}") from None
+    for line in baseline.skipped:
+        events.fit_note(name, line)
+    events.fitted(name)
+    return baseline
+
+
+def _baseline_facts(baseline: LinearBaseline) -> dict:
+    return {"fit_images": baseline.images, "fit_pixels": baseline.samples, "matrix_3x31": baseline.matrix.tolist()}
 
 
 # --- scoring files ------------------------------------------------------------------------------------

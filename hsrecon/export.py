@@ -1,37 +1,48 @@
 """Export the network to ONNX, checked against PyTorch, for runtimes other than torch.
 
-The graph exported is the inference form (:func:`hsrecon.inference.prepare_model`: BatchNorm folded, a
-provably constant branch frozen) for one window size, with a dynamic batch axis: input ``rgb``
-N×3×W×W float32 in the weights' input space, output ``cube`` N×31×W×W. The coordinate channels are part
-of the graph, so the window size is fixed in it. onnxruntime on this project's CPU was not faster than
-torch (``docs/benchmarks.md``), so convert keeps torch; the export is for deployment elsewhere.
+The graph exported is the weights' inference form (:meth:`hsrecon.weights.Weights.inference_model`:
+BatchNorm folded, a provably constant branch frozen) for one window size, with a dynamic batch axis:
+input ``rgb`` N×3×W×W float32 in the weights' input space, output ``cube`` N×31×W×W. The coordinate
+channels are part of the graph, so the window size is fixed in it. Convert keeps torch (the comparison
+with onnxruntime is in ``docs/benchmarks.md``); the export is for deployment elsewhere.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from hsrecon.inference import prepare_model, probe_windows
+from hsrecon.inference import probe_windows
 from hsrecon.io.temps import atomic_file
 from hsrecon.model import LWRDAN
+from hsrecon.weights import Weights, as_weights
 
-__all__ = ["ExportError", "check_onnx", "export_onnx"]
+__all__ = ["ExportError", "ExportResult", "check_onnx", "export_checked", "export_onnx"]
 
 
 class ExportError(RuntimeError):
     """The exported graph does not reproduce the PyTorch model."""
 
 
-def export_onnx(model: LWRDAN, path: str | os.PathLike, *, window: int = 64, opset: int = 17) -> Path:
-    """Write the inference form of ``model`` as ONNX to ``path`` (atomically)."""
+def export_onnx(
+    weights: Weights | LWRDAN | str | os.PathLike | None,
+    path: str | os.PathLike,
+    *,
+    window: int | None = None,
+    opset: int = 17,
+) -> Path:
+    """Write the inference form of ``weights`` (default window: their training window) as ONNX to ``path``
+    (atomically). Needs the ``onnx`` package (ModuleNotFoundError otherwise)."""
+    loaded = as_weights(weights)
+    window, _ = loaded.windowing(window)
     path = Path(path)
-    prepared = prepare_model(model, window=window).to(memory_format=torch.contiguous_format).eval()
-    example = torch.zeros(2, model.config.in_channels, window, window)
+    prepared = loaded.inference_model(window).to(memory_format=torch.contiguous_format).eval()
+    example = torch.zeros(2, loaded.meta.config.in_channels, window, window)
     with atomic_file(path) as temp, warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings about the fixed window size: intended
         torch.onnx.export(
@@ -41,19 +52,49 @@ def export_onnx(model: LWRDAN, path: str | os.PathLike, *, window: int = 64, ops
     return path
 
 
-def check_onnx(model: LWRDAN, path: str | os.PathLike, *, window: int = 64, tolerance: float = 1e-4) -> float:
-    """Run the ONNX file with onnxruntime on probe windows; return max |Δ| / max |torch output|.
-
-    Raises :class:`ExportError` above ``tolerance``.
-    """
+def check_onnx(
+    weights: Weights | LWRDAN | str | os.PathLike | None,
+    path: str | os.PathLike,
+    *,
+    window: int | None = None,
+    tolerance: float = 1e-4,
+) -> float:
+    """Run the ONNX file with onnxruntime on probe windows; return max |Δ| / max |torch output| against
+    the weights as loaded. Raises :class:`ExportError` above ``tolerance``."""
     import onnxruntime as ort
 
-    probes = probe_windows(window, model.config.in_channels)
+    loaded = as_weights(weights)
+    window, _ = loaded.windowing(window)
+    probes = probe_windows(window, loaded.meta.config.in_channels)
     with torch.inference_mode():
-        reference = model.eval()(probes).numpy()
+        reference = loaded.build()(probes).numpy()
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     output = session.run(None, {"rgb": probes.numpy()})[0]
     deviation = float(np.abs(output - reference).max() / np.abs(reference).max())
     if deviation > tolerance:
         raise ExportError(f"{path}: ONNX output differs from PyTorch by {deviation:.2e} (relative)")
     return deviation
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What :func:`export_checked` wrote: the file, its window, and onnxruntime's deviation (None: not run)."""
+
+    path: Path
+    window: int
+    deviation: float | None
+
+
+def export_checked(weights: Weights, path: str | os.PathLike, *, window: int | None = None) -> ExportResult:
+    """Export, then check with onnxruntime when it is installed; a file that fails the check is removed
+    (:class:`ExportError`), so no graph that does not reproduce torch is left behind."""
+    window, _ = weights.windowing(window)
+    path = export_onnx(weights, path, window=window)
+    try:
+        deviation = check_onnx(weights, path, window=window)
+    except ModuleNotFoundError:
+        deviation = None
+    except ExportError:
+        path.unlink(missing_ok=True)
+        raise
+    return ExportResult(path=path, window=window, deviation=deviation)

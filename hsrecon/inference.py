@@ -1,32 +1,52 @@
-"""Make a trained LWRDAN fast for inference without changing what it computes (beyond float rounding).
+"""Inference: the fast form of a trained LWRDAN, and the predictor that runs it on batches of windows.
 
-Three steps, each checked:
+The inference form (:func:`prepare_model`) computes what the model as loaded computes, to float rounding,
+in three checked steps:
 
 1. **Fold BatchNorm** into the preceding convolutions (:func:`hsrecon.model.fold_batchnorm`, ≤ 1e-5).
 2. **Freeze a branch whose output does not depend on the input.** With the published weights the
    attention U-net's output is, to float32 precision, the same map for every input (its last conv has
    weights ~1e-32 on 15 of 16 channels and the stored BatchNorm statistics zero the rest; see
-   ``docs/model.md``). Computing it costs 21% of the network's FLOPs. :func:`freeze_constant_branch`
-   runs the branch on a fixed set of probe windows (black, white, saturated primaries, uniform noise,
-   dark noise, gradients); only if the *final* output with the branch replaced by its mean map stays
-   within ``tolerance`` × the output's magnitude on every probe is it frozen. Retrained weights whose
-   U-net works keep it: the check fails and nothing changes. The frozen map is kept per window size and
-   the real branch still runs for any other size.
-3. **Channels-last** memory format (faster oneDNN convolutions on CPU).
+   ``docs/model.md``). :func:`freeze_constant_branch` runs the branch on a fixed set of probe windows
+   (black, white, saturated primaries, uniform noise, dark noise, gradients); only if the *final* output
+   with the branch replaced by its mean map stays within ``tolerance`` × the output's magnitude on every
+   probe is it frozen. Retrained weights whose U-net works keep it: the check fails and nothing changes.
+   The frozen map is kept per window size and the real branch still runs for any other size.
+3. **Channels-last** memory format (oneDNN's convolutions prefer it on CPU).
 
-``docs/benchmarks.md`` has the speed of each step; ``tests/test_inference.py`` the equivalence checks.
+:class:`TorchPredictor` runs a module on batches of windows on one device (precision, the 8-fold
+self-ensemble, halving the batch when the device runs out of memory). The one way to both is
+:meth:`hsrecon.weights.Weights.predictor`. ``docs/benchmarks.md`` has the speed of each step;
+``tests/test_inference.py`` the equivalence checks.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
 from hsrecon.model import LWRDAN, fold_batchnorm
 
-__all__ = ["FrozenBranch", "freeze_constant_branch", "prepare_model", "probe_windows"]
+__all__ = [
+    "PRECISIONS",
+    "DeviceOutOfMemoryError",
+    "FrozenBranch",
+    "Predictor",
+    "TorchPredictor",
+    "freeze_constant_branch",
+    "prepare_model",
+    "probe_windows",
+]
+
+# A predictor maps a batch of windows N×k×k×3 (float32, NHWC) to N×k×k×bands (float32).
+Predictor = Callable[[np.ndarray], np.ndarray]
+
+PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+"""``precision`` names and the autocast dtype each runs the network under (None: plain float32)."""
 
 
 class FrozenBranch(nn.Module):
@@ -87,3 +107,122 @@ def prepare_model(model: LWRDAN, *, window: int, freeze: bool = True, device: st
     if freeze:
         prepared, _ = freeze_constant_branch(prepared, window)
     return prepared.to(device, memory_format=torch.channels_last)
+
+
+# --- running a module on batches of windows ------------------------------------------------------------
+
+
+class DeviceOutOfMemoryError(RuntimeError):
+    """The device ran out of memory even for one window per forward pass.
+
+    Raised only after halving the batch down to one window. Every later image needs the same memory
+    per window, so a batch of files should stop rather than fail each one the same way.
+    """
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    """torch's OutOfMemoryError (CUDA), MemoryError, or the RuntimeErrors other back ends raise for it."""
+    if isinstance(error, DeviceOutOfMemoryError):
+        return False
+    if isinstance(error, torch.OutOfMemoryError | MemoryError):
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def _release_device_memory() -> None:
+    """Return the failed batch's cached blocks to the device before retrying with fewer windows."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+
+
+def _dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The k-th of the 8 flips/rotations of an N×C×H×W batch (k = 0 is the identity)."""
+    x = torch.flip(x, dims=(-1,)) if k >= 4 else x
+    return torch.rot90(x, k % 4, dims=(-2, -1))
+
+
+def _undo_dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    x = torch.rot90(x, -(k % 4), dims=(-2, -1))
+    return torch.flip(x, dims=(-1,)) if k >= 4 else x
+
+
+class TorchPredictor:
+    """Run a torch model on batches of windows on one device, optionally with the 8-fold self-ensemble.
+
+    ``model`` runs as given (an LWRDAN's inference form comes from :meth:`hsrecon.weights.Weights.predictor`).
+    ``precision`` ``fp16``/``bf16`` (GPU) runs the network under autocast; outputs come back float32.
+    ``tta`` averages the outputs over the 8 flips/rotations of each window (8× the compute).
+
+    Out of memory on the device, the same windows are run again in halves, down to one window per
+    pass, and the size that worked is kept as :attr:`max_batch` for every later call (a long batch of
+    files pays for the discovery once); ``on_note`` hears of each halving. Outputs are the same as with
+    a batch that fits from the start. Out of memory at one window raises :class:`DeviceOutOfMemoryError`.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        *,
+        device: str | torch.device = "cpu",
+        precision: str = "fp32",
+        tta: bool = False,
+        on_note: Callable[[str], None] | None = None,
+    ) -> None:
+        self.device = torch.device(device)
+        # Channels-last: the windows arrive as NHWC arrays, and oneDNN's convolutions run faster on it.
+        self.model = model.eval().to(self.device, memory_format=torch.channels_last)
+        self.dtype = PRECISIONS[precision]
+        self.tta = tta
+        self.max_batch: int | None = None  # learned from out-of-memory errors; None: no limit met yet
+        self.on_note = on_note
+
+    def __call__(self, windows: np.ndarray) -> np.ndarray:
+        if len(windows) == 0:
+            return self._run(windows)
+        size = self.max_batch or len(windows)
+        outputs: list[np.ndarray] = []
+        start = 0
+        while start < len(windows):
+            chunk = windows[start : start + size]
+            result = self._attempt(chunk)
+            if result is None:
+                size = self._halve(len(chunk))
+                continue
+            outputs.append(result)
+            start += len(chunk)
+        return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
+
+    def _attempt(self, windows: np.ndarray) -> np.ndarray | None:
+        """The outputs, or None when the device ran out of memory (other errors propagate)."""
+        try:
+            return self._run(windows)
+        except Exception as error:
+            if not _is_out_of_memory(error):
+                raise
+        return None  # returned outside the handler, so the failed pass's tensors are already freed
+
+    def _halve(self, failed: int) -> int:
+        _release_device_memory()
+        if failed <= 1:
+            raise DeviceOutOfMemoryError(f"{self.device}: out of memory even with one window per pass")
+        self.max_batch = (failed + 1) // 2
+        if self.on_note is not None:
+            self.on_note(f"{self.device}: out of memory with {failed} windows per pass; retrying with {self.max_batch}")
+        return self.max_batch
+
+    @torch.inference_mode()
+    def _run(self, windows: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(windows)).to(self.device).permute(0, 3, 1, 2)  # NCHW view
+        views = range(8) if self.tta else range(1)
+        total = None
+        for k in views:
+            y = _undo_dihedral(self._forward(_dihedral(x, k)), k)
+            total = y if total is None else total + y
+        return (total / len(views)).permute(0, 2, 3, 1).float().cpu().numpy()
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.dtype is None:
+            return self.model(x)
+        with torch.autocast(device_type=self.device.type, dtype=self.dtype):
+            return self.model(x).float()

@@ -33,7 +33,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from hsrecon import __version__
-from hsrecon.data import Pair, discover
+from hsrecon.data import Pair, discover, track_space
 from hsrecon.data.patches import PatchDataset, load_pair
 from hsrecon.io.temps import atomic_file
 from hsrecon.model import LWRDAN, LWRDANConfig
@@ -72,7 +72,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.data, self.output = Path(self.data), Path(self.output)
         # The network learns the data's own RGB (value/max): clean renderings, or camera sRGB JPEGs.
-        self.input_space = self.input_space or ("srgb" if self.track == "realworld" else "ntire2020-clean")
+        self.input_space = self.input_space or track_space(self.track)
 
 
 # --- loss ------------------------------------------------------------------------------------------------
@@ -224,8 +224,9 @@ def _load_checkpoint(path: Path, model: LWRDAN, optimizer) -> tuple[int, dict]:
 @torch.no_grad()
 def validate(model: LWRDAN, pairs: list[Pair], window: int, device: torch.device) -> dict[str, float]:
     """Whole validation images reconstructed as convert does (blended windows); mean MRAE, RMSE, PSNR."""
+    from hsrecon.inference import TorchPredictor
     from hsrecon.metrics import score
-    from hsrecon.pipeline import TorchPredictor, stream_reconstruct
+    from hsrecon.pipeline import stream_reconstruct
 
     predict = TorchPredictor(copy.deepcopy(model).eval(), device=device)  # leaves the training model as is
     results = []

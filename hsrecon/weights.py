@@ -6,6 +6,11 @@ wavelengths, the window size the network was trained on, the input space it expe
 version. Loading checks all of it against the tensors and fails with one sentence naming the file and
 the mismatch (:class:`WeightsError`). Pickles are never loaded.
 
+Loaded weights are one object, :class:`Weights` (like spandrel's model descriptor): everything a caller
+needs to run them is asked of it, never worked out again elsewhere: the window they were trained on and
+the stride to use (:meth:`Weights.windowing`), how files reach their input space
+(:meth:`Weights.transform`), and the one route to the fast inference form (:meth:`Weights.predictor`).
+
 The bundled weights (the authors' NTIRE 2020 clean-track model, converted) ship inside the package and
 are found with ``importlib.resources`` after a plain ``pip install .``; in a source checkout they are
 read from the repository's ``weights/`` folder.
@@ -17,17 +22,25 @@ import hashlib
 import json
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
+from torch import nn
 
+from hsrecon import __version__
+from hsrecon.inference import TorchPredictor, prepare_model
+from hsrecon.inputs import InputTransform, make_input_transform, network_space
+from hsrecon.io.rgb import RGBImage
 from hsrecon.io.temps import atomic_file
-from hsrecon.model import LWRDAN, LWRDANConfig, count_parameters, count_trainable, fold_batchnorm
+from hsrecon.model import LWRDAN, LWRDANConfig, count_parameters, count_trainable, flops_per_pixel
 from hsrecon.physics import WAVELENGTHS_NM
+from hsrecon.windows import default_stride
 
 __all__ = [
     "BUNDLED",
@@ -37,7 +50,9 @@ __all__ = [
     "Weights",
     "WeightsError",
     "WeightsMeta",
+    "as_weights",
     "bundled_path",
+    "describe",
     "load_model",
     "load_weights",
     "resolve_weights",
@@ -187,20 +202,110 @@ def _format_hint(prefix: bytes) -> str:
 
 @dataclass
 class Weights:
-    """A checked weights file: where it came from, its metadata and its tensors."""
+    """A checked set of weights and what running them needs: window, input space, inference form.
 
-    path: Path
+    ``path`` is the file they came from (None for weights made in memory, :meth:`from_model`).
+    """
+
+    path: Path | None
     meta: WeightsMeta
     state_dict: dict[str, torch.Tensor]
 
-    def build(self, *, device: str | torch.device = "cpu", fold_bn: bool = False) -> LWRDAN:
-        """The model with these weights, in eval mode; ``fold_bn`` merges conv → BN pairs for inference."""
+    @classmethod
+    def from_model(
+        cls, model: LWRDAN, *, window_size: int = 64, input_space: str = "ntire2020-clean", version: str = "in memory"
+    ) -> Weights:
+        """Weights of a network in memory; a bare network does not know its training window (default 64)."""
+        meta = make_meta(model, window_size=window_size, input_space=input_space, weights_version=version)
+        return cls(path=None, meta=meta, state_dict=model.state_dict())
+
+    @property
+    def name(self) -> str:
+        """How outputs and reports name these weights: file name and version."""
+        return f"{self.path.name if self.path else 'LWRDAN'} ({self.meta.weights_version})"
+
+    @property
+    def window(self) -> int:
+        """The window size the network was trained on (its coordinate channels span it)."""
+        return self.meta.window_size
+
+    @property
+    def input_space(self) -> str:
+        """The input space the network learned (``hsrecon.inputs``)."""
+        return self.meta.input_space
+
+    @property
+    def bands(self) -> int:
+        return self.meta.config.out_bands
+
+    @property
+    def size_multiple(self) -> int:
+        """Window sizes must be multiples of this (the U-net halves the window twice)."""
+        return self.meta.config.size_multiple
+
+    def build(self, *, device: str | torch.device = "cpu") -> LWRDAN:
+        """The model with these weights as loaded, in eval mode (for training, inspection, export)."""
         model = LWRDAN(self.meta.config)
         model.load_state_dict(self.state_dict, strict=True)
-        model.eval()
-        if fold_bn:
-            model = fold_batchnorm(model)
-        return model.to(device)
+        return model.eval().to(device)
+
+    def windowing(self, window: int | None = None, stride: int | None = None) -> tuple[int, int]:
+        """(window, stride) to run these weights with: the training window and its default stride unless
+        given; ValueError naming the parameter first (``window 30: must be …``) for one that cannot work."""
+        window = window or self.window
+        if window % self.size_multiple or window < self.size_multiple:
+            raise ValueError(f"window {window}: must be a positive multiple of {self.size_multiple}")
+        stride = stride or default_stride(window)
+        if not 0 < stride <= window:
+            raise ValueError(f"stride {stride}: must be between 1 and the window ({window})")
+        return window, stride
+
+    def feed_space(self, file_space: str | None = None) -> tuple[str, str | None]:
+        """(input transform's space, warning or None) for files holding ``file_space`` (None: the weights'
+        own); :func:`hsrecon.inputs.network_space` says how each pair is handled."""
+        return network_space(self.input_space, file_space)
+
+    def transform(
+        self,
+        image: RGBImage | np.ndarray,
+        file_space: str | None = None,
+        *,
+        exposure: float | None = None,
+        max_code: float | None = None,
+    ) -> InputTransform:
+        """The transform taking ``image`` (holding ``file_space``) to these weights' input."""
+        space, _ = self.feed_space(file_space)
+        return make_input_transform(image, space, max_code=max_code, exposure=exposure)
+
+    def inference_model(self, window: int | None = None) -> nn.Module:
+        """The fast form for ``window`` (default: the training window), same outputs to float rounding
+        (:func:`hsrecon.inference.prepare_model`: BN folded, a provably constant branch frozen)."""
+        window, _ = self.windowing(window)
+        return prepare_model(self.build(), window=window)
+
+    def predictor(
+        self,
+        *,
+        device: str | torch.device = "cpu",
+        precision: str = "fp32",
+        tta: bool = False,
+        window: int | None = None,
+        on_note: Callable[[str], None] | None = None,
+    ) -> TorchPredictor:
+        """Batches of windows → cubes on ``device``: the inference form for ``window`` in a
+        :class:`~hsrecon.inference.TorchPredictor` (precision, self-ensemble, out-of-memory halving)."""
+        model = self.inference_model(window)
+        return TorchPredictor(model, device=device, precision=precision, tta=tta, on_note=on_note)
+
+
+def as_weights(source: Weights | LWRDAN | str | os.PathLike | None = None) -> Weights:
+    """Weights from what a caller holds: loaded weights, a bare network (:meth:`Weights.from_model`), or a
+    bundled name or path to load (None: the default weights)."""
+    if isinstance(source, Weights):
+        return source
+    if isinstance(source, LWRDAN):
+        return Weights.from_model(source)
+    return load_weights(source)
 
 
 def load_weights(spec: str | os.PathLike | None = None) -> Weights:
@@ -265,11 +370,34 @@ def _check_tensors(path: Path, meta: WeightsMeta, state: dict[str, torch.Tensor]
         raise WeightsError(f"{path}: {counted} values, but the metadata says {meta.num_params}")
 
 
-def load_model(
-    spec: str | os.PathLike | None = None, *, device: str | torch.device = "cpu", fold_bn: bool = False
-) -> LWRDAN:
+def load_model(spec: str | os.PathLike | None = None, *, device: str | torch.device = "cpu") -> LWRDAN:
     """The model with the given (default: bundled) weights, in eval mode, on ``device``."""
-    return load_weights(spec).build(device=device, fold_bn=fold_bn)
+    return load_weights(spec).build(device=device)
+
+
+def describe(weights: Weights, device: str | torch.device) -> dict:
+    """What ``hsrecon info`` shows: the model, these weights and their provenance, the device, the bundled set."""
+    model = weights.build()
+    meta = weights.meta
+    return {
+        "hsrecon_version": __version__,
+        "model": "LWRDAN",
+        "config": meta.config.to_dict(),
+        "parameters": count_parameters(model),
+        "trainable_parameters": count_trainable(model),
+        "gflop_per_megapixel": round(flops_per_pixel(model, weights.window) * 1e6 / 1e9, 2),
+        "window_size": weights.window,
+        "size_multiple": weights.size_multiple,
+        "input_space": weights.input_space,
+        "bands": len(meta.wavelengths_nm),
+        "wavelengths_nm": [meta.wavelengths_nm[0], meta.wavelengths_nm[-1]],
+        "weights_path": str(weights.path),
+        "weights_version": meta.weights_version,
+        "provenance": meta.provenance,
+        "training": meta.training,
+        "device": str(device),
+        "bundled_weights": {name: entry.summary for name, entry in BUNDLED.items()},
+    }
 
 
 def make_meta(model: LWRDAN, **fields: object) -> WeightsMeta:

@@ -12,7 +12,10 @@ models or files. Its pieces are pure functions plus one small streaming accumula
   normalising by the summed weights, removes the seams instead of hiding them with context alone.
 - :class:`RowBlender`: accumulates weighted window outputs in a band of rows only, and hands finished
   rows to a callback, so memory grows with the image *width* times the window size, never with its
-  height: the output streams to disk.
+  height: the output streams to disk. :class:`ShortImageBlender` does the same along the width for an
+  image shorter than a window.
+- :class:`RowSource`: the rows of the network input, made band by band from the image as the windows
+  need them (an image smaller than a window is padded to one by :func:`pad_to_window`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["RowBlender", "Window", "axis_starts", "blend_weights", "pad_to_window", "plan_windows"]
+__all__ = [
+    "DEFAULT_STRIDE_FRACTION",
+    "RowBlender",
+    "RowSource",
+    "ShortImageBlender",
+    "Window",
+    "axis_starts",
+    "blend_weights",
+    "count_windows",
+    "default_stride",
+    "pad_to_window",
+    "plan_windows",
+]
+
+# Stride as a fraction of the window: chosen by measurement (docs/benchmarks.md, "Windows").
+DEFAULT_STRIDE_FRACTION = 0.5
 
 
 @dataclass(frozen=True)
@@ -62,6 +80,16 @@ def axis_starts(length: int, size: int, stride: int) -> list[int]:
 def plan_windows(height: int, width: int, *, size: int, stride: int) -> list[Window]:
     """All windows covering a ``height``×``width`` image, in raster order (row bands top to bottom)."""
     return [Window(y, x, size) for y in axis_starts(height, size, stride) for x in axis_starts(width, size, stride)]
+
+
+def default_stride(window: int) -> int:
+    """The default stride for a window size, a multiple of 4 no larger than the window."""
+    return max(4, int(window * DEFAULT_STRIDE_FRACTION) // 4 * 4)
+
+
+def count_windows(height: int, width: int, *, size: int, stride: int) -> int:
+    """How many windows cover a ``height``×``width`` image (an axis shorter than a window is padded to one)."""
+    return len(axis_starts(max(height, size), size, stride)) * len(axis_starts(max(width, size), size, stride))
 
 
 def blend_weights(size: int, stride: int) -> np.ndarray:
@@ -154,3 +182,65 @@ class RowBlender:
         self.weight_sum[keep : self.used] = 0.0
         self.used = keep
         self.base += count
+
+
+@dataclass
+class RowSource:
+    """Rows of the network input (transformed, padded to at least one window), made on demand.
+
+    Only images smaller than a window in height are padded as a whole (they are small); everything else
+    is transformed band by band, so the float32 input never exists for the whole image.
+    """
+
+    pixels: np.ndarray
+    transform: Callable[[np.ndarray], np.ndarray]
+    size: int
+
+    def __post_init__(self) -> None:
+        self.height, self.width = self.pixels.shape[:2]
+        self.padded_height = max(self.height, self.size)
+        self.padded_width = max(self.width, self.size)
+        self._small = None
+        if self.height < self.size:
+            self._small = pad_to_window(self._rows(0, self.height), self.size, axis=0)
+
+    def _rows(self, y0: int, y1: int) -> np.ndarray:
+        rows = np.asarray(self.transform(self.pixels[y0:y1]), dtype=np.float32)
+        return pad_to_window(rows, self.size, axis=1)
+
+    def __call__(self, y0: int, y1: int) -> np.ndarray:
+        return self._small[y0:y1] if self._small is not None else self._rows(y0, y1)
+
+
+class ShortImageBlender:
+    """Blending for an image shorter than a window (one band of windows), along x in a transposed buffer.
+
+    A :class:`RowBlender` keeps about two windows of full-width rows, which for a 100000×1 panorama is
+    1.6 GB for one row of output (and seconds of page faults). Here the windows' transposes go into a
+    RowBlender one window wide whose "rows" are the image's columns, finished as soon as no later window
+    can reach them, and the (short) output is gathered and emitted at the end. The sums are the same,
+    added in the same order, so the result is identical; the blend weights are symmetric.
+    """
+
+    def __init__(
+        self, height: int, width: int, bands: int, weights: np.ndarray, emit: Callable[[int, np.ndarray], None]
+    ) -> None:
+        self.height, self.width, self.emit = height, width, emit
+        self.out = np.empty((height, width, bands), dtype=np.float32)
+        self.columns = RowBlender(weights.shape[0], bands, weights.T, self._store)
+
+    def add(self, y: int, x: int, tile: np.ndarray) -> None:
+        self.columns.finish_rows(x)  # windows arrive by increasing x: no later one reaches columns < x
+        self.columns.add(x, y, tile.transpose(1, 0, 2))
+
+    def finish_rows(self, upto: int) -> None:
+        """Called with the padded height once every window is in; before that, with 0 (nothing to do)."""
+        if upto <= 0:
+            return
+        self.columns.finish_rows(self.columns.base + self.columns.used)
+        self.emit(0, self.out)
+
+    def _store(self, x0: int, columns: np.ndarray) -> None:
+        end = min(x0 + columns.shape[0], self.width)
+        if x0 < end:
+            self.out[:, x0:end] = columns[: end - x0, : self.height].transpose(1, 0, 2)

@@ -18,7 +18,7 @@ from hsrecon.evaluate import NetworkMethod, evaluate_pairs, fit_linear_baseline,
 from hsrecon.io import open_cube_writer, read_cube
 from hsrecon.metrics import score
 from hsrecon.physics import WAVELENGTHS_NM
-from hsrecon.pipeline import TorchPredictor, reconstruct
+from hsrecon.pipeline import reconstruct
 
 MATRIX = np.random.default_rng(7).uniform(0.05, 0.5, (3, 31))  # cube = (rgb / 255) @ MATRIX in the fixtures
 
@@ -76,9 +76,9 @@ def test_data_table_json_and_csv(ntire2020, tmp_path, bundled_model):
     assert float(mean_row["mrae_gain_mrae"]) == pytest.approx(np.mean(after_gain), rel=1e-12)
 
 
-def test_library_scores_equal_the_metrics_on_the_same_arrays(ntire2020, bundled_model):
+def test_library_scores_equal_the_metrics_on_the_same_arrays(ntire2020, bundled_model, bundled_weights):
     pairs = discover(ntire2020)
-    network = NetworkMethod(TorchPredictor(bundled_model, window=64), window=64, stride=64)
+    network = NetworkMethod(bundled_weights.predictor(window=64), window=64, stride=64)
     report = evaluate_pairs(pairs, {"network": network}, input_space="ntire2020-clean", crop=4)
     for pair, result in zip(pairs, report.results["network"], strict=True):
         gt, _, _ = read_cube(pair.cube)

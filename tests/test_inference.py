@@ -55,7 +55,7 @@ def test_frozen_branch_runs_the_real_branch_for_other_sizes(bundled_model):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="onnxruntime not installed")
-def test_onnx_export_reproduces_torch(bundled_model, tmp_path):
-    path = export_onnx(bundled_model, tmp_path / "model.onnx", window=64)
-    assert check_onnx(bundled_model, path, window=64) <= 1e-4
+def test_onnx_export_reproduces_torch(bundled_weights, tmp_path):
+    path = export_onnx(bundled_weights, tmp_path / "model.onnx", window=64)
+    assert check_onnx(bundled_weights, path, window=64) <= 1e-4
     assert not list(tmp_path.glob(".*.tmp"))

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from hsrecon import metrics
+from hsrecon.inference import TorchPredictor
 from hsrecon.metrics import MetricAccumulator, mrae, psnr, rmse, sam, score, ssim
-from hsrecon.pipeline import TorchPredictor
 
 # A 1×2 image with 2 bands, small enough to score on paper.
 #   pixel 1: gt (0.50, 0.25), pred (0.55, 0.20)    pixel 2: gt (1.00, 0.50), pred (1.00, 0.75)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
+from hsrecon.inference import TorchPredictor
 from hsrecon.io import read_cube
 from hsrecon.io.rgb import read_rgb
 from hsrecon.physics import WAVELENGTHS_NM, load_colour, render_ntire2020_clean
-from hsrecon.pipeline import NonFiniteOutputError, TorchPredictor, convert_file, reconstruct, stream_reconstruct
+from hsrecon.pipeline import NonFiniteOutputError, convert_file, reconstruct, stream_reconstruct
 
 
 def textured_image(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -137,3 +140,12 @@ def test_convert_file_writes_three_formats_equal_to_reconstruct(bundled_model, t
         np.testing.assert_array_equal(wavelengths, WAVELENGTHS_NM)
         np.testing.assert_allclose(cube, expected, rtol=0, atol=1e-6)
     assert not list((tmp_path / "out").glob("*.tmp")) and not list((tmp_path / "out").glob(".*"))
+
+
+def test_weights_trained_on_another_window_reconstruct_with_it(bundled_weights):
+    """The window is a property of the weights: ``reconstruct(rgb, model=weights)`` runs their own."""
+    thirty_two = dataclasses.replace(bundled_weights, meta=dataclasses.replace(bundled_weights.meta, window_size=32))
+    image = textured_image(80, 96)
+    cube = reconstruct(image, model=thirty_two)
+    np.testing.assert_allclose(cube, reconstruct(image, bundled_weights, window=32), rtol=0, atol=1e-6)
+    assert np.abs(cube - reconstruct(image, bundled_weights)).max() > 1e-3  # 64-px windows give another cube

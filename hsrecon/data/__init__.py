@@ -5,6 +5,6 @@
 
 from __future__ import annotations
 
-from hsrecon.data.ntire import SPLITS, TRACKS, Pair, Scan, discover, pairing_key, scan
+from hsrecon.data.ntire import SPLITS, TRACKS, Pair, Scan, discover, pairing_key, scan, track_space
 
-__all__ = ["SPLITS", "TRACKS", "Pair", "Scan", "discover", "pairing_key", "scan"]
+__all__ = ["SPLITS", "TRACKS", "Pair", "Scan", "discover", "pairing_key", "scan", "track_space"]

@@ -25,10 +25,20 @@ from pathlib import Path
 
 from hsrecon.io.rgb import IMAGE_SUFFIXES
 
-__all__ = ["SPLITS", "TRACKS", "Pair", "Scan", "discover", "pairing_key", "scan"]
+__all__ = ["SPLITS", "TRACKS", "Pair", "Scan", "discover", "pairing_key", "scan", "track_space"]
 
 SPLITS = ("valid", "train")
 TRACKS = ("clean", "realworld")
+_TRACK_SPACES = {"clean": "ntire2020-clean", "realworld": "srgb"}
+
+
+def track_space(track: str) -> str:
+    """The input space a track's RGB files hold (``hsrecon.inputs``): the clean rendering, or sRGB photos
+    (NTIRE's RealWorld JPEGs and ``hsrecon synth``'s camera rendering)."""
+    if track not in _TRACK_SPACES:
+        raise ValueError(f"unknown track {track!r}; choose {' or '.join(TRACKS)}")
+    return _TRACK_SPACES[track]
+
 
 _TRACK_SUFFIX = re.compile(r"_(clean|realworld)$", re.IGNORECASE)
 
