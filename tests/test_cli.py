@@ -90,3 +90,32 @@ def test_import_keras_refuses_non_keras(tmp_path):
     result = hsrecon("import-keras", str(src), "-o", str(tmp_path / "o.safetensors"))
     assert_clean_failure(result, 4, "not an HDF5 file")
     assert not (tmp_path / "o.safetensors").exists()
+
+
+def test_option_choices_are_the_librarys():
+    """The CLI's choice types (kept free of torch and numpy so --help is instant) list the library's names."""
+    from hsrecon.cli import _common as cli
+    from hsrecon.cli.eval import NTIRE2022_CROP
+    from hsrecon.data import SPLITS, TRACKS
+    from hsrecon.evaluate import BASELINES
+    from hsrecon.inference import PRECISIONS
+    from hsrecon.io.base import DTYPES, FORMATS, INTERLEAVES
+    from hsrecon.metrics import NTIRE2022_CROP as LIBRARY_CROP
+    from hsrecon.model import ABLATION_SWITCHES
+
+    def values(kind):
+        return tuple(member.value for member in kind)
+
+    assert values(cli.CubeFormat) == tuple(FORMATS)
+    assert values(cli.Interleave) == INTERLEAVES and values(cli.CubeDtype) == DTYPES
+    assert values(cli.Precision) == tuple(PRECISIONS)
+    assert values(cli.Split) == SPLITS and values(cli.Track) == TRACKS
+    assert values(cli.Baseline) == BASELINES
+    assert sorted(member.switch for member in cli.Ablation) == sorted(ABLATION_SWITCHES)
+    assert NTIRE2022_CROP == LIBRARY_CROP
+
+
+def test_a_bad_choice_is_one_line_naming_the_choices():
+    result = hsrecon("eval", "--data", ".", "--split", "test")
+    assert_clean_failure(result, 2, "--split 'test': choose from valid, train")
+    assert_clean_failure(hsrecon("synth", "-o", "x", "--only", "all"), 2, "--only 'all': choose from valid, train")

@@ -25,12 +25,12 @@ import torch
 from test_cli import hsrecon
 from typer.testing import CliRunner
 
-from hsrecon import convert_cli
 from hsrecon.cli import ExitCode, app
+from hsrecon.inference import DeviceOutOfMemoryError, TorchPredictor
 from hsrecon.io.h5 import DeferredFailureFile, H5CubeWriter
 from hsrecon.model import LWRDANConfig, build_model
-from hsrecon.pipeline import DeviceOutOfMemoryError, TorchPredictor, stream_reconstruct
-from hsrecon.weights import load_weights, make_meta, save_weights
+from hsrecon.pipeline import stream_reconstruct
+from hsrecon.weights import Weights, load_weights, make_meta, save_weights
 
 # -- helpers ----------------------------------------------------------------------------------------------
 
@@ -103,10 +103,10 @@ class FakeNet(torch.nn.Module):
 def fake_predictor(monkeypatch, net: FakeNet) -> None:
     """Make ``hsrecon convert`` run ``net`` instead of the real network (the rest unchanged)."""
 
-    def make(model, **options):
-        return TorchPredictor(net, device=options.get("device", "cpu"))
+    def make(weights, **options):
+        return TorchPredictor(net, device=options.get("device", "cpu"), on_note=options.get("on_note"))
 
-    monkeypatch.setattr(convert_cli, "TorchPredictor", make)
+    monkeypatch.setattr(Weights, "predictor", make)
 
 
 # -- device out of memory ---------------------------------------------------------------------------------
@@ -333,10 +333,8 @@ def test_overflowing_weights_are_caught_per_file(images, tmp_path):
 def test_eval_out_of_memory_at_one_window_stops_with_exit_6(tmp_path, monkeypatch):
     from test_data_ntire import make_ntire2020
 
-    from hsrecon import eval_cli
-
     data = make_ntire2020(tmp_path / "data", np.random.default_rng(2), train=(), valid=(451, 452))
-    monkeypatch.setattr(eval_cli, "TorchPredictor", lambda model, **options: TorchPredictor(FakeNet(limit=0)))
+    monkeypatch.setattr(Weights, "predictor", lambda weights, **options: TorchPredictor(FakeNet(limit=0)))
     args = ["eval", "--data", str(data), "--batch-size", "4", "--json", str(tmp_path / "r.json")]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == ExitCode.DEVICE, result.stderr

@@ -1,0 +1,207 @@
+"""What every command shares: exit codes, the one-line error, the consoles, and the option types.
+
+An option's type says what it accepts: a choice is an :class:`~enum.Enum` whose values are the library's
+names (``tests/test_cli.py`` holds each to the library's own list), parsed so that anything else is the
+documented one line, ``hsrecon: error: --flag 'value': choose from …``, and exit code 2, before any work.
+Nothing here imports torch, so ``hsrecon --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import Enum, IntEnum
+from typing import TYPE_CHECKING, Annotated, Optional, TypeVar
+
+import typer
+from rich.console import Console
+
+if TYPE_CHECKING:
+    import torch
+
+    from hsrecon.weights import Weights
+
+__all__ = [
+    "Ablation",
+    "Baseline",
+    "CubeDtype",
+    "CubeFormat",
+    "DeviceOption",
+    "ExitCode",
+    "Interleave",
+    "Precision",
+    "Split",
+    "Track",
+    "WeightsOption",
+    "device_or_exit",
+    "fail",
+    "input_space",
+    "one_of",
+    "out_of_memory_line",
+    "stderr",
+    "stdout",
+    "weights_or_exit",
+    "windowing_or_exit",
+]
+
+stdout = Console(soft_wrap=True)  # one message, one line: never folded to the terminal width
+stderr = Console(stderr=True, soft_wrap=True)
+
+
+class ExitCode(IntEnum):
+    """Exit codes, documented in docs/cli.md."""
+
+    OK = 0
+    FAILED = 1  # some inputs failed; the others were processed
+    USAGE = 2  # bad command line (Typer's own code)
+    WEIGHTS = 3  # weights file missing, damaged, or of another model
+    INPUT = 4  # unreadable or unsupported input
+    OUTPUT = 5  # output cannot be written
+    DEVICE = 6  # requested device unavailable
+    INTERRUPTED = 130  # Ctrl-C
+
+
+def fail(message: str, code: ExitCode) -> typer.Exit:
+    """Print ``hsrecon: error: message`` on stderr and return the Exit to raise."""
+    stderr.print(f"[bold red]hsrecon: error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code=int(code))
+
+
+# --- choices ------------------------------------------------------------------------------------------
+
+
+class CubeFormat(str, Enum):
+    """Cube file formats (``hsrecon.io.FORMATS``)."""
+
+    ENVI = "envi"
+    MAT = "mat"
+    H5 = "h5"
+
+
+class CubeDtype(str, Enum):
+    """Cube value types (``hsrecon.io.base.DTYPES``; float16 for .h5 and .mat only)."""
+
+    FLOAT32 = "float32"
+    FLOAT16 = "float16"
+
+
+class Interleave(str, Enum):
+    """ENVI interleaves (``hsrecon.io.envi``)."""
+
+    BSQ = "bsq"
+    BIL = "bil"
+    BIP = "bip"
+
+
+class Precision(str, Enum):
+    """Network precisions (``hsrecon.inference.PRECISIONS``)."""
+
+    FP32 = "fp32"
+    FP16 = "fp16"
+    BF16 = "bf16"
+
+
+class Split(str, Enum):
+    """Dataset splits (``hsrecon.data.SPLITS``)."""
+
+    VALID = "valid"
+    TRAIN = "train"
+
+
+class Track(str, Enum):
+    """NTIRE 2020 RGB sets (``hsrecon.data.TRACKS``)."""
+
+    CLEAN = "clean"
+    REALWORLD = "realworld"
+
+
+class Baseline(str, Enum):
+    """``eval --baseline`` maps (``hsrecon.evaluate.BASELINES``)."""
+
+    LINEAR = "linear"
+    LINEAR_STORED = "linear-stored"
+    LINEAR_DECODED = "linear-decoded"
+
+
+class Ablation(str, Enum):
+    """``train --ablate`` names: the paper's ablations, each the model-config switch it turns off."""
+
+    COORDCONV = "coordconv"
+    CBAM = "cbam"
+
+    @property
+    def switch(self) -> str:
+        return {"coordconv": "coord_conv", "cbam": "attention"}[self.value]
+
+
+Choice = TypeVar("Choice", bound=Enum)
+
+
+def one_of(kind: type[Choice], flag: str) -> Callable[[str], Choice]:
+    """A Typer ``parser`` for an Enum option: its member, or the one-line usage error naming ``flag``."""
+    choices = [member.value for member in kind]
+
+    def parse(text: str | Choice) -> Choice:
+        if isinstance(text, kind):
+            return text
+        if text in choices:
+            return kind(text)
+        raise fail(f"{flag} {text!r}: choose from {', '.join(choices)}", ExitCode.USAGE)
+
+    return parse
+
+
+def input_space(text: str) -> str:
+    """``--input-space``: the canonical name of an input space (aliases and case accepted)."""
+    from hsrecon.inputs import canonical_space
+
+    try:
+        return canonical_space(text)
+    except ValueError as error:
+        raise fail(f"--input-space: {error}", ExitCode.USAGE) from None
+
+
+# --- weights and devices ------------------------------------------------------------------------------
+
+WeightsOption = Annotated[
+    Optional[str],
+    typer.Option("--weights", "-w", help="Bundled weights name or a .safetensors path (default: ntire2020-clean)."),
+]
+DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
+
+
+def weights_or_exit(spec: Optional[str]) -> Weights:
+    """The weights ``--weights`` names (exit code 3, one line, when they cannot be used)."""
+    from hsrecon.weights import WeightsError, load_weights
+
+    try:
+        return load_weights(spec)
+    except WeightsError as error:
+        raise fail(str(error), ExitCode.WEIGHTS) from None
+
+
+def device_or_exit(requested: str) -> torch.device:
+    """The device ``--device`` names (exit code 6, one line, when this machine has none such)."""
+    from hsrecon.devices import DeviceError, pick_device
+
+    try:
+        return pick_device(requested)
+    except DeviceError as error:
+        raise fail(str(error), ExitCode.DEVICE) from None
+
+
+def windowing_or_exit(weights: Weights, window: int | None, stride: int | None, batch_size: int) -> tuple[int, int]:
+    """``--window``, ``--stride`` and ``--batch-size`` checked against the weights, defaults filled in."""
+    try:
+        window, stride = weights.windowing(window, stride)
+    except ValueError as error:  # the library names the parameter first: "window 30: must be …"
+        raise fail(f"--{error}", ExitCode.USAGE) from None
+    if batch_size < 1:
+        raise fail("--batch-size must be at least 1", ExitCode.USAGE)
+    return window, stride
+
+
+def out_of_memory_line(error: Exception, batch_size: int) -> str:
+    """The one-line error for a device out of memory at one window per pass (convert and eval alike)."""
+    # The window itself does not fit (or the device is shared): say what the user can change.
+    hint = "free memory on the device, use a smaller --window, or --device cpu"
+    return f"{error} (--batch-size {batch_size} was halved down to 1); {hint}"

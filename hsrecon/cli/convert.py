@@ -1,0 +1,248 @@
+"""``hsrecon convert``: options parsed, then :func:`hsrecon.batch.convert_batch`, shown with rich.
+
+Progress and messages go to stderr, so stdout stays clean.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NamedTuple, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from hsrecon.cli._common import (
+    CubeDtype,
+    CubeFormat,
+    DeviceOption,
+    ExitCode,
+    Interleave,
+    Precision,
+    WeightsOption,
+    device_or_exit,
+    fail,
+    input_space,
+    one_of,
+    out_of_memory_line,
+    stderr,
+    weights_or_exit,
+    windowing_or_exit,
+)
+
+if TYPE_CHECKING:
+    from hsrecon.batch import BatchItem, BatchSummary
+    from hsrecon.pipeline import ConvertResult
+
+__all__ = ["convert"]
+
+
+class Shard(NamedTuple):
+    """``--shard K/N``: the K-th (from 0 here) of N interleaved shares of the files."""
+
+    index: int
+    count: int
+
+
+def _shard(text: str | Shard) -> Shard:
+    if isinstance(text, Shard):
+        return text
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise fail(f"--shard {text!r}: expected K/N, e.g. 2/4", ExitCode.USAGE) from None
+    if not 1 <= index <= count:
+        raise fail(f"--shard {text!r}: K must be between 1 and N", ExitCode.USAGE)
+    return Shard(index - 1, count)
+
+
+def _exposure(text: str | float | None) -> float | None:
+    """``--exposure``: ``auto`` (None: chosen from each image) or a positive scale."""
+    if text is None or text == "auto":
+        return None
+    if isinstance(text, float):
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise fail(f"--exposure {text!r}: expected 'auto' or a positive number", ExitCode.USAGE) from None
+    if not value > 0:
+        raise fail(f"--exposure {text!r}: must be positive", ExitCode.USAGE)
+    return value
+
+
+def convert(
+    inputs: Annotated[list[Path], typer.Argument(help="Image files and/or folders of images.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output folder (created if missing).")],
+    formats: Annotated[
+        list[CubeFormat],
+        typer.Option(
+            "--format",
+            "-f",
+            parser=one_of(CubeFormat, "--format"),
+            help="Output format: envi, mat or h5; repeat for several.",
+        ),
+    ] = [CubeFormat.ENVI],  # noqa: B006 - Typer needs a list default
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders.")] = False,
+    glob: Annotated[Optional[str], typer.Option(help="Only files matching this pattern, e.g. '*.png'.")] = None,
+    space: Annotated[
+        Optional[str],
+        typer.Option(
+            "--input-space",
+            parser=input_space,
+            help="What the files hold: ntire2020-clean, srgb, linear (default: the weights' own space).",
+        ),
+    ] = None,
+    exposure: Annotated[
+        Optional[float],
+        typer.Option(parser=_exposure, metavar="TEXT", help="'auto' or a scale factor applied in the input space."),
+    ] = "auto",
+    weights: WeightsOption = None,
+    device: DeviceOption = "auto",
+    precision: Annotated[
+        Precision, typer.Option(parser=one_of(Precision, "--precision"), help="fp32, or fp16/bf16 on a GPU.")
+    ] = Precision.FP32,
+    window: Annotated[
+        Optional[int], typer.Option(help="Window size (default: the weights' training size, 64).")
+    ] = None,
+    stride: Annotated[
+        Optional[int], typer.Option(help="Step between windows (default: half the window); = window: no overlap.")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Windows per forward pass; lower it if memory runs out.")] = 16,
+    dtype: Annotated[
+        CubeDtype, typer.Option(parser=one_of(CubeDtype, "--dtype"), help="float32, or float16 (.h5 and .mat only).")
+    ] = CubeDtype.FLOAT32,
+    interleave: Annotated[
+        Interleave, typer.Option(parser=one_of(Interleave, "--interleave"), help="ENVI interleave: bsq, bil or bip.")
+    ] = Interleave.BSQ,
+    overwrite: Annotated[bool, typer.Option(help="Redo outputs that already exist.")] = False,
+    preview: Annotated[bool, typer.Option(help="Also write NAME.preview.png, the cube rendered to sRGB.")] = False,
+    tta: Annotated[bool, typer.Option(help="Average the 8 flips/rotations of each window (8x slower).")] = False,
+    shard: Annotated[
+        Optional[Shard],
+        typer.Option(parser=_shard, metavar="TEXT", help="Do only share K of N of the files, e.g. 1/4."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary table.")] = False,
+) -> None:
+    """Convert RGB images to 31-band cubes (400–700 nm) in seamless overlapping windows."""
+    from hsrecon.batch import ConvertSettings, OutputFatalError, convert_batch
+    from hsrecon.inference import DeviceOutOfMemoryError
+
+    loaded, target = weights_or_exit(weights), device_or_exit(device)
+    if dtype is CubeDtype.FLOAT16 and CubeFormat.ENVI in formats:
+        raise fail("--dtype float16: ENVI has no float16 type; use it with --format h5 or mat", ExitCode.USAGE)
+    window, stride = windowing_or_exit(loaded, window, stride, batch_size)
+    settings = ConvertSettings(
+        formats=tuple(fmt.value for fmt in formats), input_space=space, exposure=exposure, window=window,
+        stride=stride, batch_size=batch_size, precision=precision.value, tta=tta, dtype=dtype.value,
+        interleave=interleave.value, overwrite=overwrite, preview=preview,
+    )  # fmt: skip
+    shown = ConvertProgress(quiet)
+    try:
+        summary = convert_batch(
+            inputs, output, weights=loaded, device=target, settings=settings, recursive=recursive, pattern=glob,
+            shard_of=shard, events=shown,
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        shown.close()
+        message = "interrupted: finished outputs are kept, the one in progress was removed; rerun to resume"
+        raise fail(message, ExitCode.INTERRUPTED) from None
+    except OutputFatalError as error:
+        raise typer.Exit(code=int(shown.stop_with(error.strerror, ExitCode.OUTPUT))) from None
+    except DeviceOutOfMemoryError as error:
+        raise typer.Exit(code=int(shown.stop_with(out_of_memory_line(error, batch_size), ExitCode.DEVICE))) from None
+    shown.close()
+    if not quiet:
+        stderr.print(_summary_table(summary, shown.seconds))
+    raise typer.Exit(code=int(ExitCode.FAILED if summary.problems or summary.failed else ExitCode.OK))
+
+
+class ConvertProgress:
+    """:class:`hsrecon.batch.BatchEvents` on stderr: a bar over files (with MP/s) and one over the current
+    file's windows. The bars start with the batch, so an error found before it (the output folder) prints
+    alone. (Not a subclass, so that this module loads without torch.)
+    """
+
+    def __init__(self, quiet: bool) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(), console=stderr, disable=quiet, transient=False,
+        )  # fmt: skip
+        self.live = False
+        self.began = time.perf_counter()
+        self.done_mp = 0.0
+        self.seconds = 0.0
+
+    def close(self) -> None:
+        if self.live:
+            self.progress.stop()
+            self.live = False
+        self.seconds = time.perf_counter() - self.began
+
+    def stop_with(self, message: str, code: ExitCode) -> ExitCode:
+        """An error that stops the batch: said above the bars, then the bars end."""
+        self.error(message)
+        self.close()
+        return code
+
+    def error(self, message: str) -> None:
+        self.progress.console.print(f"[bold red]hsrecon: error:[/] {message}", highlight=False, soft_wrap=True)
+
+    # BatchEvents, in the order a batch tells them
+
+    def warning(self, text: str) -> None:
+        stderr.print(f"hsrecon: warning: {text}", highlight=False)
+
+    def problem(self, text: str) -> None:
+        stderr.print(f"hsrecon: error: {text}", highlight=False)
+
+    def started(self, items: list[BatchItem]) -> None:
+        self.progress.start()
+        self.live = True
+        self.began = time.perf_counter()
+        self.files = self.progress.add_task("files", total=len(items), rate="")
+        self.windows = self.progress.add_task("windows", total=None, rate="")
+
+    def file_started(self, item: BatchItem, windows: int) -> None:
+        self.progress.reset(self.windows, total=windows, description=f"windows ({item.source.name})")
+
+    def windows_done(self, count: int) -> None:
+        self.progress.advance(self.windows, count)
+
+    def note(self, text: str) -> None:
+        self.progress.console.print(f"hsrecon: note: {text}", highlight=False)
+
+    def file_done(self, item: BatchItem, result: ConvertResult) -> None:
+        self.done_mp += result.megapixels
+        rate = f"{self.done_mp / max(time.perf_counter() - self.began, 1e-9):.2f} MP/s"
+        self.progress.update(self.files, advance=1, rate=rate)
+
+    def file_skipped(self, item: BatchItem) -> None:
+        self.progress.advance(self.files)
+
+    def file_failed(self, item: BatchItem, message: str) -> None:
+        self.error(message)
+        self.progress.advance(self.files)
+
+
+def _summary_table(summary: BatchSummary, seconds: float) -> Table:
+    table = Table(title="hsrecon convert", title_justify="left")
+    for column in ("input", "size", "MP", "seconds", "MP/s", "exposure", "out of range"):
+        table.add_column(column, justify="left" if column == "input" else "right", overflow="fold")
+    for result in summary.converted:
+        table.add_row(
+            str(result.source.name),
+            f"{result.width}×{result.height}",
+            f"{result.megapixels:.2f}",
+            f"{result.seconds:.1f}",
+            f"{result.megapixels / max(result.seconds, 1e-9):.2f}",
+            f"{result.exposure:.3g}",
+            f"{100 * result.out_of_range:.2f}%",
+        )
+    total_mp = sum(r.megapixels for r in summary.converted)
+    table.caption = (
+        f"{len(summary.converted)} converted, {len(summary.skipped)} skipped, {len(summary.failed)} failed; "
+        f"{total_mp:.2f} MP in {seconds:.1f} s ({total_mp / max(seconds, 1e-9):.2f} MP/s)"
+    )
+    return table

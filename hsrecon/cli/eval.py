@@ -1,0 +1,290 @@
+"""``hsrecon eval``: options parsed, then :func:`hsrecon.evaluate.evaluate_dataset` (``--data``) or
+:func:`hsrecon.evaluate.evaluate_files` (``--pred``/``--gt``); the table of scores, JSON/CSV, the exit code.
+
+The table is the command's result and goes to stdout; progress, notes and errors go to stderr.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from hsrecon import __version__
+from hsrecon.cli._common import (
+    Baseline,
+    DeviceOption,
+    ExitCode,
+    Split,
+    Track,
+    WeightsOption,
+    device_or_exit,
+    fail,
+    one_of,
+    out_of_memory_line,
+    stderr,
+    stdout,
+    weights_or_exit,
+    windowing_or_exit,
+)
+
+if TYPE_CHECKING:
+    from hsrecon.data import Pair
+    from hsrecon.evaluate import Failure, ImageResult, Report
+
+__all__ = ["evaluate"]
+
+NTIRE2022_CROP = 128  # hsrecon.metrics.NTIRE2022_CROP, held equal by tests/test_cli.py (no numpy at start-up)
+_HEADERS = {"mrae": "MRAE", "rmse": "RMSE", "psnr": "PSNR dB", "sam": "SAM °", "ssim": "SSIM"}
+_FORMATS = {"mrae": "{:.5f}", "rmse": "{:.5f}", "psnr": "{:.2f}", "sam": "{:.3f}", "ssim": "{:.4f}"}
+_NETWORK_ONLY = ("--weights", "--tta", "--baseline", "--window", "--stride")
+
+
+def evaluate(
+    data: Annotated[
+        Optional[Path], typer.Option(help="An NTIRE 2020 or 2022 (ARAD-1K) dataset folder to reconstruct and score.")
+    ] = None,
+    split: Annotated[Split, typer.Option(parser=one_of(Split, "--split"), help="valid or train.")] = Split.VALID,
+    track: Annotated[
+        Track, typer.Option(parser=one_of(Track, "--track"), help="NTIRE 2020 RGB set: clean or realworld.")
+    ] = Track.CLEAN,
+    pred: Annotated[Optional[Path], typer.Option(help="A folder of cube files (.mat/.h5/.hdr) to score.")] = None,
+    gt: Annotated[Optional[Path], typer.Option(help="The folder of ground-truth cubes for --pred.")] = None,
+    weights: WeightsOption = None,
+    device: DeviceOption = "auto",
+    tta: Annotated[bool, typer.Option(help="Average the 8 flips/rotations of each window (8x slower).")] = False,
+    crop: Annotated[
+        Optional[int], typer.Option(help="Pixels left out at every border (default 0: whole images, NTIRE 2020).")
+    ] = None,
+    ntire2022: Annotated[bool, typer.Option("--ntire2022", help="NTIRE 2022 scoring: --crop 128.")] = False,
+    baseline: Annotated[
+        Optional[list[Baseline]],
+        typer.Option(
+            parser=one_of(Baseline, "--baseline"),
+            help="Also score a least-squares 3→31 map fitted on the train split (repeatable): 'linear' on the "
+            "network's input, 'linear-stored' on the files' values, 'linear-decoded' on them in clean space.",
+        ),
+    ] = None,
+    json_report: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON.")] = None,
+    csv_report: Annotated[Optional[Path], typer.Option("--csv", help="Write the scores as CSV.")] = None,
+    window: Annotated[
+        Optional[int], typer.Option(help="Window size (default: the weights' training size, 64).")
+    ] = None,
+    stride: Annotated[Optional[int], typer.Option(help="Step between windows (default: half the window).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 16,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Score reconstructions: MRAE, RMSE, PSNR, SAM and SSIM per image and overall (docs/metrics.md)."""
+    _check_mode(data, pred, gt, dict(zip(_NETWORK_ONLY, (weights, tta, baseline, window, stride), strict=True)))
+    crop = _crop(crop, ntire2022)
+    _check_reports({"json": json_report, "csv": csv_report})
+    network = {"weights": weights, "device": device, "split": split, "track": track, "tta": tta,
+               "baseline": baseline, "window": window, "stride": stride, "batch_size": batch_size}  # fmt: skip
+    shown = EvalProgress(quiet)
+    try:
+        report = _score_files(pred, gt, crop, shown) if data is None else _score_dataset(data, crop, shown, **network)
+    except KeyboardInterrupt:
+        raise fail("interrupted: no report written", ExitCode.INTERRUPTED) from None
+    stdout.print(_table(report, crop))
+    _write_reports(report, {"json": json_report, "csv": csv_report})
+    raise typer.Exit(code=int(ExitCode.FAILED if report.failures else ExitCode.OK))
+
+
+def _score_files(pred: Path, gt: Path, crop: int, shown: EvalProgress) -> Report:
+    from hsrecon.evaluate import evaluate_files
+
+    for flag, folder in (("pred", pred), ("gt", gt)):
+        if not folder.is_dir():
+            raise fail(f"{folder}: not a folder (--{flag} takes a folder of cube files)", ExitCode.INPUT)
+    settings = {"hsrecon_version": __version__, "mode": "files", "pred": str(pred), "gt": str(gt)}
+    with shown.progress:
+        shown.scoring(None)
+        return evaluate_files(
+            pred, gt, crop=crop, settings=settings, on_result=shown.image_scored, on_failure=shown.image_failed
+        )
+
+
+def _score_dataset(
+    data: Path, crop: int, shown: EvalProgress, *, weights: str | None, device: str, split: Split, track: Track,
+    tta: bool, baseline: list[Baseline] | None, window: int | None, stride: int | None, batch_size: int,
+) -> Report:  # fmt: skip
+    from hsrecon.evaluate import BaselineError, DatasetError, evaluate_dataset
+    from hsrecon.inference import DeviceOutOfMemoryError
+
+    loaded, target = weights_or_exit(weights), device_or_exit(device)
+    window, stride = windowing_or_exit(loaded, window, stride, batch_size)
+    try:
+        with shown.progress:
+            return evaluate_dataset(
+                data, loaded, device=target, split=split.value, track=track.value, window=window, stride=stride,
+                batch_size=batch_size, tta=tta, crop=crop, baselines=[b.value for b in baseline or ()], events=shown,
+            )  # fmt: skip
+    except BaselineError as error:
+        raise fail(f"--{error}", ExitCode.INPUT) from None
+    except DatasetError as error:
+        raise fail(str(error), ExitCode.INPUT) from None
+    except DeviceOutOfMemoryError as error:  # stops the run: every other image would fail the same way
+        raise fail(out_of_memory_line(error, batch_size), ExitCode.DEVICE) from None
+
+
+def _check_mode(data: Path | None, pred: Path | None, gt: Path | None, network_options: dict) -> None:
+    """Exactly one mode: ``--data`` (reconstruct and score a dataset) or ``--pred``/``--gt`` (score files)."""
+    if data is not None and (pred is not None or gt is not None):
+        raise fail("give either --data DIR, or --pred DIR with --gt DIR, not both", ExitCode.USAGE)
+    if data is None and (pred is None or gt is None):
+        raise fail("give --data DIR (a dataset), or --pred DIR and --gt DIR (cube files)", ExitCode.USAGE)
+    given = [flag for flag, value in network_options.items() if value]
+    if data is None and given:
+        raise fail(f"{', '.join(given)}: only with --data (--pred/--gt scores existing files)", ExitCode.USAGE)
+
+
+def _crop(crop: int | None, ntire2022: bool) -> int:
+    if ntire2022 and crop not in (None, NTIRE2022_CROP):
+        raise fail(f"--ntire2022 means --crop {NTIRE2022_CROP}; it conflicts with --crop {crop}", ExitCode.USAGE)
+    crop = NTIRE2022_CROP if ntire2022 else (crop or 0)
+    if crop < 0:
+        raise fail(f"--crop {crop}: must be 0 or more", ExitCode.USAGE)
+    return crop
+
+
+def _check_reports(reports: dict[str, Path | None]) -> None:
+    """Refuse an unwritable report location before any work is done."""
+    for flag, path in reports.items():
+        if path is not None and not Path(path).parent.is_dir():
+            raise fail(f"{path}: no such directory for the --{flag} report", ExitCode.OUTPUT)
+        if path is not None and Path(path).is_dir():
+            raise fail(f"{path}: is a directory (--{flag} takes a file name)", ExitCode.OUTPUT)
+
+
+class EvalProgress:
+    """:class:`hsrecon.evaluate.EvalEvents` on stderr: a bar per baseline fit, then one over the images.
+    (Not a subclass, so that this module loads without torch.)"""
+
+    def __init__(self, quiet: bool) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+            console=stderr, disable=quiet, transient=True,
+        )  # fmt: skip
+        self.fits: dict[str, int] = {}
+        self.images = None
+
+    def _error(self, message: str) -> None:
+        self.progress.console.print(f"[bold red]hsrecon: error:[/] {message}", highlight=False, soft_wrap=True)
+
+    def warning(self, text: str) -> None:
+        self.progress.console.print(f"hsrecon: warning: {text}", highlight=False)
+
+    def unpaired(self, line: str) -> None:
+        self._error(line)
+
+    def fitting(self, baseline: str, images: int) -> None:
+        self.fits[baseline] = self.progress.add_task(f"fitting the {baseline} baseline", total=images)
+
+    def fitted_image(self, baseline: str) -> None:
+        self.progress.advance(self.fits[baseline])
+
+    def fit_note(self, baseline: str, line: str) -> None:
+        text = f"hsrecon: note: {baseline} baseline: left out {line}"
+        self.progress.console.print(text, highlight=False, soft_wrap=True)
+
+    def fitted(self, baseline: str) -> None:
+        self.progress.remove_task(self.fits.pop(baseline))
+
+    def scoring(self, images: int | None) -> None:
+        self.images = self.progress.add_task("images" if images else "cubes", total=images)
+
+    def image_started(self, pair: Pair) -> None:
+        self.progress.update(self.images, description=f"images ({pair.name})")
+
+    def image_scored(self, method: str, result: ImageResult) -> None:
+        if method in ("network", "pred"):  # one step per image, whatever the baselines
+            self.progress.advance(self.images)
+
+    def image_failed(self, failure: Failure) -> None:
+        self._error(failure.message)
+        if self.images is not None:
+            self.progress.advance(self.images)
+
+
+# --- output -------------------------------------------------------------------------------------------
+
+
+def _cell(metric: str, value: float | None) -> str:
+    if value is None:
+        return ""
+    if not math.isfinite(value):
+        return str(value)
+    return _FORMATS[metric].format(value)
+
+
+def _table(report: Report, crop: int) -> Table:
+    from hsrecon.evaluate import METRICS
+
+    several = len(report.results) > 1
+    table = Table(title="hsrecon eval", title_justify="left")
+    names = [r.name for results in report.results.values() for r in results]
+    table.add_column("image", overflow="fold", min_width=min(max(map(len, names), default=5), 32))
+    if several:
+        table.add_column("method")
+    for metric in METRICS:
+        table.add_column(_HEADERS[metric], justify="right")
+    table.add_column("s", justify="right")
+    for method, results in report.results.items():
+        for result in results:
+            cells = [_cell(m, getattr(result.scores, m)) for m in METRICS]
+            seconds = "" if result.seconds is None else f"{result.seconds:.2f}"
+            table.add_row(result.name, *([method] if several else []), *cells, seconds)
+    if table.rows:
+        table.rows[-1].end_section = True
+    for method in report.results:
+        _summary_rows(table, report.summary(method), method if several else None)
+    table.caption = _caption(report, crop)
+    return table
+
+
+def _summary_rows(table: Table, summary: dict, method: str | None) -> None:
+    from hsrecon.evaluate import METRICS
+
+    """A mean row (every metric) and MRAE's median and 95th percentile (p95), for one method."""
+    label = [method] if method is not None else []
+    seconds = "" if summary["seconds_mean"] is None else f"{summary['seconds_mean']:.2f}"
+    means = [_cell(m, summary[f"{m}_mean"]) for m in METRICS]
+    table.add_row("[bold]mean[/]", *label, *means, seconds)
+    blanks = [""] * (len(METRICS) - 1)
+    table.add_row("median", *label, _cell("mrae", summary["mrae_median"]), *blanks, "")
+    table.add_row("p95", *label, _cell("mrae", summary["mrae_p95"]), *blanks, "", end_section=True)
+
+
+def _caption(report: Report, crop: int) -> str:
+    from hsrecon.evaluate import describe_region
+
+    scored = max((len(results) for results in report.results.values()), default=0)
+    failed = len(report.failures)
+    excluded = sum(r.scores.mrae_excluded for results in report.results.values() for r in results)
+    parts = [
+        f"{scored} scored, {failed} failed",
+        describe_region(crop),
+        "PSNR peak 1.0 on [0, 1]-clipped cubes",
+        "SAM in degrees",
+    ]
+    if excluded:
+        parts.append(f"MRAE left out {excluded} zero ground-truth values")
+    return "; ".join(parts)
+
+
+def _write_reports(report: Report, reports: dict[str, Path | None]) -> None:
+    from hsrecon.evaluate import write_csv, write_json
+
+    for flag, writer in (("json", write_json), ("csv", write_csv)):
+        path = reports[flag]
+        if path is None:
+            continue
+        try:
+            writer(report, Path(path))
+        except OSError as error:
+            raise fail(f"{path}: cannot write the report ({error.strerror or error})", ExitCode.OUTPUT) from None
+        stderr.print(f"wrote {path}", highlight=False, soft_wrap=True)

@@ -1,0 +1,54 @@
+"""``hsrecon synth``: a synthetic training set from measured reflectances and illuminants."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from hsrecon.cli._common import ExitCode, Split, fail, one_of, stderr, stdout
+
+__all__ = ["synth"]
+
+
+def synth(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write (NTIRE 2020 layout).")],
+    scenes: Annotated[int, typer.Option(help="Number of scenes (the last 10% go to validation).")] = 100,
+    size: Annotated[int, typer.Option(help="Scene height and width in pixels (a multiple of 4).")] = 128,
+    seed: Annotated[int, typer.Option(help="Same seed, same dataset, byte for byte.")] = 0,
+    valid_fraction: Annotated[float, typer.Option(help="Share of scenes for validation.")] = 0.1,
+    camera: Annotated[
+        Optional[str], typer.Option(help="Camera for the RealWorld track (default: the model's default camera).")
+    ] = None,
+    no_camera: Annotated[bool, typer.Option("--no-camera", help="Only the clean rendering.")] = False,
+    only: Annotated[
+        Optional[Split],
+        typer.Option(
+            parser=one_of(Split, "--only"),
+            help="Write only this split (train or valid), the same scenes as in the full set.",
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Make a synthetic training set from measured reflectances and illuminants (docs/data.md)."""
+    from rich.progress import Progress
+
+    from hsrecon.data.camera import DEFAULT_CAMERA
+    from hsrecon.data.synth import make_synthetic_dataset
+
+    if size % 4 or size < 4:
+        raise fail(f"--size {size}: must be a positive multiple of 4", ExitCode.USAGE)
+    with Progress(console=stderr, disable=quiet) as progress:
+        task = progress.add_task("scenes", total=scenes)
+        try:
+            summary = make_synthetic_dataset(
+                output, scenes=scenes, size=(size, size), seed=seed, valid_fraction=valid_fraction,
+                camera=None if no_camera else (camera or DEFAULT_CAMERA), only=only.value if only else None,
+                progress=lambda done, total: progress.update(task, completed=done),
+            )  # fmt: skip
+        except ValueError as error:
+            raise fail(str(error), ExitCode.USAGE) from None
+        except OSError as error:
+            raise fail(f"{output}: cannot write ({error.strerror or error})", ExitCode.OUTPUT) from None
+    stdout.print(f"wrote {len(summary['files'])} scenes to {output} (seed {seed}); see {output / 'synth.json'}")

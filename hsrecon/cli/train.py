@@ -1,0 +1,106 @@
+"""``hsrecon train``: the paper's recipe, with a progress bar (loss, learning rate, ETA) and one-line errors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from hsrecon.cli._common import Ablation, DeviceOption, ExitCode, Track, device_or_exit, fail, one_of, stderr
+
+__all__ = ["train"]
+
+
+def train(
+    data: Annotated[Path, typer.Option("--data", help="Dataset folder in an NTIRE 2020 or 2022 layout.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Run folder: checkpoints and log.")] = Path(
+        "runs/train"
+    ),
+    track: Annotated[
+        Track,
+        typer.Option(parser=one_of(Track, "--track"), help="clean or realworld (which RGB images to learn from)."),
+    ] = Track.CLEAN,
+    steps: Annotated[
+        int, typer.Option("--max-steps", help="Training steps (the learning rate decays over them).")
+    ] = 100_000,
+    max_minutes: Annotated[Optional[float], typer.Option(help="Stop after this many minutes.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Windows per step (per process).")] = 8,
+    lr_start: Annotated[float, typer.Option(help="Initial Adam learning rate.")] = 1e-3,
+    lr_end: Annotated[float, typer.Option(help="Final learning rate (exponential decay).")] = 1e-5,
+    ssim_weight: Annotated[float, typer.Option(help="Weight of the (1 − SSIM) term.")] = 1.0,
+    mrae_weight: Annotated[float, typer.Option(help="Weight of an optional MRAE term.")] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed: same seed, same run.")] = 0,
+    init: Annotated[
+        Optional[str], typer.Option(help="Start from these weights (fine-tuning), e.g. ntire2020-clean.")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from OUTPUT/last, bit for bit.")] = False,
+    device: DeviceOption = "auto",
+    amp: Annotated[bool, typer.Option(help="Mixed precision (CUDA only).")] = False,
+    workers: Annotated[int, typer.Option(help="Data loading processes.")] = 0,
+    validate_every: Annotated[int, typer.Option(help="Steps between validations and checkpoints.")] = 1000,
+    valid_images: Annotated[Optional[int], typer.Option(help="Use only the first N validation images.")] = None,
+    ablate: Annotated[
+        Optional[list[Ablation]],
+        typer.Option(
+            parser=one_of(Ablation, "--ablate"),
+            help="Paper's ablations, from scratch: coordconv (no coordinate channels), cbam (no attention).",
+        ),
+    ] = None,
+) -> None:
+    """Train LWRDAN with the paper's recipe (L2 + 1 − SSIM, Adam 1e-3 → 1e-5, 64×64 windows, batch 8)."""
+    from hsrecon.train import TrainConfig
+
+    target = device_or_exit(device)
+    if ablate and init:
+        raise fail("--ablate builds a different network; it cannot start from --init weights", ExitCode.USAGE)
+    config = TrainConfig(
+        data=data, output=output, track=track.value, steps=steps, max_minutes=max_minutes, batch_size=batch_size,
+        lr_start=lr_start, lr_end=lr_end, ssim_weight=ssim_weight, mrae_weight=mrae_weight, seed=seed, init=init,
+        resume=resume, device=str(target), amp=amp, workers=workers,
+        validate_every=validate_every, checkpoint_every=validate_every, valid_images=valid_images,
+        model={name.switch: False for name in ablate or ()},
+    )  # fmt: skip
+    raise typer.Exit(code=int(_run(config)))
+
+
+def _run(config) -> ExitCode:
+    """Run the training with a progress bar; errors become one line and their exit code."""
+    from hsrecon.train import train as run_training
+    from hsrecon.weights import WeightsError
+
+    quiet = int(os.environ.get("RANK", "0")) != 0
+    progress = Progress(
+        TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
+        TextColumn("lr {task.fields[lr]:.2e}"), TimeRemainingColumn(), console=stderr, disable=quiet,
+    )  # fmt: skip
+    task = None
+
+    def show_step(step: int, loss: float, lr: float) -> None:
+        """Start the bar at the first step, so errors found while loading data or weights print alone."""
+        nonlocal task
+        if task is None:
+            progress.start()
+            task = progress.add_task("train", total=config.steps, loss=float("nan"), lr=config.lr_start)
+        progress.update(task, completed=step, loss=loss, lr=lr)
+
+    try:
+        try:
+            result = run_training(config, on_step=show_step)
+        finally:
+            progress.stop()
+    except WeightsError as error:
+        raise fail(str(error), ExitCode.WEIGHTS) from None
+    except (ValueError, OSError) as error:
+        raise fail(str(error), ExitCode.INPUT) from None
+    except KeyboardInterrupt:
+        raise fail(f"interrupted: resume with --resume -o {config.output}", ExitCode.INTERRUPTED) from None
+    if not quiet:
+        stderr.print(
+            f"trained to step {result.step}; best validation MRAE {result.best_mrae:.4f}; "
+            f"weights {config.output / 'best.safetensors'} and {config.output / 'last.safetensors'}; log {result.log}",
+            highlight=False,
+        )
+    return ExitCode.OK
