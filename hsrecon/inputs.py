@@ -26,7 +26,13 @@ from functools import lru_cache
 import numpy as np
 
 from hsrecon.io.rgb import RGBImage
-from hsrecon.physics import WAVELENGTHS_NM, cmfs_cie1964_10deg, load_colour, render_ntire2020_clean
+from hsrecon.physics import (
+    align_to_bands,
+    cmfs_cie1964_10deg,
+    fit_white_preserving_matrix,
+    load_colour,
+    render_ntire2020_clean,
+)
 
 __all__ = [
     "AUTO_PERCENTILE",
@@ -122,19 +128,9 @@ def _srgb_and_clean(colour, msds) -> tuple[np.ndarray, np.ndarray]:
         msds.copy().align(fine), cmfs=cmfs_2deg, illuminant=d65.copy().align(fine), method="Integration"
     )
     rgb = (np.asarray(xyz) / 100.0) @ np.asarray(colour.RGB_COLOURSPACES["sRGB"].matrix_XYZ_to_RGB).T
-    shape = colour.SpectralShape(WAVELENGTHS_NM[0], WAVELENGTHS_NM[-1], WAVELENGTHS_NM[1] - WAVELENGTHS_NM[0])
-    d65_31 = d65.copy().align(shape).values
-    radiance = msds.copy().align(shape).values.T * d65_31 * _d65_white_scale(d65_31)
+    d65_31 = align_to_bands(d65)
+    radiance = align_to_bands(msds).T * d65_31 * _d65_white_scale(d65_31)
     return rgb, render_ntire2020_clean(radiance)
-
-
-def _white_preserving_fit(rgb: np.ndarray, clean: np.ndarray, white: np.ndarray) -> np.ndarray:
-    """Least squares M (clean ≈ M · rgb) under the constraint M · (1, 1, 1) = white, row by row (KKT)."""
-    kkt = np.zeros((4, 4))
-    kkt[:3, :3] = rgb.T @ rgb
-    kkt[:3, 3] = kkt[3, :3] = 1.0
-    rows = [np.linalg.solve(kkt, np.r_[rgb.T @ clean[:, j], white[j]])[:3] for j in range(3)]
-    return np.stack(rows)
 
 
 @lru_cache(maxsize=1)
@@ -144,7 +140,7 @@ def _fit() -> tuple[np.ndarray, dict[str, tuple[int, float, float]]]:
         warnings.simplefilter("ignore")  # colour-science's notes about extrapolating short spectra
         pairs = {name: _srgb_and_clean(colour, _reflectances(colour, name)) for name in (_FIT_SET, *_HELD_OUT_SETS)}
         white = d65_clean_white()
-    matrix = _white_preserving_fit(*pairs[_FIT_SET], white)
+    matrix = fit_white_preserving_matrix(*pairs[_FIT_SET], white)  # sRGB white → D65's clean colour
     report = {}
     for name, (rgb, clean) in pairs.items():
         error = rgb @ matrix.T - clean
@@ -161,8 +157,7 @@ def d65_clean_white() -> np.ndarray:
     white balanced (its grey is the equal-energy spectrum), and D65 is bluer than equal energy.
     """
     colour = load_colour()
-    shape = colour.SpectralShape(WAVELENGTHS_NM[0], WAVELENGTHS_NM[-1], WAVELENGTHS_NM[1] - WAVELENGTHS_NM[0])
-    d65_31 = colour.SDS_ILLUMINANTS["D65"].copy().align(shape).values
+    d65_31 = align_to_bands(colour.SDS_ILLUMINANTS["D65"])
     white = render_ntire2020_clean(d65_31 * _d65_white_scale(d65_31))
     white.setflags(write=False)
     return white

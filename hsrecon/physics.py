@@ -26,6 +26,7 @@ __all__ = [
     "WAVELENGTHS_NM",
     "align_to_bands",
     "cmfs_cie1964_10deg",
+    "fit_white_preserving_matrix",
     "illuminant_spectrum",
     "load_colour",
     "measured_reflectances",
@@ -96,6 +97,21 @@ def align_to_bands(spectral) -> np.ndarray:
     31 (or 31×n) values.
     """
     return np.asarray(spectral.copy().align(_spectral_shape()).values, dtype=np.float64)
+
+
+def fit_white_preserving_matrix(source: np.ndarray, target: np.ndarray, white: np.ndarray | None = None) -> np.ndarray:
+    """The 3×3 M minimising ``|source @ M.T − target|²`` with ``M @ (1, 1, 1) = white`` (default (1, 1, 1)).
+
+    A colour matrix fitted on measured patches that still maps the white of ``source`` exactly to
+    ``white``: neutrals stay neutral whatever the fit's residual. Solved row by row from the KKT system of
+    ``min |A m − b|²`` subject to ``1·m = w``. ``source``, ``target``: n×3.
+    """
+    white = np.ones(3) if white is None else np.asarray(white, dtype=np.float64)
+    kkt = np.zeros((4, 4))
+    kkt[:3, :3] = source.T @ source
+    kkt[:3, 3] = kkt[3, :3] = 1.0
+    rows = [np.linalg.solve(kkt, np.r_[source.T @ target[:, j], white[j]])[:3] for j in range(3)]
+    return np.stack(rows)
 
 
 def reflectance_set(name: str) -> tuple[np.ndarray, tuple[str, ...]]:

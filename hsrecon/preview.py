@@ -14,7 +14,7 @@ import imageio.v3 as iio
 import numpy as np
 
 from hsrecon.io.temps import atomic_file
-from hsrecon.physics import WAVELENGTHS_NM, load_colour
+from hsrecon.physics import align_to_bands, load_colour
 
 __all__ = ["cube_to_srgb", "write_preview"]
 
@@ -23,8 +23,7 @@ __all__ = ["cube_to_srgb", "write_preview"]
 def _cube_to_linear_srgb_matrix() -> np.ndarray:
     """31×3: cube → XYZ (CIE 1931 2°, ȳ summing to 1) → linear sRGB."""
     colour = load_colour()
-    shape = colour.SpectralShape(WAVELENGTHS_NM[0], WAVELENGTHS_NM[-1], 10)
-    cmfs = colour.MSDS_CMFS["CIE 1931 2 Degree Standard Observer"].copy().align(shape).values
+    cmfs = align_to_bands(colour.MSDS_CMFS["CIE 1931 2 Degree Standard Observer"])
     to_xyz = cmfs / cmfs[:, 1].sum()
     xyz_to_srgb = np.asarray(colour.models.RGB_COLOURSPACE_sRGB.matrix_XYZ_to_RGB)
     return to_xyz @ xyz_to_srgb.T

@@ -12,8 +12,8 @@ shading, and rendered
 and the cube itself is kept as ``examples/truth/NAME.h5`` (float16, the hsrecon .h5 layout) so a user can
 measure the error of a conversion. Deterministic; run from the repository root::
 
-    python tools/make_examples.py                      # the three committed scenes (SCENES)
-    python tools/make_examples.py --synthetic 4 --seed 0 -o /tmp/more   # + scenes of hsrecon synth
+    python -m tools.make_examples                      # the three committed scenes (SCENES)
+    python -m tools.make_examples --synthetic 4 --seed 0 -o /tmp/more   # + scenes of hsrecon synth
 
 The committed three keep their simple layout (a wavy grid of patches) because measured tables in
 ``docs/input-spaces.md``, ``docs/model.md`` and ``docs/benchmarks.md`` were made on them; ``--synthetic N``
@@ -33,6 +33,7 @@ from hsrecon.data.synth import make_scene as make_synthetic_scene
 from hsrecon.io import open_cube_writer
 from hsrecon.physics import (
     WAVELENGTHS_NM,
+    align_to_bands,
     illuminant_spectrum,
     load_colour,
     quantize_ntire2020_clean,
@@ -74,8 +75,7 @@ def make_scene(height: int, width: int, collection: str, illuminant: str, seed: 
 def render_srgb(cube: np.ndarray) -> np.ndarray:
     """The cube as an ordinary 8-bit sRGB image: its 99th-percentile brightest channel at 0.9."""
     colour = load_colour()
-    shape = colour.SpectralShape(WAVELENGTHS_NM[0], WAVELENGTHS_NM[-1], 10)
-    cmfs = colour.MSDS_CMFS["CIE 1931 2 Degree Standard Observer"].copy().align(shape).values
+    cmfs = align_to_bands(colour.MSDS_CMFS["CIE 1931 2 Degree Standard Observer"])
     xyz = cube.astype(np.float64) @ (cmfs / cmfs[:, 1].sum())
     linear = xyz @ np.asarray(colour.models.RGB_COLOURSPACE_sRGB.matrix_XYZ_to_RGB).T
     linear = np.clip(linear * 0.9 / np.percentile(linear.max(axis=-1), 99), 0, 1)

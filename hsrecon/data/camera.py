@@ -35,6 +35,7 @@ from scipy.ndimage import convolve
 from hsrecon.physics import (
     WAVELENGTHS_NM,
     align_to_bands,
+    fit_white_preserving_matrix,
     illuminant_spectrum,
     load_colour,
     measured_reflectances,
@@ -167,21 +168,6 @@ def _srgb_linear_under(reflectances: np.ndarray, light: np.ndarray) -> np.ndarra
     return rgb / white
 
 
-def _fit_white_preserving(source: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Least squares ``target ≈ source @ M.T`` with each row of M summing to 1 (so white stays white).
-
-    Solved per output channel from the KKT system of ``min |A m − b|²`` subject to ``1·m = 1``.
-    """
-    gram = source.T @ source
-    kkt = np.zeros((4, 4))
-    kkt[:3, :3], kkt[:3, 3], kkt[3, :3] = 2 * gram, 1.0, 1.0
-    rows = []
-    for channel in range(3):
-        rhs = np.append(2 * source.T @ target[:, channel], 1.0)
-        rows.append(np.linalg.solve(kkt, rhs)[:3])
-    return np.stack(rows)
-
-
 def _delta_e2000(srgb_a: np.ndarray, srgb_b: np.ndarray) -> np.ndarray:
     colour = load_colour()
     space = colour.models.RGB_COLOURSPACE_sRGB
@@ -209,7 +195,7 @@ def camera_colour_matrix(camera: str = DEFAULT_CAMERA) -> ColourMatrixFit:
     sensitivities = camera_sensitivities(camera)
     raw = (reflectances * light) @ sensitivities / (light @ sensitivities)
     target = _srgb_linear_under(reflectances, light)
-    matrix = _fit_white_preserving(raw, target)
+    matrix = fit_white_preserving_matrix(raw, target)  # rows sum to 1: white stays white
     matrix.setflags(write=False)
     fitted = raw @ matrix.T
     residual = fitted - target
