@@ -13,8 +13,8 @@ library's ``convert_file`` (read → window → infer → blend → write, the C
 
 Run from the repository root::
 
-    python benchmarks/bench_convert.py                       # 1, 12 and 48 MP, every device, default windows
-    python benchmarks/bench_convert.py --sizes 1 --stride 64 --batch-size 32 --json out.json
+    python -m benchmarks.bench_convert                       # 1, 12 and 48 MP, every device, default windows
+    python -m benchmarks.bench_convert --sizes 1 --stride 64 --batch-size 32 --json out.json
 
 It prints one Markdown table and writes JSON (``--json``).
 """
@@ -25,7 +25,6 @@ import argparse
 import json
 import platform
 import resource
-import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -34,13 +33,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 import hsrecon.pipeline as pipeline_module
+from hsrecon.inference import TorchPredictor
 from hsrecon.io.rgb import read_rgb
 from hsrecon.model import flops_per_pixel
-from hsrecon.pipeline import TorchPredictor, convert_file
-from hsrecon.weights import load_model
+from hsrecon.pipeline import convert_file
+from hsrecon.weights import load_weights
 from hsrecon.windows import RowBlender
 
 
@@ -194,9 +192,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for device_name in devices:
             device = torch.device(device_name)
-            predict = TorchPredictor(
-                load_model(), device=device, precision=args.precision, window=None if args.plain else 64
-            )
+            weights = load_weights()
+            if args.plain:
+                predict = TorchPredictor(weights.build(), device=device, precision=args.precision)
+            else:
+                predict = weights.predictor(device=device, precision=args.precision)
             flops = flops_per_pixel(predict.model)  # the FLOPs the prepared network really executes
             predict(np.zeros((args.batch_size, 64, 64, 3), np.float32))  # warm-up: first-call allocations
             ceiling = matmul_gflops(device)

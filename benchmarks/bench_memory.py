@@ -4,13 +4,13 @@ Each measurement runs in a fresh Python process (so one size's peak cannot hide 
 synthetic PNG of the given size, converts it to ENVI with the library's ``convert_file`` (the CLI's own
 path), and reports ``ru_maxrss`` at exit. Run from the repository root::
 
-    python benchmarks/bench_memory.py --sizes 1 12 --json real.json               # the real network
-    python benchmarks/bench_memory.py --sizes 1 12 48 108 --stand-in --json big.json
+    python -m benchmarks.bench_memory --sizes 1 12 --json real.json               # the real network
+    python -m benchmarks.bench_memory --sizes 1 12 48 108 --stand-in --json big.json
 
 ``--stand-in`` swaps the network for a per-pixel linear map 3 → 31 (numpy): reading, windowing, blending
 and writing are the real code, so the memory they need is measured as it is, without waiting hours for
-the network on a 2-core CPU (the network's own activations for one batch of windows are a fixed ~100 MB,
-measured with the real runs at small sizes).
+the network on a 2-core CPU (the network's own activations for one batch of windows are a fixed amount,
+measured with the real runs at small sizes: docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -25,8 +25,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def make_image(path: Path, megapixels: float, seed: int = 0) -> tuple[int, int]:
@@ -54,10 +52,10 @@ class StandIn:
 
 def child(image: Path, out: Path, stand_in: bool, stride: int | None) -> None:
     """Convert one image and print a JSON line: peak RSS (MB), seconds, megapixels."""
-    from hsrecon.pipeline import TorchPredictor, convert_file
-    from hsrecon.weights import load_model
+    from hsrecon.pipeline import convert_file
+    from hsrecon.weights import load_weights
 
-    predict = StandIn() if stand_in else TorchPredictor(load_model(fold_bn=True))
+    predict = StandIn() if stand_in else load_weights().predictor()
     started = time.perf_counter()
     result = convert_file(image, out / image.stem, predict=predict, formats=("envi",), stride=stride)
     seconds = time.perf_counter() - started
@@ -85,7 +83,7 @@ def main() -> None:
         for size in args.sizes:
             image = Path(tmp) / f"synthetic_{size:g}mp.png"
             make_image(image, size)
-            command = [sys.executable, __file__, "--child", str(image), tmp]
+            command = [sys.executable, "-m", "benchmarks.bench_memory", "--child", str(image), tmp]
             command += ["--stand-in"] if args.stand_in else []
             command += ["--stride", str(args.stride)] if args.stride else []
             line = subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]

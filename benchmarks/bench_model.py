@@ -5,7 +5,7 @@ and batch size, windows' MP/s, the GFLOP/s of the FLOPs that variant really exec
 the fp32 matmul rate measured in the same run, and the largest output difference from the plain model
 (relative to its largest output). Run from the repository root::
 
-    python benchmarks/bench_model.py [--batch-sizes 8 16 32] [--onnx] [--compile] [--json out.json]
+    python -m benchmarks.bench_model [--batch-sizes 8 16 32] [--onnx] [--compile] [--json out.json]
 
 Variants: ``plain`` (as loaded: BatchNorm, NCHW), ``+channels-last``, ``+fold-bn``, ``+freeze-unet``
 (:func:`hsrecon.inference.prepare_model`, the default of convert), optionally ``+torch.compile`` and
@@ -17,14 +17,11 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.bench_convert import matmul_gflops
 from hsrecon.inference import freeze_constant_branch
@@ -58,17 +55,17 @@ def variants(with_compile: bool, with_onnx: bool) -> dict:
     if with_compile:
         found["+torch.compile"] = (torch.compile(frozen), True, flops_per_pixel(frozen))
     if with_onnx:  # the exported graph is the inference form (BN folded, U-net frozen), as hsrecon export writes it
-        found["onnxruntime (exported inference form)"] = (onnx_runner(plain), False, flops_per_pixel(frozen))
+        found["onnxruntime (exported inference form)"] = (onnx_runner(), False, flops_per_pixel(frozen))
     return found
 
 
-def onnx_runner(model):
+def onnx_runner():
     import onnxruntime as ort
 
     from hsrecon.export import export_onnx
 
     path = Path(tempfile.mkdtemp()) / "model.onnx"
-    export_onnx(model, path, window=64)
+    export_onnx(None, path, window=64)  # the default weights' inference form, as hsrecon export writes it
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

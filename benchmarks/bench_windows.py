@@ -6,7 +6,7 @@ reports MRAE (mean |rec − gt| / gt over pixels with gt > 1e-3), RMSE, the seam
 between neighbouring output pixels across window boundaries / elsewhere) and MP/s of the model+blend
 stage on this machine. Run from the repository root::
 
-    python benchmarks/bench_windows.py [--json out.json]
+    python -m benchmarks.bench_windows [--json out.json]
 
 Schemes: the authors' own (non-overlapping 64×64 windows, edge windows zero-padded), hsrecon's blended
 windows of 64 at strides 48, 32, 16, and larger windows (128, 256; their coordinate grid spans the larger
@@ -17,18 +17,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from hsrecon.physics import quantize_ntire2020_clean, render_ntire2020_clean
-from hsrecon.pipeline import TorchPredictor, stream_reconstruct
-from hsrecon.weights import load_model
+from hsrecon.pipeline import stream_reconstruct
+from hsrecon.weights import load_weights
 from tools.make_examples import SCENES, make_scene
 
 SCHEMES = [
@@ -96,7 +93,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    predict = TorchPredictor(load_model(fold_bn=True))
+    weights = load_weights()
     scenes = []
     for name, (h, w, collection, light, seed) in SCENES.items():
         cube = make_scene(h * 2, w * 2, collection, light, seed)  # twice the sample size: more windows
@@ -108,6 +105,7 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for label, window, stride, zero_pad in SCHEMES:
         results, seconds, megapixels, seams = [], 0.0, 0.0, []
+        predict = weights.predictor(window=window)  # convert's inference form for this window
         for _, rgb, gt in scenes:
             start = time.perf_counter()
             pred = authors_scheme(rgb, predict) if zero_pad else blended(rgb, predict, window, stride)

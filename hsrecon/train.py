@@ -274,7 +274,7 @@ def train(config: TrainConfig, *, on_step: Callable[[int, float, float], None] |
         best_mrae = float(metrics.get("best_mrae", math.inf))
         if rank == 0:
             _truncate_log(config.output / "log.jsonl", start)
-    # Channels-last is ~15% faster for these small convolutions on CPU (measured at batch 8, 1 thread).
+    # Channels-last: faster for these small convolutions on CPU (docs/training.md has the measurement).
     model.to(device, memory_format=torch.channels_last).train()
     wrapped = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     train_pairs = discover(config.data, split="train", track=config.track)

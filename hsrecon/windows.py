@@ -216,7 +216,7 @@ class ShortImageBlender:
     """Blending for an image shorter than a window (one band of windows), along x in a transposed buffer.
 
     A :class:`RowBlender` keeps about two windows of full-width rows, which for a 100000×1 panorama is
-    1.6 GB for one row of output (and seconds of page faults). Here the windows' transposes go into a
+    1.6 GB for one row of output. Here the windows' transposes go into a
     RowBlender one window wide whose "rows" are the image's columns, finished as soon as no later window
     can reach them, and the (short) output is gathered and emitted at the end. The sums are the same,
     added in the same order, so the result is identical; the blend weights are symmetric.

@@ -2,7 +2,7 @@
 
 Run from the repository root (prints a Markdown table for docs/model.md)::
 
-    python tools/branch_contributions.py
+    python -m tools.branch_contributions
 
 Inputs: the sample scenes of ``tools/make_examples.py`` (clean-track renderings of measured reflectances,
 with their ground-truth cubes), cut into the authors' non-overlapping 64×64 windows, and uniform noise.

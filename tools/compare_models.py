@@ -7,7 +7,7 @@ fitted on the same set's training split, in the same rendering, on the files' va
 converted to clean space (the same on the clean rendering). Run from the repository root (a few minutes on
 a laptop CPU)::
 
-    python tools/compare_models.py --data synth300 \\
+    python -m tools.compare_models --data synth300 \\
         "authors' (NTIRE 2020 clean)=ntire2020-clean" "camera (shipped)=camera" \\
         "ablation: full model, 2000 steps=runs/abl_full/last.safetensors" ...
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from package_weights import TRACKS, eval_scores
+from tools.package_weights import TRACKS, eval_scores
 
 BASELINES = {
     "linear-stored": "linear 3→31 least squares on the stored values (sRGB JPEG / 255)",

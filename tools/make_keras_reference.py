@@ -22,7 +22,7 @@ the repository root::
 
     python3 -m venv /tmp/tfvenv
     /tmp/tfvenv/bin/pip install tensorflow-cpu==2.21.0 h5py numpy
-    /tmp/tfvenv/bin/python tools/make_keras_reference.py \
+    /tmp/tfvenv/bin/python -m tools.make_keras_reference \
         ../shared/reference/lwrdan_ntire2020_clean_keras.hdf5 \
         -o tests/fixtures/keras_reference.npz
 

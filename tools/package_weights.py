@@ -6,7 +6,7 @@ regenerates it, the exact training command, the hardware and wall time, and the 
 ``hsrecon eval`` gives on the dataset's validation split in each rendering (so the model card's numbers
 are, by construction, ``hsrecon eval``'s; ``tests/test_model_card.py`` re-runs eval and compares)::
 
-    python tools/package_weights.py /work/runs/camera_long/best.safetensors \\
+    python -m tools.package_weights /work/runs/camera_long/best.safetensors \\
         -o weights/lwrdan_camera.safetensors --version camera-1 --data /work/synth300 \\
         --dataset-command "hsrecon synth -o synth300 --scenes 300 --size 128 --seed 11" \\
         --train-command "hsrecon train --data synth300 -o runs/camera --track realworld --max-steps 9000 ..." \\

@@ -14,7 +14,7 @@ the default weights see them; ``ntire2020-clean``: the stored values / 255):
 and scores each on the validation split's whole images with hsrecon's metrics. Run from the repository
 root (about 2 minutes on 2 CPU cores for the 300-scene set)::
 
-    python tools/per_pixel_bounds.py synth300 --track realworld --space srgb
+    python -m tools.per_pixel_bounds synth300 --track realworld --space srgb
 
 and paste the printed markdown.
 """

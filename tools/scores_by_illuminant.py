@@ -6,7 +6,7 @@ Run from the repository root::
 
     hsrecon eval --data synth300 --weights camera --track realworld \\
         --baseline linear-stored --baseline linear-decoded --json report.json
-    python tools/scores_by_illuminant.py report.json synth300
+    python -m tools.scores_by_illuminant report.json synth300
 
 and paste the printed markdown (MRAE mean over the images of each illuminant, their count in the header).
 """

@@ -19,7 +19,7 @@ import numpy as np
 
 from hsrecon.io.base import CHUNK_PX, AttrValue, CubeSpec, CubeWriter, default_wavelengths
 
-GZIP_LEVEL = 1  # float cubes keep their entropy in the mantissa: level 1 is as small as 4-6 (±0.5%) and ~15% faster
+GZIP_LEVEL = 1  # float cubes keep their entropy in the mantissa: higher levels barely help (docs/formats.md)
 _MIN_CACHE_BYTES = 1 << 20
 
 
