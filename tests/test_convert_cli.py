@@ -142,27 +142,51 @@ def test_same_stem_different_suffix_and_recursion(small_images, tmp_path):
 
 
 def test_ctrl_c_stops_cleanly_and_leaves_nothing_half_written(tmp_path):
+    """Ctrl-C in the middle of a file: exit code 130, one line, no output and no temporary left.
+
+    The signal must land inside the file whatever the machine's load, so the test waits for states,
+    never for a time: once the temporaries exist the run is stopped (SIGSTOP), checked to be still
+    mid-file (temporaries present, no finished output), sent SIGINT and continued; the signal is
+    delivered on continuing. The child starts with SIGINT's default action, as from a terminal: a test
+    runner started in the background of a script has SIGINT ignored, children inherit that, and Python
+    (like every program) keeps ignoring it, so the run used to finish and exit 0 there.
+    """
+    import os
     import signal
     import subprocess
     import sys
     import time
 
+    from hsrecon.io.temps import TEMP_PATTERN
+
     source = tmp_path / "big.png"
-    iio.imwrite(source, (np.random.default_rng(0).random((2048, 2048, 3)) * 80).astype(np.uint8))  # ~20 s of work
+    iio.imwrite(source, (np.random.default_rng(0).random((2048, 2048, 3)) * 80).astype(np.uint8))  # seconds of work
     out = tmp_path / "out"
     process = subprocess.Popen(
         [sys.executable, "-m", "hsrecon", "convert", str(source), "-o", str(out), "-f", "envi", "-f", "h5", "-q"],
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as from a terminal
     )
-    deadline = time.monotonic() + 120
-    while not (out.exists() and any(out.iterdir())) and time.monotonic() < deadline:
-        time.sleep(0.2)  # wait until the writers have created their temporaries
-    time.sleep(1.0)
+
+    def temporaries() -> list[str]:
+        return [name for name in os.listdir(out) if TEMP_PATTERN.fullmatch(name)] if out.is_dir() else []
+
+    deadline = time.monotonic() + 300
+    while not temporaries():
+        assert process.poll() is None, "the run ended before it wrote anything"
+        assert time.monotonic() < deadline, "the run never started writing"
+        time.sleep(0.002)
+    process.send_signal(signal.SIGSTOP)
+    finished = [name for name in os.listdir(out) if not TEMP_PATTERN.fullmatch(name)]
+    assert temporaries() and not finished, "stopped mid-file: temporaries only, no finished output"
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130
-    assert "Traceback" not in stderr and "interrupted" in stderr
+    process.send_signal(signal.SIGCONT)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("hsrecon: error: interrupted"), stderr
     assert list(out.iterdir()) == []
 
 
