@@ -38,6 +38,7 @@ from hsrecon.io.temps import atomic_file
 from hsrecon.metrics import NTIRE2022_CROP, MetricAccumulator, Scores, score
 from hsrecon.physics import WAVELENGTHS_NM
 from hsrecon.pipeline import NonFiniteOutputError, stream_reconstruct
+from hsrecon.plausible import project, rendering_for
 from hsrecon.weights import Weights
 
 __all__ = [
@@ -61,6 +62,7 @@ __all__ = [
     "evaluate_pairs",
     "fit_linear_baseline",
     "pair_cube_files",
+    "plausible_name",
     "summarize",
     "write_csv",
     "write_json",
@@ -330,6 +332,7 @@ def _score_pair(
     bands: int,
     wavelengths_nm: Sequence[float],
     crop: int,
+    plausible: Sequence[str] = (),
 ) -> dict[str, ImageResult]:
     image = read_rgb(pair.rgb)
     height, width = image.pixels.shape[:2]
@@ -337,16 +340,28 @@ def _score_pair(
     _check_match(pair, gt, (height, width), bands)
     _check_wavelengths(pair.cube, wavelengths, wavelengths_nm)
     transform = make_input_transform(image, input_space)
+    rendering = rendering_for(transform) if plausible else None
     results = {}
     for name, method in methods.items():
         accumulator = MetricAccumulator(height, width, bands, crop=crop)
+        projected = MetricAccumulator(height, width, bands, crop=crop) if name in plausible else None
 
-        def emit(y0: int, rows: np.ndarray, accumulator: MetricAccumulator = accumulator) -> None:
-            accumulator.update(rows, gt[y0 : y0 + rows.shape[0]])
+        def emit(y0: int, rows: np.ndarray, accumulator=accumulator, projected=projected) -> None:
+            truth = gt[y0 : y0 + rows.shape[0]]
+            accumulator.update(rows, truth)
+            if projected is not None:
+                projected.update(project(rows, image.pixels[y0 : y0 + rows.shape[0]], rendering), truth)
 
         seconds = _timed_run(method, image.pixels, transform, emit)
         results[name] = ImageResult(pair.name, accumulator.result(), seconds)
+        if projected is not None:
+            results[plausible_name(name)] = ImageResult(pair.name, projected.result(), seconds)
     return results
+
+
+def plausible_name(method: str) -> str:
+    """The name under which a method's projected output (:mod:`hsrecon.plausible`) is reported."""
+    return f"{method}+plausible"
 
 
 def evaluate_pairs(
@@ -361,20 +376,36 @@ def evaluate_pairs(
     on_start: Callable[[Pair], None] | None = None,
     on_result: Callable[[str, ImageResult], None] | None = None,
     on_failure: Callable[[Failure], None] | None = None,
+    plausible: Sequence[str] = (),
 ) -> Report:
     """Reconstruct every pair's RGB with each method and score it against the pair's cube.
 
     ``input_space`` is what the RGB files hold (the weights' own, normally); every method gets the same
     transformed pixels. A pair that fails (unreadable, mis-shaped, other wavelengths, non-finite
     output) is a :class:`Failure` for all methods, and the rest go on.
+
+    ``plausible`` names methods whose output is also scored after the projection onto spectra that
+    render exactly to the input (:mod:`hsrecon.plausible`), as ``<method>+plausible``: the same
+    reconstruction, not a second run. Only for methods whose output is in the scale of ``input_space``'s
+    transform (the network fed clean-space input; not a baseline fitted in another space).
     """
-    report = Report(settings={**(settings or {}), "conventions": conventions(crop)}, results={n: [] for n in methods})
+    unknown = [name for name in plausible if name not in methods]
+    if unknown:
+        raise ValueError(f"plausible: no method named {', '.join(unknown)}")
+    names = [n for name in methods for n in ((name, plausible_name(name)) if name in plausible else (name,))]
+    report = Report(settings={**(settings or {}), "conventions": conventions(crop)}, results={n: [] for n in names})
     for pair in pairs:
         if on_start is not None:
             on_start(pair)
         try:
             scored = _score_pair(
-                pair, methods, input_space=input_space, bands=bands, wavelengths_nm=wavelengths_nm, crop=crop
+                pair,
+                methods,
+                input_space=input_space,
+                bands=bands,
+                wavelengths_nm=wavelengths_nm,
+                crop=crop,
+                plausible=plausible,
             )
         except (ValueError, OSError, NonFiniteOutputError) as error:
             _fail(report, Failure(pair.name, _one_line(pair.cube, error)), on_failure)

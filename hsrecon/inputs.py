@@ -43,6 +43,7 @@ __all__ = [
     "auto_exposure",
     "canonical_space",
     "d65_clean_white",
+    "d65_white_scale",
     "make_input_transform",
     "matrix_fit_report",
     "network_space",
@@ -108,7 +109,7 @@ def _reflectances(colour, name: str):
     return colour.colorimetry.sds_and_msds_to_msds(list(colour.SDS_COLOURCHECKERS[name].values()))
 
 
-def _d65_white_scale(d65_31: np.ndarray) -> float:
+def d65_white_scale(d65_31: np.ndarray) -> float:
     """The factor k making D65-lit perfect white as luminous (ȳ10) as a flat spectrum of radiance 1."""
     ybar = cmfs_cie1964_10deg()[:, 1]
     return float(ybar.sum() / (d65_31 * ybar).sum())
@@ -129,7 +130,7 @@ def _srgb_and_clean(colour, msds) -> tuple[np.ndarray, np.ndarray]:
     )
     rgb = (np.asarray(xyz) / 100.0) @ np.asarray(colour.RGB_COLOURSPACES["sRGB"].matrix_XYZ_to_RGB).T
     d65_31 = align_to_bands(d65)
-    radiance = align_to_bands(msds).T * d65_31 * _d65_white_scale(d65_31)
+    radiance = align_to_bands(msds).T * d65_31 * d65_white_scale(d65_31)
     return rgb, render_ntire2020_clean(radiance)
 
 
@@ -158,7 +159,7 @@ def d65_clean_white() -> np.ndarray:
     """
     colour = load_colour()
     d65_31 = align_to_bands(colour.SDS_ILLUMINANTS["D65"])
-    white = render_ntire2020_clean(d65_31 * _d65_white_scale(d65_31))
+    white = render_ntire2020_clean(d65_31 * d65_white_scale(d65_31))
     white.setflags(write=False)
     return white
 

@@ -31,6 +31,7 @@ from hsrecon.io.base import preview_path
 from hsrecon.io.rgb import RGBImage, read_rgb
 from hsrecon.model import LWRDAN
 from hsrecon.physics import WAVELENGTHS_NM
+from hsrecon.plausible import RoundTripError, check_weights_space, project, rendering_for, rendering_is_known
 from hsrecon.preview import write_preview
 from hsrecon.weights import Weights, as_weights
 from hsrecon.windows import RowBlender, RowSource, ShortImageBlender, axis_starts, blend_weights, default_stride
@@ -131,6 +132,7 @@ def reconstruct(
     device: str | torch.device = "cpu",
     precision: str = "fp32",
     tta: bool = False,
+    plausible: bool = False,
 ) -> np.ndarray:
     """An H×W×3 image (uint8, uint16 or float) → its H×W×31 cube (float32), in blended windows.
 
@@ -139,15 +141,21 @@ def reconstruct(
     or a path; default: the bundled default). ``window`` defaults to the weights' training window,
     ``stride`` to :func:`~hsrecon.windows.default_stride`; ``input_space`` (what ``rgb`` holds) to the
     weights' own. ``max_code`` is the value meaning full scale (255 for uint8, 65535 for uint16, 1.0 for
-    float input when not given).
+    float input when not given). ``plausible`` projects every spectrum onto those that render exactly to
+    its pixel (:mod:`hsrecon.plausible`; the weights must take clean-space input, as the bundled ones do).
     """
     loaded = as_weights(model if model is not None else weights)
+    if plausible:
+        check_weights_space(loaded.input_space, loaded.name)
     window, stride = loaded.windowing(window, stride)
     transform = loaded.transform(rgb, input_space, exposure=exposure, max_code=max_code)
     predict = loaded.predictor(device=device, precision=precision, tta=tta, window=window)
     cube = np.empty((*rgb.shape[:2], loaded.bands), dtype=np.float32)
+    rendering = rendering_for(transform) if plausible else None
 
     def emit(y0: int, rows: np.ndarray) -> None:
+        if rendering is not None:
+            rows = project(rows, rgb[y0 : y0 + rows.shape[0]], rendering)
         cube[y0 : y0 + rows.shape[0]] = rows
 
     stream_reconstruct(
@@ -169,6 +177,11 @@ class ConvertResult:
     out_of_range: float  # share of cube values outside OUT_OF_RANGE
     notes: tuple[str, ...] = ()
     exposure: float = 1.0
+    # how far the written cube renders from the input, in 8-bit codes (hsrecon.plausible.RoundTripError);
+    # None when the rendering is unknown (weights that do not take clean-space input)
+    round_trip_rms: float | None = None
+    round_trip_max: float | None = None
+    plausible: bool = False
 
     @property
     def megapixels(self) -> float:
@@ -231,6 +244,7 @@ def convert_file(
     attrs: dict | None = None,
     image: RGBImage | None = None,
     on_windows: Callable[[int], None] | None = None,
+    plausible: bool = False,
 ) -> ConvertResult:
     """Convert one image file to cube files ``stem`` + the formats' suffixes; atomic per output.
 
@@ -239,10 +253,14 @@ def convert_file(
     ``input_space`` is what the file holds (default: the weights' own). Every output is written under a
     temporary name and renamed only when complete; on any error all of this input's outputs are removed
     and the error propagates. ``image`` passes an already read image (a batch reads the next file while
-    the current one runs).
+    the current one runs). ``plausible`` projects each spectrum onto those rendering exactly to its pixel
+    (:mod:`hsrecon.plausible`; ValueError for weights whose output's rendering is unknown, i.e. not
+    trained on clean-space input). For the others, the result holds the round-trip error.
     """
     started = time.perf_counter()
     loaded = as_weights(weights)
+    if plausible:
+        check_weights_space(loaded.input_space, loaded.name)
     window, stride = loaded.windowing(window, stride)
     predict = predict or loaded.predictor(window=window)
     image = image or read_rgb(source)
@@ -256,12 +274,14 @@ def convert_file(
         "exposure": float(transform.exposure),
         "window": window,
         "stride": stride,
+        "plausible": int(plausible),  # 1: spectra projected to render exactly to the input
         "hsrecon_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "weights": loaded.name,
         **(attrs or {}),
     }
     ranges = _RangeCounter()
+    round_trip = RoundTripError(rendering_for(transform)) if rendering_is_known(loaded.input_space) else None
     sampler = _PreviewSampler(height, width) if preview else None
     with contextlib.ExitStack() as stack:
         writers = [
@@ -282,6 +302,11 @@ def convert_file(
         ]
 
         def emit(y0: int, rows: np.ndarray) -> None:
+            if round_trip is not None:
+                source = image.pixels[y0 : y0 + rows.shape[0]]
+                if plausible:
+                    rows = project(rows, source, round_trip.rendering)
+                round_trip(rows, source)
             ranges(rows)
             if sampler is not None:
                 sampler(y0, rows)
@@ -312,4 +337,7 @@ def convert_file(
         out_of_range=ranges.share,
         notes=image.notes,
         exposure=float(transform.exposure),
+        round_trip_rms=round_trip.rms if round_trip is not None else None,
+        round_trip_max=round_trip.max if round_trip is not None else None,
+        plausible=plausible,
     )
