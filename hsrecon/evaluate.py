@@ -211,7 +211,8 @@ class NetworkMethod:
 
 @dataclass(frozen=True)
 class LinearBaseline:
-    """The simplest alternative: ``cube = rgb @ matrix`` per pixel, a least-squares 3→B map.
+    """The simplest alternative: ``cube = rgb @ matrix`` per pixel, a 3→B map fitted for ``loss``:
+    ``"l2"`` (least squares) or ``"mrae"`` (:func:`hsrecon.baselines.fit_mrae_map`).
 
     ``rgb`` is the image after the ``input_space`` transform it was fitted in: the network's own when the
     spaces agree (both methods then see the same numbers), else its own, e.g. the file's values as stored.
@@ -224,6 +225,7 @@ class LinearBaseline:
     images: int
     skipped: tuple[str, ...] = ()
     input_space: str | None = None
+    loss: str = "l2"
 
     def __call__(self, pixels: np.ndarray, transform: InputTransform, emit: Emit) -> None:
         if self.input_space is not None and canonical_space(self.input_space) != transform.space:
@@ -244,12 +246,17 @@ def fit_linear_baseline(
     input_space: str,
     samples: int = BASELINE_SAMPLES,
     on_image: Callable[[Pair], None] | None = None,
+    loss: str = "l2",
 ) -> LinearBaseline:
-    """Fit the 3→B least-squares map (``numpy.linalg.lstsq``, float64, no intercept) on training pairs.
+    """Fit a 3→B map (float64, no intercept) on training pairs: least squares (``numpy.linalg.lstsq``)
+    for ``loss="l2"``, minimum MRAE (:func:`hsrecon.baselines.fit_mrae_map`, from the least-squares map)
+    for ``loss="mrae"``.
 
     Each image gives a regular grid of about ``samples / len(pairs)`` pixels. A pair that cannot be
     read or does not match is left out and named in ``skipped``; ValueError when none is usable.
     """
+    if loss not in ("l2", "mrae"):
+        raise ValueError(f"loss must be 'l2' or 'mrae', got {loss!r}")
     per_image = max(64, samples // max(len(pairs), 1))
     inputs, targets, skipped = [], [], []
     for pair in pairs:
@@ -266,8 +273,17 @@ def fit_linear_baseline(
         raise ValueError(f"no usable training pairs for the linear baseline ({'; '.join(skipped[:2])})")
     x, y = np.concatenate(inputs), np.concatenate(targets)
     matrix, *_ = np.linalg.lstsq(x, y, rcond=None)
+    if loss == "mrae":
+        from hsrecon.baselines import fit_mrae_map
+
+        matrix = fit_mrae_map(x, y, start=matrix)
     return LinearBaseline(
-        matrix=matrix, samples=len(x), images=len(inputs), skipped=tuple(skipped), input_space=input_space
+        matrix=matrix,
+        samples=len(x),
+        images=len(inputs),
+        skipped=tuple(skipped),
+        input_space=input_space,
+        loss=loss,
     )
 
 

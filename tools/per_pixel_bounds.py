@@ -6,8 +6,9 @@ map. This fits, on the training split's pixels, in the input space given (``srgb
 the default weights see them; ``ntire2020-clean``: the stored values / 255):
 
 - ``linear LS``: the 3→31 least-squares map (what ``hsrecon eval --baseline`` scores);
-- ``linear MRAE``: the 3→31 map minimising mean relative absolute error (iteratively reweighted least
-  squares, 30 rounds, each band on its own);
+- ``linear MRAE``: the 3→31 map minimising mean relative absolute error (``hsrecon.baselines.fit_mrae_map``:
+  iteratively reweighted least squares, 30 rounds, each band on its own; ``hsrecon eval --baseline
+  linear-mrae`` scores the same fit);
 - ``k-NN mean`` / ``k-NN weighted median``: the k nearest training pixels in RGB (a non-parametric per-pixel
   map, no linearity assumed); their mean minimises L2, their median weighted by 1/value minimises MRAE;
 
@@ -28,6 +29,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial import cKDTree
 
+from hsrecon.baselines import fit_mrae_map
 from hsrecon.data import discover
 from hsrecon.data.ntire import Pair
 from hsrecon.inputs import make_input_transform
@@ -44,17 +46,6 @@ def _pixels(pair: Pair, space: str, step: int = 1) -> tuple[np.ndarray, np.ndarr
     cube, _, _ = read_cube(pair.cube)
     rgb = np.asarray(make_input_transform(image, space)(image.pixels[::step, ::step]), dtype=np.float64)
     return rgb, cube[::step, ::step].astype(np.float64)
-
-
-def fit_linear_mrae(x: np.ndarray, y: np.ndarray, start: np.ndarray, rounds: int = 30) -> np.ndarray:
-    """The 3×B map minimising Σ|x·m − y| / y per band, by iteratively reweighted least squares."""
-    matrix, truth = start.copy(), np.maximum(y, 1e-6)
-    for _ in range(rounds):
-        weights = 1.0 / (truth * np.maximum(np.abs(x @ matrix - y), 1e-6))
-        for band in range(y.shape[1]):
-            root = np.sqrt(weights[:, band])
-            matrix[:, band] = np.linalg.lstsq(x * root[:, None], y[:, band] * root, rcond=None)[0]
-    return matrix
 
 
 def knn_predictors(x: np.ndarray, y: np.ndarray, k: int) -> dict[str, Predict]:
@@ -99,7 +90,7 @@ def main() -> None:
     x = np.concatenate([rgb.reshape(-1, 3) for rgb, _ in samples])
     y = np.concatenate([truth.reshape(-1, truth.shape[-1]) for _, truth in samples])
     least_squares = np.linalg.lstsq(x, y, rcond=None)[0]
-    relative = fit_linear_mrae(x, y, least_squares)
+    relative = fit_mrae_map(x, y, least_squares)
     methods: dict[str, Predict] = {
         "linear LS": lambda rgb: rgb @ least_squares,
         "linear MRAE": lambda rgb: rgb @ relative,
