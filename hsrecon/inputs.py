@@ -47,6 +47,7 @@ __all__ = [
     "make_input_transform",
     "matrix_fit_report",
     "network_space",
+    "photo_evidence",
     "srgb_to_clean_matrix",
 ]
 
@@ -97,6 +98,20 @@ def network_space(weights_space: str, file_space: str | None = None) -> tuple[st
         f"the weights expect {weights_space} input and the files are declared {file_space}: "
         "no conversion between them is known, values are fed as value/max"
     )
+
+
+def photo_evidence(image: RGBImage) -> str | None:
+    """Why ``image`` looks like an ordinary photo rather than a clean-track rendering, or None.
+
+    An ordinary photo is sRGB-encoded and white-balanced; the clean track's renderings are linear PNGs
+    with no camera behind them. Evidence: EXIF camera tags (make/model), or an 8-bit JPEG (the clean
+    track never used JPEG; its real-world track, which is photo-like, did).
+    """
+    if image.camera:
+        return f"its EXIF names a camera ({image.camera})"
+    if image.format == "JPEG" and image.pixels.dtype == np.uint8:
+        return "it is an 8-bit JPEG"
+    return None
 
 
 # --- the linear-sRGB → clean-space matrix -------------------------------------------------------------

@@ -222,3 +222,22 @@ def test_auto_exposure_reads_a_subsample_of_a_100_megapixel_image() -> None:
     small = make_input_transform(np.ascontiguousarray(row), "srgb").exposure
     assert exposure == pytest.approx(small, rel=0.01)
     assert AUTO_SAMPLE_PIXELS <= 1 << 20
+
+
+def test_photo_evidence_from_jpeg_and_exif_camera_tags(tmp_path):
+    from PIL import Image
+
+    from hsrecon.inputs import photo_evidence
+    from hsrecon.io.rgb import read_rgb
+
+    pixels = np.full((8, 8, 3), 120, np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "render.png")
+    Image.fromarray(pixels).save(tmp_path / "plain.jpg", quality=90)
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "Canon\x00", "Canon EOS 5D Mark II\n\x1b[31m"  # NUL, newline, escape dropped
+    Image.fromarray(pixels).save(tmp_path / "camera.png", exif=exif)
+    assert photo_evidence(read_rgb(tmp_path / "render.png")) is None
+    assert photo_evidence(read_rgb(tmp_path / "plain.jpg")) == "it is an 8-bit JPEG"
+    camera = read_rgb(tmp_path / "camera.png")
+    assert camera.format == "PNG" and camera.camera == "Canon Canon EOS 5D Mark II[31m"
+    assert photo_evidence(camera) == "its EXIF names a camera (Canon Canon EOS 5D Mark II[31m)"

@@ -42,6 +42,8 @@ IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".tif", ".t
 _PILLOW_FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "WEBP", "GIF")
 
 _ORIENTATION_TAG = 0x0112
+_MAKE_TAG, _MODEL_TAG = 0x010F, 0x0110
+_CAMERA_CHARS = 64
 _ORIENTATION_WORDS = {
     2: "mirror left-right",
     3: "rotate 180",
@@ -70,13 +72,17 @@ class RGBImage:
     """Decoded pixels plus what was done to get them.
 
     ``pixels`` is H×W×3, C-contiguous and read-only, in the file's own sample type (uint8, uint16, or
-    float32 for float files); ``pixels / max_code`` is the file's value in [0, 1].
+    float32 for float files); ``pixels / max_code`` is the file's value in [0, 1]. ``format`` is the
+    container Pillow recognised (``"JPEG"``, ``"PNG"``, …); ``camera`` the EXIF make and model when the
+    file names one (printable characters only, at most 64): both say whether it looks like a photo.
     """
 
     pixels: np.ndarray
     max_code: float
     source: Path
     notes: tuple[str, ...]
+    format: str = ""
+    camera: str | None = None
 
 
 def _one_line(exc: BaseException) -> str:
@@ -145,6 +151,22 @@ def _header_orientation(im: Image.Image) -> int:
     except Exception:  # a damaged EXIF block is not worth refusing the picture for
         return 1
     return value if value in _ORIENTATION_WORDS else 1
+
+
+def _camera(im: Image.Image) -> str | None:
+    """The EXIF camera make and model ("Canon Canon EOS 5D Mark II" as cameras write it), or None.
+
+    Only printable characters are kept, at most 64: the text comes from the file and ends up in messages.
+    """
+    try:
+        exif = im.getexif()
+        parts = [exif.get(tag) for tag in (_MAKE_TAG, _MODEL_TAG)]
+    except Exception:  # a damaged EXIF block says nothing either way
+        return None
+    texts = [part.decode("latin-1") if isinstance(part, bytes) else part for part in parts]
+    words = " ".join(text for text in texts if isinstance(text, str) and text)
+    text = "".join(ch for ch in words if ch.isprintable()).strip()[:_CAMERA_CHARS].strip()
+    return text or None
 
 
 def _oriented_size(im: Image.Image) -> tuple[int, int]:
@@ -319,12 +341,14 @@ def read_rgb(path: Path, *, max_pixels: int = 200_000_000) -> RGBImage:
         _check_size(path, *_oriented_size(im), max_pixels)
         orientation = _header_orientation(im)
         frames = _frames(im)
+        container = str(im.format or "")
         try:
             with _pillow_limit(max_pixels):
                 array, max_code = _decode(path, im, notes)
             if im.format != "TIFF":  # Pillow's TIFF plugin applies the orientation itself on load
                 orientation = _header_orientation(im)  # a PNG's eXIf chunk may follow the pixels
                 array = _orient(array.reshape((*array.shape[:2], -1)), orientation)
+            camera = _camera(im)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise _fail(path, f"refused: {_one_line(exc)}") from None
         except ImageReadError:
@@ -338,4 +362,4 @@ def read_rgb(path: Path, *, max_pixels: int = 200_000_000) -> RGBImage:
     if frames > 1:
         notes.append(f"first frame of {frames}")
     _check_size(path, pixels.shape[0], pixels.shape[1], max_pixels)
-    return RGBImage(pixels=pixels, max_code=max_code, source=path, notes=tuple(notes))
+    return RGBImage(pixels=pixels, max_code=max_code, source=path, notes=tuple(notes), format=container, camera=camera)
