@@ -105,6 +105,10 @@ class Rendering:
 
     def target(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(the rgb each pixel's spectrum must render to, float64; clipped-channel mask)."""
+        pixels = np.asarray(pixels)
+        if self.encoding == "srgb" and pixels.dtype in (np.uint8, np.uint16):  # a table: 5× faster
+            table = _srgb_table(np.iinfo(pixels.dtype).max + 1, self.max_code, self.offset)
+            return self.exposure * table[pixels], pixels >= self.max_code
         encoded, clipped = self.codes(pixels)
         return self.exposure * self.decode(encoded), clipped
 
@@ -123,6 +127,14 @@ class Rendering:
     def render(self, rows: np.ndarray) -> np.ndarray:
         """h×W×31 spectra → h×W×3 rgb (float64), in the target's units."""
         return np.asarray(rows, dtype=np.float64) @ self.matrix
+
+
+@lru_cache(maxsize=8)
+def _srgb_table(codes: int, max_code: float, offset: float) -> np.ndarray:
+    """Linear value (float64) of every integer code at its bin centre: eotf_sRGB((code + offset) / max_code)."""
+    table = np.asarray(load_colour().models.eotf_sRGB((np.arange(codes) + offset) / max_code), dtype=np.float64)
+    table.setflags(write=False)
+    return table
 
 
 def rendering_for(transform: InputTransform) -> Rendering:
@@ -157,10 +169,11 @@ def project(rows: np.ndarray, pixels: np.ndarray, rendering: Rendering) -> np.nd
     Clipped channels are raised to the clip level when the output renders below it, else kept.
     Returns float32, the dtype of the pipeline's rows.
     """
+    rows = np.asarray(rows, dtype=np.float32)
     target, clipped = rendering.target(pixels)
-    residual = target - rendering.render(rows)
+    residual = target - rows @ rendering.matrix.astype(np.float32)  # float32 GEMM, float64 residual
     residual[clipped] = np.maximum(residual[clipped], 0.0)
-    return (np.asarray(rows, dtype=np.float64) + residual @ rendering._pseudo_inverse).astype(np.float32)
+    return rows + (residual @ rendering._pseudo_inverse).astype(np.float32)
 
 
 @dataclass
