@@ -25,10 +25,12 @@ import torch
 
 from hsrecon.devices import rank_device
 from hsrecon.inference import DeviceOutOfMemoryError
+from hsrecon.inputs import canonical_space, photo_evidence
 from hsrecon.io import CubeWriteError, is_complete, output_files, remove_stale_temps
 from hsrecon.io.base import preview_path
 from hsrecon.io.rgb import IMAGE_SUFFIXES, ImageReadError, RGBImage, read_rgb
 from hsrecon.pipeline import ConvertResult, convert_file
+from hsrecon.plausible import check_weights_space
 from hsrecon.weights import Weights
 from hsrecon.windows import count_windows
 
@@ -305,6 +307,7 @@ class ConvertSettings:
     interleave: str = "bsq"
     overwrite: bool = False
     preview: bool = False
+    plausible: bool = False  # project every spectrum onto those rendering exactly to its pixel
 
 
 class BatchEvents:
@@ -360,9 +363,12 @@ def convert_batch(
     """
     events = events or BatchEvents()
     window, stride = weights.windowing(settings.window, settings.stride)
-    _, warning = weights.feed_space(settings.input_space)
+    if settings.plausible:
+        check_weights_space(weights.input_space, weights.name)  # ValueError before any work
+    space, warning = weights.feed_space(settings.input_space)
     if warning:
         events.warning(f"{weights.path.name if weights.path else weights.name}: {warning}")
+    photo_warning = _PhotoWarning(events) if _reads_as_clean(weights, space, settings.input_space) else None
     found, problems = collect_inputs(inputs, recursive=recursive, pattern=pattern)
     _make_output_folder(output)
     items = shard(plan_outputs(found, output, problems), *(shard_of or torchrun_shard()))
@@ -379,11 +385,13 @@ def convert_batch(
             formats=pending_formats(item.stem, settings.formats, settings.overwrite), input_space=settings.input_space,
             exposure=settings.exposure, window=window, stride=stride, batch_size=settings.batch_size,
             dtype=settings.dtype, interleave=settings.interleave, overwrite=settings.overwrite,
-            preview=settings.preview, image=image, on_windows=events.windows_done,
+            preview=settings.preview, image=image, on_windows=events.windows_done, plausible=settings.plausible,
         )  # fmt: skip
 
     def on_start(item: BatchItem, image: RGBImage) -> None:
         height, width = image.pixels.shape[:2]
+        if photo_warning is not None:
+            photo_warning(item, image)
         events.file_started(item, count_windows(height, width, size=window, stride=stride))
         for note in image.notes:
             events.note(f"{item.source}: {note}")
@@ -396,6 +404,34 @@ def convert_batch(
     )  # fmt: skip
     summary.problems[:0] = problems
     return summary
+
+
+def _reads_as_clean(weights: Weights, space: str, requested: str | None) -> bool:
+    """Whether files are fed to clean-space weights as clean renderings (no ``--input-space`` other than
+    ntire2020-clean was asked for): then a photo among them is misread."""
+    clean_weights = canonical_space(weights.input_space) == "ntire2020-clean"
+    return clean_weights and space == "ntire2020-clean" and (requested is None or canonical_space(requested) == space)
+
+
+@dataclass
+class _PhotoWarning:
+    """Says once per batch that an input looks like an ordinary photo (:func:`hsrecon.inputs.photo_evidence`)
+    while the weights read it as a clean-track rendering."""
+
+    events: BatchEvents
+    said: bool = False
+
+    def __call__(self, item: BatchItem, image: RGBImage) -> None:
+        if self.said:
+            return
+        reason = photo_evidence(image)
+        if reason is not None:
+            self.said = True
+            self.events.warning(
+                f"{item.source} looks like an ordinary photo ({reason}), but these weights read it as an NTIRE "
+                "clean-track rendering (linear, not white balanced): give --input-space srgb, or weights "
+                "trained on photos (docs/input-spaces.md); said once, for the first such file"
+            )
 
 
 def _make_output_folder(output: Path) -> None:

@@ -39,7 +39,7 @@ from functools import lru_cache
 import numpy as np
 
 from hsrecon.inputs import InputTransform, canonical_space, d65_white_scale
-from hsrecon.physics import WAVELENGTHS_NM, load_colour, ntire2020_clean_matrix
+from hsrecon.physics import align_to_bands, load_colour, ntire2020_clean_matrix
 
 __all__ = [
     "Rendering",
@@ -64,11 +64,10 @@ def photo_rendering_matrix() -> np.ndarray:
     white again (each column changes by well under 1%).
     """
     colour = load_colour()
-    shape = colour.SpectralShape(WAVELENGTHS_NM[0], WAVELENGTHS_NM[-1], WAVELENGTHS_NM[1] - WAVELENGTHS_NM[0])
-    cmfs = np.asarray(colour.MSDS_CMFS["CIE 1931 2 Degree Standard Observer"].copy().align(shape).values)
+    cmfs = align_to_bands(colour.MSDS_CMFS["CIE 1931 2 Degree Standard Observer"])
     xyz_to_rgb = np.asarray(colour.RGB_COLOURSPACES["sRGB"].matrix_XYZ_to_RGB)
     matrix = cmfs @ xyz_to_rgb.T
-    d65 = np.asarray(colour.SDS_ILLUMINANTS["D65"].copy().align(shape).values)
+    d65 = align_to_bands(colour.SDS_ILLUMINANTS["D65"])
     white = (d65 * d65_white_scale(d65)) @ matrix
     matrix = matrix / white
     matrix.setflags(write=False)

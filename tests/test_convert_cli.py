@@ -206,3 +206,46 @@ def test_weights_trained_on_another_window_convert_with_it(small_images, tmp_pat
     assert (int(attrs["window"]), int(attrs["stride"])) == (32, 16)
     expected = reconstruct(iio.imread(small_images / "plain.png"), bundled_weights, window=32)
     np.testing.assert_allclose(cube, expected, rtol=0, atol=1e-5)  # another process: last bits may differ
+
+
+def test_plausible_round_trip_column_and_the_photo_warning(small_images, tmp_path):
+    """--plausible cubes render back to their input; the summary reports it; a photo-like input is named once."""
+    from PIL import Image
+
+    from hsrecon.physics import render_ntire2020_clean
+
+    base = iio.imread(small_images / "plain.png")
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "[bold]Nikon", "D5100"  # text from the file: printed as it is, not as markup
+    Image.fromarray(base).save(small_images / "camera.jpg", quality=95, exif=exif)
+    Image.fromarray(base).save(small_images / "second.jpg", quality=95)
+    out = tmp_path / "out"
+    result = hsrecon("convert", str(small_images), "-o", str(out), "-f", "h5", "--plausible", "--stride", "16")
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "looks like an ordinary photo" in line]
+    assert len(warnings) == 1, result.stderr  # once per run, for the first such file
+    assert "camera.jpg" in warnings[0] and "its EXIF names a camera ([bold]Nikon D5100)" in warnings[0]
+    assert "round trip" in result.stderr and "--plausible: ~0 by construction" in result.stderr
+    cube, _, attrs = read_cube(out / "plain.h5")
+    assert int(attrs["plausible"]) == 1
+    np.testing.assert_allclose(render_ntire2020_clean(cube), (base + 0.5) / 255, atol=1e-5)
+    row = next(line for line in result.stderr.splitlines() if line.strip().startswith("│ plain.png"))
+    assert row.split("│")[-2].strip() == "0.00"
+
+
+def test_round_trip_without_plausible_and_refusal_for_photo_weights(small_images, tmp_path, bundled_weights):
+    import dataclasses
+
+    from hsrecon.weights import save_weights
+
+    plain = str(small_images / "plain.png")
+    result = hsrecon("convert", plain, "-o", str(tmp_path / "out"), "-f", "h5", "--stride", "64")
+    assert result.returncode == 0, result.stderr
+    assert "looks like an ordinary photo" not in result.stderr  # a PNG without camera tags
+    row = next(line for line in result.stderr.splitlines() if line.strip().startswith("│ plain.png"))
+    assert float(row.split("│")[-2]) > 0.1  # the network alone does not render back exactly
+    meta = dataclasses.replace(bundled_weights.meta, input_space="srgb")
+    photo = save_weights(tmp_path / "photo.safetensors", bundled_weights.state_dict, meta)
+    result = hsrecon("convert", plain, "-o", str(tmp_path / "p"), "--weights", str(photo), "--plausible")
+    assert_clean_failure(result, 2, "--plausible needs weights that take clean-space input")
+    assert not (tmp_path / "p").exists() or not any((tmp_path / "p").iterdir())

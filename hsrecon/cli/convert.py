@@ -34,6 +34,7 @@ from hsrecon.cli._common import (
 if TYPE_CHECKING:
     from hsrecon.batch import BatchItem, BatchSummary
     from hsrecon.pipeline import ConvertResult
+    from hsrecon.weights import Weights
 
 __all__ = ["convert"]
 
@@ -119,6 +120,13 @@ def convert(
     overwrite: Annotated[bool, typer.Option(help="Redo outputs that already exist.")] = False,
     preview: Annotated[bool, typer.Option(help="Also write NAME.preview.png, the cube rendered to sRGB.")] = False,
     tta: Annotated[bool, typer.Option(help="Average the 8 flips/rotations of each window (8x slower).")] = False,
+    plausible: Annotated[
+        bool,
+        typer.Option(
+            help="Project every spectrum onto those that render exactly to its pixel (docs/input-spaces.md); "
+            "weights taking clean-space input only."
+        ),
+    ] = False,
     shard: Annotated[
         Optional[Shard],
         typer.Option(parser=_shard, metavar="TEXT", help="Do only share K of N of the files, e.g. 1/4."),
@@ -133,10 +141,12 @@ def convert(
     if dtype is CubeDtype.FLOAT16 and CubeFormat.ENVI in formats:
         raise fail("--dtype float16: ENVI has no float16 type; use it with --format h5 or mat", ExitCode.USAGE)
     window, stride = windowing_or_exit(loaded, window, stride, batch_size)
+    if plausible:
+        _plausible_or_exit(loaded)
     settings = ConvertSettings(
         formats=tuple(fmt.value for fmt in formats), input_space=space, exposure=exposure, window=window,
         stride=stride, batch_size=batch_size, precision=precision.value, tta=tta, dtype=dtype.value,
-        interleave=interleave.value, overwrite=overwrite, preview=preview,
+        interleave=interleave.value, overwrite=overwrite, preview=preview, plausible=plausible,
     )  # fmt: skip
     shown = ConvertProgress(quiet)
     try:
@@ -156,6 +166,15 @@ def convert(
     if not quiet:
         stderr.print(_summary_table(summary, shown.seconds))
     raise typer.Exit(code=int(ExitCode.FAILED if summary.problems or summary.failed else ExitCode.OK))
+
+
+def _plausible_or_exit(loaded: Weights) -> None:
+    from hsrecon.plausible import check_weights_space
+
+    try:
+        check_weights_space(loaded.input_space, loaded.name)
+    except ValueError as error:
+        raise fail(str(error), ExitCode.USAGE) from None
 
 
 class ConvertProgress:
@@ -192,7 +211,7 @@ class ConvertProgress:
     # BatchEvents, in the order a batch tells them
 
     def warning(self, text: str) -> None:
-        stderr.print(f"hsrecon: warning: {text}", highlight=False)
+        stderr.print(f"hsrecon: warning: {text}", highlight=False, markup=False)  # text may name a file
 
     def problem(self, text: str) -> None:
         stderr.print(f"hsrecon: error: {text}", highlight=False)
@@ -228,7 +247,7 @@ class ConvertProgress:
 
 def _summary_table(summary: BatchSummary, seconds: float) -> Table:
     table = Table(title="hsrecon convert", title_justify="left")
-    for column in ("input", "size", "MP", "seconds", "MP/s", "exposure", "out of range"):
+    for column in ("input", "size", "MP", "seconds", "MP/s", "exposure", "out of range", "round trip"):
         table.add_column(column, justify="left" if column == "input" else "right", overflow="fold")
     for result in summary.converted:
         table.add_row(
@@ -239,10 +258,19 @@ def _summary_table(summary: BatchSummary, seconds: float) -> Table:
             f"{result.megapixels / max(result.seconds, 1e-9):.2f}",
             f"{result.exposure:.3g}",
             f"{100 * result.out_of_range:.2f}%",
+            _round_trip(result.round_trip_rms),
         )
     total_mp = sum(r.megapixels for r in summary.converted)
     table.caption = (
         f"{len(summary.converted)} converted, {len(summary.skipped)} skipped, {len(summary.failed)} failed; "
-        f"{total_mp:.2f} MP in {seconds:.1f} s ({total_mp / max(seconds, 1e-9):.2f} MP/s)"
+        f"{total_mp:.2f} MP in {seconds:.1f} s ({total_mp / max(seconds, 1e-9):.2f} MP/s); round trip: RMS "
+        "distance in 8-bit codes between each cube's rendering and its input"
+        + ("" if not any(r.plausible for r in summary.converted) else " (--plausible: ~0 by construction)")
     )
     return table
+
+
+def _round_trip(rms: float | None) -> str:
+    """A cube's round-trip error (hsrecon.plausible.RoundTripError), or a dash where its rendering is
+    unknown (weights trained on raw photo values) or every channel was clipped."""
+    return "—" if rms is None or rms != rms else f"{rms:.2f}"
