@@ -38,7 +38,7 @@ from hsrecon.io.temps import atomic_file
 from hsrecon.metrics import NTIRE2022_CROP, MetricAccumulator, Scores, score
 from hsrecon.physics import WAVELENGTHS_NM
 from hsrecon.pipeline import NonFiniteOutputError, stream_reconstruct
-from hsrecon.plausible import project, rendering_for
+from hsrecon.plausible import check_weights_space, project, rendering_for
 from hsrecon.weights import Weights
 
 __all__ = [
@@ -441,10 +441,13 @@ def _fail(report: Report, failure: Failure, on_failure: Callable[[Failure], None
 
 # --- a dataset, as ``hsrecon eval --data`` scores it -------------------------------------------------------
 
-BASELINES = ("linear", "linear-stored", "linear-decoded")
+BASELINES = ("linear", "linear-stored", "linear-decoded", "linear-mrae", "otsu2018")
 """Baseline names: the least-squares 3→31 map fitted on the network's input, on the RGB files' values as
 stored (value/max), or on the files decoded to clean space as the default weights see them (sRGB curve
-undone, 3×3 matrix, automatic exposure; the same as stored for the clean track)."""
+undone, 3×3 matrix, automatic exposure; the same as stored for the clean track); ``linear-mrae``, the map
+fitted for minimum MRAE in ``linear-decoded``'s space (:func:`hsrecon.baselines.fit_mrae_map`); and
+``otsu2018``, colour-science's Otsu 2018 reflectance recovery × the illuminant, fitted on nothing of ours
+(:class:`hsrecon.baselines.Otsu2018Baseline`)."""
 
 
 class DatasetError(ValueError):
@@ -498,6 +501,7 @@ def evaluate_dataset(
     tta: bool = False,
     crop: int = 0,
     baselines: Sequence[str] = (),
+    plausible: bool = False,
     events: EvalEvents | None = None,
 ) -> Report:
     """Reconstruct a dataset split's RGB images with ``weights`` (and fit-then-apply ``baselines``, from
@@ -505,9 +509,13 @@ def evaluate_dataset(
 
     The track says what the RGB files hold (:func:`hsrecon.data.track_space`); the weights say how that
     reaches their input. Files without a partner are failures in the report; a dataset that cannot be
-    scored at all raises :class:`DatasetError` (:class:`BaselineError` for a baseline).
+    scored at all raises :class:`DatasetError` (:class:`BaselineError` for a baseline). ``plausible`` also
+    scores the network's output projected onto spectra that render exactly to the input, as
+    ``network+plausible`` (ValueError for weights not taking clean-space input: their rendering is unknown).
     """
     events = events or EvalEvents()
+    if plausible:
+        check_weights_space(weights.input_space, weights.name)
     window, stride = weights.windowing(window, stride)
     pairs, unpaired, layout = _scan(root, split, track)
     if not pairs:
@@ -521,22 +529,19 @@ def evaluate_dataset(
         "hsrecon_version": __version__, "mode": "data", "data": str(root), "layout": layout, "split": split,
         "track": track, "weights": str(weights.path), "weights_version": weights.meta.weights_version,
         "input_space": weights.input_space, "fed_as": space, "device": str(device), "tta": tta, "window": window,
-        "stride": stride,
+        "stride": stride, "plausible": plausible,
     }  # fmt: skip
     for line in unpaired:
         events.unpaired(line)
     if baselines:
         settings["baselines"] = {}
     for name in dict.fromkeys(baselines):
-        fit_space = _baseline_space(name, space, track)
-        methods[name] = baseline = _fit_baseline(root, track, fit_space, name, events)
-        settings["baselines"][name] = {"method": "linear 3→31 least squares", "fit_space": fit_space,
-                                       **_baseline_facts(baseline)}  # fmt: skip
+        methods[name], settings["baselines"][name] = _baseline(root, track, space, name, events)
     events.scoring(len(pairs))
     report = evaluate_pairs(
         pairs, methods, input_space=space, crop=crop, bands=weights.bands,
         wavelengths_nm=weights.meta.wavelengths_nm, settings=settings, on_start=events.image_started,
-        on_result=events.image_scored, on_failure=events.image_failed,
+        on_result=events.image_scored, on_failure=events.image_failed, plausible=("network",) if plausible else (),
     )  # fmt: skip
     # files without a partner were reported first; the JSON and the counts include them
     report.failures[:0] = [Failure(line.split(": ", 1)[0], line) for line in unpaired]
@@ -551,24 +556,42 @@ def _scan(root: Path, split: str, track: str, what: str = "") -> tuple[list[Pair
     return found.pairs, found.unpaired, found.layout
 
 
+def _baseline(root: Path, track: str, network_input: str, name: str, events: EvalEvents) -> tuple[Method, dict]:
+    """The baseline ``name`` ready to run, and what the report records of it."""
+    if name == "otsu2018":
+        from hsrecon.baselines import Otsu2018Baseline
+
+        method = "colour-science Otsu 2018 reflectance recovery x illuminant (docs/metrics.md)"
+        return Otsu2018Baseline(track_space(track)), {"method": method, "file_space": track_space(track)}
+    fit_space = _baseline_space(name, network_input, track)
+    loss = "mrae" if name == "linear-mrae" else "l2"
+    baseline = _fit_baseline(root, track, fit_space, name, events, loss)
+    method = "linear 3→31 minimum MRAE (IRLS)" if loss == "mrae" else "linear 3→31 least squares"
+    return baseline, {"method": method, "fit_space": fit_space, **_baseline_facts(baseline)}
+
+
 def _baseline_space(name: str, network_input: str, track: str) -> str:
     """The input space the baseline ``name`` is fitted and applied in."""
     if name == "linear":
         return network_input
     if name == "linear-stored":
         return "ntire2020-clean"  # that transform is value/max, exposure 1
-    if name == "linear-decoded":
+    if name in ("linear-decoded", "linear-mrae"):
         return network_space("ntire2020-clean", track_space(track))[0]
     raise BaselineError(f"baseline {name!r}: choose from {', '.join(BASELINES)}")
 
 
-def _fit_baseline(root: Path, track: str, space: str, name: str, events: EvalEvents) -> LinearBaseline:
+def _fit_baseline(
+    root: Path, track: str, space: str, name: str, events: EvalEvents, loss: str = "l2"
+) -> LinearBaseline:
     pairs, _, _ = _scan(root, "train", track, f"baseline {name} needs a training split: ")
     if not pairs:
         raise BaselineError(f"baseline {name}: {root} has no complete training pairs to fit it on")
     events.fitting(name, len(pairs))
     try:
-        baseline = fit_linear_baseline(pairs, input_space=space, on_image=lambda pair: events.fitted_image(name))
+        baseline = fit_linear_baseline(
+            pairs, input_space=space, on_image=lambda pair: events.fitted_image(name), loss=loss
+        )
     except ValueError as error:
         raise BaselineError(f"baseline {name}: {error}") from None
     for line in baseline.skipped:

@@ -121,6 +121,40 @@ def test_the_three_linear_baselines_differ_only_in_the_space_they_are_fitted_in(
     assert camera["linear-decoded"] == photo["linear-decoded"]
 
 
+def test_plausible_mrae_map_and_otsu_beside_the_network(ntire2020, tmp_path, bundled_weights):
+    report = tmp_path / "r.json"
+    result = invoke(
+        "eval", "--data", str(ntire2020), "--plausible", "--baseline", "linear-mrae", "--baseline", "otsu2018",
+        "--stride", "64", "--device", "cpu", "--json", str(report),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    for text in ("network+plausible", "linear-mrae", "otsu2018", "MRAE g*", "RMSE g*", "after each image's best gain"):
+        assert text in result.stdout
+    data = json.loads(report.read_text())
+    assert list(data["methods"]) == ["network", "network+plausible", "linear-mrae", "otsu2018"]
+    assert data["settings"]["plausible"] is True
+    assert data["settings"]["baselines"]["linear-mrae"]["method"] == "linear 3→31 minimum MRAE (IRLS)"
+    assert "Otsu 2018" in data["settings"]["baselines"]["otsu2018"]["method"]
+    # the fixtures' cubes are exactly linear in the RGB: the MRAE-fitted map finds that map too
+    assert data["methods"]["linear-mrae"]["summary"]["mrae_mean"] < 1e-4
+    np.testing.assert_allclose(data["settings"]["baselines"]["linear-mrae"]["matrix_3x31"], MATRIX, rtol=1e-3)
+    # the projected network output is scored from the same reconstruction, projected
+    pairs = discover(ntire2020)
+    for pair, image in zip(pairs, data["methods"]["network+plausible"]["images"], strict=True):
+        gt, _, _ = read_cube(pair.cube)
+        cube = reconstruct(iio.imread(pair.rgb), bundled_weights, window=64, stride=64, plausible=True)
+        assert image["mrae_gain_mrae"] == pytest.approx(score(cube, gt).mrae_gain_mrae, rel=1e-5)
+    # weights whose output's rendering is unknown: refused before any work
+    import dataclasses
+
+    from hsrecon.weights import save_weights
+
+    meta = dataclasses.replace(bundled_weights.meta, input_space="srgb")
+    photo = save_weights(tmp_path / "photo.safetensors", bundled_weights.state_dict, meta)
+    result = invoke("eval", "--data", str(ntire2020), "--plausible", "--weights", str(photo), "--device", "cpu")
+    assert result.exit_code == 2 and "--plausible needs weights that take clean-space input" in result.stderr
+
+
 def test_pred_gt_on_convert_outputs_in_three_formats(tmp_path, rng):
     rgb, truth = linear_scene(rng, MATRIX, (64, 64))
     (tmp_path / "in").mkdir()
@@ -211,6 +245,7 @@ def test_ntire2022_crop_on_small_images_fails_each_pair(tmp_path, rng):
         ((), 2, "give --data DIR"),
         (("--data", ".", "--pred", "."), 2, "not both"),
         (("--pred", ".", "--gt", ".", "--baseline", "linear"), 2, "--baseline: only with --data"),
+        (("--pred", ".", "--gt", ".", "--plausible"), 2, "--plausible: only with --data"),
         (("--pred", ".", "--gt", ".", "--ntire2022", "--crop", "5"), 2, "conflicts with --crop 5"),
         (("--pred", "nowhere", "--gt", "."), 4, "nowhere: not a folder"),
         (("--pred", ".", "--gt", ".", "--json", "missing/r.json"), 5, "no such directory"),

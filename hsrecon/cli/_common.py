@@ -120,6 +120,8 @@ class Baseline(str, Enum):
     LINEAR = "linear"
     LINEAR_STORED = "linear-stored"
     LINEAR_DECODED = "linear-decoded"
+    LINEAR_MRAE = "linear-mrae"
+    OTSU2018 = "otsu2018"
 
 
 class Ablation(str, Enum):

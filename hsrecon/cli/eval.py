@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
+from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -35,13 +36,24 @@ from hsrecon.cli._common import (
 if TYPE_CHECKING:
     from hsrecon.data import Pair
     from hsrecon.evaluate import Failure, ImageResult, Report
+    from hsrecon.weights import Weights
 
 __all__ = ["evaluate"]
 
 NTIRE2022_CROP = 128  # hsrecon.metrics.NTIRE2022_CROP, held equal by tests/test_cli.py (no numpy at start-up)
-_HEADERS = {"mrae": "MRAE", "rmse": "RMSE", "psnr": "PSNR dB", "sam": "SAM °", "ssim": "SSIM"}
-_FORMATS = {"mrae": "{:.5f}", "rmse": "{:.5f}", "psnr": "{:.2f}", "sam": "{:.3f}", "ssim": "{:.4f}"}
-_NETWORK_ONLY = ("--weights", "--tta", "--baseline", "--window", "--stride")
+# The table shows the NTIRE metrics and the headline scale-free pair (each after its own best gain per
+# image); the JSON and CSV hold every score (hsrecon.evaluate.SCALE_FREE, GAINS).
+_COLUMNS = ("mrae", "rmse", "psnr", "sam", "ssim", "mrae_gain_mrae", "rmse_gain_ls")
+_HEADERS = {
+    "mrae": "MRAE", "rmse": "RMSE", "psnr": "PSNR dB", "sam": "SAM °", "ssim": "SSIM",
+    "mrae_gain_mrae": "MRAE g*", "rmse_gain_ls": "RMSE g*",
+}  # fmt: skip
+_FORMATS = {
+    "mrae": "{:.5f}", "rmse": "{:.5f}", "psnr": "{:.2f}", "sam": "{:.3f}", "ssim": "{:.4f}",
+    "mrae_gain_mrae": "{:.5f}", "rmse_gain_ls": "{:.5f}",
+}  # fmt: skip
+_UNBOUNDED = 10_000  # columns: room to measure the table's natural width
+_NETWORK_ONLY = ("--weights", "--tta", "--baseline", "--window", "--stride", "--plausible")
 
 
 def evaluate(
@@ -65,10 +77,19 @@ def evaluate(
         Optional[list[Baseline]],
         typer.Option(
             parser=one_of(Baseline, "--baseline"),
-            help="Also score a least-squares 3→31 map fitted on the train split (repeatable): 'linear' on the "
-            "network's input, 'linear-stored' on the files' values, 'linear-decoded' on them in clean space.",
+            help="Also score a baseline (repeatable): a least-squares 3→31 map fitted on the train split, on the "
+            "network's input ('linear'), the files' values ('linear-stored') or them in clean space "
+            "('linear-decoded'); the map fitted there for minimum MRAE ('linear-mrae'); colour-science's "
+            "Otsu 2018 reflectance recovery x the illuminant ('otsu2018').",
         ),
     ] = None,
+    plausible: Annotated[
+        bool,
+        typer.Option(
+            help="Also score the network's output projected onto spectra that render exactly to the input, "
+            "as network+plausible (docs/input-spaces.md)."
+        ),
+    ] = False,
     json_report: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON.")] = None,
     csv_report: Annotated[Optional[Path], typer.Option("--csv", help="Write the scores as CSV.")] = None,
     window: Annotated[
@@ -79,11 +100,13 @@ def evaluate(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Score reconstructions: MRAE, RMSE, PSNR, SAM and SSIM per image and overall (docs/metrics.md)."""
-    _check_mode(data, pred, gt, dict(zip(_NETWORK_ONLY, (weights, tta, baseline, window, stride), strict=True)))
+    network_only = (weights, tta, baseline, window, stride, plausible)
+    _check_mode(data, pred, gt, dict(zip(_NETWORK_ONLY, network_only, strict=True)))
     crop = _crop(crop, ntire2022)
     _check_reports({"json": json_report, "csv": csv_report})
     network = {"weights": weights, "device": device, "split": split, "track": track, "tta": tta,
-               "baseline": baseline, "window": window, "stride": stride, "batch_size": batch_size}  # fmt: skip
+               "baseline": baseline, "window": window, "stride": stride, "batch_size": batch_size,
+               "plausible": plausible}  # fmt: skip
     shown = EvalProgress(quiet)
     try:
         report = _score_files(pred, gt, crop, shown) if data is None else _score_dataset(data, crop, shown, **network)
@@ -111,17 +134,21 @@ def _score_files(pred: Path, gt: Path, crop: int, shown: EvalProgress) -> Report
 def _score_dataset(
     data: Path, crop: int, shown: EvalProgress, *, weights: str | None, device: str, split: Split, track: Track,
     tta: bool, baseline: list[Baseline] | None, window: int | None, stride: int | None, batch_size: int,
+    plausible: bool,
 ) -> Report:  # fmt: skip
     from hsrecon.evaluate import BaselineError, DatasetError, evaluate_dataset
     from hsrecon.inference import DeviceOutOfMemoryError
 
     loaded, target = weights_or_exit(weights), device_or_exit(device)
     window, stride = windowing_or_exit(loaded, window, stride, batch_size)
+    if plausible:
+        _plausible_or_exit(loaded)
     try:
         with shown.progress:
             return evaluate_dataset(
                 data, loaded, device=target, split=split.value, track=track.value, window=window, stride=stride,
-                batch_size=batch_size, tta=tta, crop=crop, baselines=[b.value for b in baseline or ()], events=shown,
+                batch_size=batch_size, tta=tta, crop=crop, baselines=[b.value for b in baseline or ()],
+                plausible=plausible, events=shown,
             )  # fmt: skip
     except BaselineError as error:
         raise fail(f"--{error}", ExitCode.INPUT) from None
@@ -129,6 +156,15 @@ def _score_dataset(
         raise fail(str(error), ExitCode.INPUT) from None
     except DeviceOutOfMemoryError as error:  # stops the run: every other image would fail the same way
         raise fail(out_of_memory_line(error, batch_size), ExitCode.DEVICE) from None
+
+
+def _plausible_or_exit(loaded: Weights) -> None:
+    from hsrecon.plausible import check_weights_space
+
+    try:
+        check_weights_space(loaded.input_space, loaded.name)
+    except ValueError as error:
+        raise fail(str(error), ExitCode.USAGE) from None
 
 
 def _check_mode(data: Path | None, pred: Path | None, gt: Path | None, network_options: dict) -> None:
@@ -222,20 +258,18 @@ def _cell(metric: str, value: float | None) -> str:
 
 
 def _table(report: Report, crop: int) -> Table:
-    from hsrecon.evaluate import METRICS
-
     several = len(report.results) > 1
     table = Table(title="hsrecon eval", title_justify="left")
     names = [r.name for results in report.results.values() for r in results]
     table.add_column("image", overflow="fold", min_width=min(max(map(len, names), default=5), 32))
     if several:
         table.add_column("method")
-    for metric in METRICS:
+    for metric in _COLUMNS:
         table.add_column(_HEADERS[metric], justify="right")
     table.add_column("s", justify="right")
     for method, results in report.results.items():
         for result in results:
-            cells = [_cell(m, getattr(result.scores, m)) for m in METRICS]
+            cells = [_cell(m, getattr(result.scores, m)) for m in _COLUMNS]
             seconds = "" if result.seconds is None else f"{result.seconds:.2f}"
             table.add_row(result.name, *([method] if several else []), *cells, seconds)
     if table.rows:
@@ -243,18 +277,19 @@ def _table(report: Report, crop: int) -> Table:
     for method in report.results:
         _summary_rows(table, report.summary(method), method if several else None)
     table.caption = _caption(report, crop)
+    # Its natural width, whatever the terminal's (80 when piped to a file): a narrower table would cut the
+    # numbers short ("0.28…"); a wide one only wraps on screen.
+    table.width = Measurement.get(stdout, stdout.options.update_width(_UNBOUNDED), table).maximum
     return table
 
 
 def _summary_rows(table: Table, summary: dict, method: str | None) -> None:
-    from hsrecon.evaluate import METRICS
-
     """A mean row (every metric) and MRAE's median and 95th percentile (p95), for one method."""
     label = [method] if method is not None else []
     seconds = "" if summary["seconds_mean"] is None else f"{summary['seconds_mean']:.2f}"
-    means = [_cell(m, summary[f"{m}_mean"]) for m in METRICS]
+    means = [_cell(m, summary[f"{m}_mean"]) for m in _COLUMNS]
     table.add_row("[bold]mean[/]", *label, *means, seconds)
-    blanks = [""] * (len(METRICS) - 1)
+    blanks = [""] * (len(_COLUMNS) - 1)
     table.add_row("median", *label, _cell("mrae", summary["mrae_median"]), *blanks, "")
     table.add_row("p95", *label, _cell("mrae", summary["mrae_p95"]), *blanks, "", end_section=True)
 
@@ -270,6 +305,7 @@ def _caption(report: Report, crop: int) -> str:
         describe_region(crop),
         "PSNR peak 1.0 on [0, 1]-clipped cubes",
         "SAM in degrees",
+        "g*: after each image's best gain (MRAE-optimal for MRAE, least squares for RMSE)",
     ]
     if excluded:
         parts.append(f"MRAE left out {excluded} zero ground-truth values")
