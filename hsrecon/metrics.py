@@ -45,11 +45,13 @@ __all__ = [
     "GainScores",
     "MetricAccumulator",
     "Scores",
+    "band_relative_errors",
     "crop_region",
     "gain_scores",
     "ls_gain",
     "mrae",
     "mrae_gain",
+    "pixel_mrae",
     "psnr",
     "rmse",
     "sam",
@@ -653,3 +655,32 @@ class MetricAccumulator:
             sam_excluded=self._zero_norm,
             **(self._gain.result().fields() if self._gain is not None else {}),
         )
+
+
+# --- where the error is: per pixel and per band -------------------------------------------------------
+
+
+def pixel_mrae(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """Each pixel's MRAE (h×w float64): the mean of |pred − gt| / |gt| over its bands with gt ≠ 0.
+
+    The image's MRAE convention per pixel (gt == 0 values left out); NaN where every band's truth is 0.
+    The image's MRAE is the mean over all values, not the mean of this map (pixels with excluded values
+    weigh less there).
+    """
+    pred, gt = np.asarray(pred, dtype=np.float64), np.asarray(gt, dtype=np.float64)
+    _check_pair(pred, gt)
+    nonzero = gt != 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        relative = np.where(nonzero, np.abs(pred - gt) / np.abs(np.where(nonzero, gt, 1.0)), 0.0)
+        return relative.sum(axis=-1) / nonzero.sum(axis=-1)
+
+
+def band_relative_errors(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per band: the sum of |pred − gt| / |gt| over values with gt ≠ 0, and how many there were (float64,
+    int64); sums over row blocks divided at the end give each band's MRAE, the image's convention per band."""
+    pred, gt = np.asarray(pred, dtype=np.float64), np.asarray(gt, dtype=np.float64)
+    _check_pair(pred, gt)
+    nonzero = gt != 0
+    relative = np.where(nonzero, np.abs(pred - gt) / np.abs(np.where(nonzero, gt, 1.0)), 0.0)
+    bands = gt.shape[-1]
+    return relative.reshape(-1, bands).sum(axis=0), nonzero.reshape(-1, bands).sum(axis=0).astype(np.int64)

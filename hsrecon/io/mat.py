@@ -138,18 +138,29 @@ def to_height_width_bands(
     MATLAB's remaining two axes are (rows, columns). When several axes have the band count and no
     image shape is known, the last one wins: that is NTIRE's H×W×31.
     """
-    if matlab_cube.ndim != 3:
-        raise ValueError(f"{path}: 'cube' has {matlab_cube.ndim} dimensions, expected 3")
-    candidates = [axis for axis in range(3) if matlab_cube.shape[axis] == n_bands]
-    if not candidates:
-        raise ValueError(f"{path}: 'cube' of MATLAB shape {matlab_cube.shape} has no axis of {n_bands} bands")
-    axis, transpose = candidates[-1], False
-    if image_shape is not None:
-        axis, transpose = _match_image_shape(matlab_cube.shape, candidates, tuple(image_shape), path)
+    axis, transpose = matlab_band_axis(matlab_cube.shape, n_bands, image_shape=image_shape, path=path)
     cube = np.moveaxis(matlab_cube, axis, -1)
     if transpose:
         cube = cube.transpose(1, 0, 2)
     return np.ascontiguousarray(cube, dtype=np.float32)
+
+
+def matlab_band_axis(
+    shape: tuple[int, ...], n_bands: int, *, image_shape: tuple[int, int] | None, path: Path
+) -> tuple[int, bool]:
+    """The band axis of a MATLAB-order ``shape``, and whether the other two are (columns, rows).
+
+    The rule of :func:`to_height_width_bands`, on a shape alone, so a reader that slices the file
+    (``hsrecon view``) lays the axes out exactly as a whole read does.
+    """
+    if len(shape) != 3:
+        raise ValueError(f"{path}: 'cube' has {len(shape)} dimensions, expected 3")
+    candidates = [axis for axis in range(3) if shape[axis] == n_bands]
+    if not candidates:
+        raise ValueError(f"{path}: 'cube' of MATLAB shape {tuple(shape)} has no axis of {n_bands} bands")
+    if image_shape is None:
+        return candidates[-1], False
+    return _match_image_shape(tuple(shape), candidates, tuple(image_shape), path)
 
 
 def _match_image_shape(

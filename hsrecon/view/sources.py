@@ -1,0 +1,322 @@
+"""Cube files read on demand: a pixel's spectrum or a strided region, never the whole cube.
+
+``hsrecon view`` must open a 100-megapixel cube as fast as a small one, so nothing here reads more
+than a request asks for: ENVI files are memory-mapped (through SPy) and sliced in the file's own
+interleave; HDF5 cubes (``.h5``, and ``.mat`` v7.3, which is HDF5 with MATLAB's reversed axes) are
+sliced with h5py, which decompresses only the chunks a selection touches. Only ``.mat`` v5 files,
+which cannot be sliced, are read whole (SciPy; MATLAB caps them at 2 GB anyway).
+
+A region is two ``slice`` objects with steps (``rows``, ``cols``): a view downscaled to the screen is
+a strided (nearest-neighbour) sample of the file, so its cost grows with the pixels shown, and reading
+it never needs the whole cube in memory. Every source returns float32 H×W×B, bands last, whatever the
+file's layout and type. Files are opened read-only.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from hsrecon.io.base import ENVI_DATA_SUFFIX, AttrValue, default_wavelengths
+
+__all__ = ["ArraySource", "CubeSource", "PhotoSource", "open_cube_source", "overview_step", "region_shape"]
+
+HDF5_CACHE_BYTES = 64 << 20  # chunk cache per open file: a hovered pixel's neighbours come from memory
+HDF5_BLOCK_ROWS = 64  # rows per h5py call on a large region, so a spectrum request never waits long
+
+
+def region_shape(rows: slice, cols: slice, height: int, width: int) -> tuple[int, int]:
+    """The (rows, columns) a strided region of an H×W image holds."""
+    return len(range(*rows.indices(height))), len(range(*cols.indices(width)))
+
+
+class CubeSource(ABC):
+    """One cube file, open for reading: its size, wavelengths and attributes, and reads of parts of it."""
+
+    path: Path
+    height: int
+    width: int
+    bands: int
+    wavelengths_nm: np.ndarray
+    attrs: dict[str, AttrValue]
+    layout: str  # how the file is read, for people: "ENVI bsq float32, memory-mapped"
+
+    @abstractmethod
+    def read(self, rows: slice, cols: slice) -> np.ndarray:
+        """The region ``[rows, cols]`` (slices with positive steps) as float32 h×w×B."""
+
+    def spectrum(self, y: int, x: int) -> np.ndarray:
+        """The B values of pixel (x, y) as float32."""
+        if not (0 <= y < self.height and 0 <= x < self.width):
+            raise IndexError(f"pixel ({x}, {y}) is outside the {self.width}×{self.height} image")
+        return self.read(slice(y, y + 1), slice(x, x + 1))[0, 0]
+
+    def row_blocks(self, block_rows: int = HDF5_BLOCK_ROWS) -> Iterator[tuple[int, np.ndarray]]:
+        """The whole cube, top to bottom, ``block_rows`` rows at a time: (y0, rows)."""
+        for y0 in range(0, self.height, block_rows):
+            yield y0, self.read(slice(y0, min(y0 + block_rows, self.height)), slice(0, self.width))
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the file (reads after this fail)."""
+
+    def _check_region(self, rows: slice, cols: slice) -> None:
+        for s, size, axis in ((rows, self.height, "rows"), (cols, self.width, "columns")):
+            if (s.step or 1) < 1 or s.start is None or s.stop is None or not 0 <= s.start < s.stop <= size:
+                raise IndexError(f"{axis} {s.start}:{s.stop}:{s.step} outside 0..{size}")
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "name": self.path.name,
+            "height": self.height,
+            "width": self.width,
+            "bands": self.bands,
+            "wavelengths_nm": [float(w) for w in self.wavelengths_nm],
+            "layout": self.layout,
+        }
+
+
+# --- ENVI ---------------------------------------------------------------------------------------------
+
+
+class EnviSource(CubeSource):
+    """An ENVI ``.hdr`` + data file, memory-mapped by SPy in the file's own interleave.
+
+    Regions are cut from the memmap in the file's axis order (bsq: bands, rows, columns; ``_AXES`` holds
+    the file axis of row, column and band) and only then moved to bands-last, so a band image of a bsq
+    file reads one plane and a spectrum reads B values.
+    """
+
+    _AXES: ClassVar[dict[str, tuple[int, int, int]]] = {"bsq": (1, 2, 0), "bil": (0, 2, 1), "bip": (0, 1, 2)}
+
+    def __init__(self, path: Path) -> None:
+        import spectral
+        from spectral.io import envi as spy_envi
+
+        from hsrecon.io.envi import ENVI_STANDARD_KEYS
+
+        hdr = path.with_suffix(".hdr") if path.suffix.lower() == ENVI_DATA_SUFFIX else path
+        img = hdr.with_suffix(ENVI_DATA_SUFFIX)
+        image = spy_envi.open(str(hdr), str(img)) if img.is_file() else spy_envi.open(str(hdr))
+        memmap = image.open_memmap(interleave="source")
+        if memmap is None:
+            raise ValueError(f"{hdr}: the data file cannot be memory-mapped")
+        self.path = hdr
+        self.height, self.width, self.bands = (int(n) for n in image.shape)
+        self.interleave = {spectral.BSQ: "bsq", spectral.BIL: "bil", spectral.BIP: "bip"}[image.interleave]
+        self._memmap = memmap
+        centers = image.bands.centers
+        self.wavelengths_nm = np.asarray(centers, dtype=np.float64) if centers else default_wavelengths(self.bands, hdr)
+        self.attrs = {
+            key: ", ".join(map(str, v)) if isinstance(v, list) else str(v)
+            for key, v in image.metadata.items()
+            if key not in ENVI_STANDARD_KEYS
+        }
+        self.layout = f"ENVI {self.interleave} {np.dtype(memmap.dtype).name}, memory-mapped"
+
+    def read(self, rows: slice, cols: slice) -> np.ndarray:
+        self._check_region(rows, cols)
+        row_axis, col_axis, band_axis = self._AXES[self.interleave]
+        index: list[slice] = [slice(None)] * 3
+        index[row_axis], index[col_axis] = rows, cols
+        part = self._memmap[tuple(index)]
+        return np.ascontiguousarray(np.transpose(part, (row_axis, col_axis, band_axis)), dtype=np.float32)
+
+    def band(self, band: int, rows: slice, cols: slice) -> np.ndarray:
+        """One band of a region (h×w float32): for bsq files, one plane of the file."""
+        self._check_region(rows, cols)
+        row_axis, col_axis, band_axis = self._AXES[self.interleave]
+        index: list[slice | int] = [slice(None)] * 3
+        index[row_axis], index[col_axis], index[band_axis] = rows, cols, band
+        return np.asarray(self._memmap[tuple(index)], dtype=np.float32)  # rows before columns in every interleave
+
+    def close(self) -> None:
+        self._memmap = None  # the mapping closes with the last array that refers to it
+
+
+# --- HDF5: .h5 and .mat v7.3 --------------------------------------------------------------------------
+
+
+class HDF5Source(CubeSource):
+    """A 3-D HDF5 dataset whose axes are (rows, columns, bands) in some order (``axes``: the dataset
+    axis of each). Large regions are read in bands of about 64 source rows, so h5py's global lock is
+    never held for long and a spectrum request slips in between."""
+
+    def __init__(self, path: Path, file, dataset, axes: tuple[int, int, int], wavelengths: np.ndarray, attrs) -> None:
+        self.path = path
+        self._file, self._dataset, self._axes = file, dataset, axes
+        shape = dataset.shape
+        self.height, self.width, self.bands = (int(shape[a]) for a in axes)
+        self.wavelengths_nm = wavelengths
+        self.attrs = attrs
+        if wavelengths.size != self.bands:
+            raise ValueError(f"{path}: {wavelengths.size} wavelengths for a cube of {self.bands} bands")
+        chunks = dataset.chunks
+        stored = f"chunks {'×'.join(map(str, chunks))}" if chunks else "contiguous"
+        compression = f", {dataset.compression}" if dataset.compression else ""
+        self.layout = f"HDF5 {np.dtype(dataset.dtype).name}, {stored}{compression}, read by slices"
+
+    def read(self, rows: slice, cols: slice) -> np.ndarray:
+        self._check_region(rows, cols)
+        step = rows.step or 1
+        per_call = max(1, HDF5_BLOCK_ROWS // step) * step
+        blocks = []
+        for start in range(rows.start, rows.stop, per_call):
+            blocks.append(self._read_block(slice(start, min(start + per_call, rows.stop), step), cols))
+        return np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
+
+    def _read_block(self, rows: slice, cols: slice) -> np.ndarray:
+        row_axis, col_axis, _ = self._axes
+        index: list[slice] = [slice(None)] * 3
+        index[row_axis], index[col_axis] = rows, cols
+        part = self._dataset[tuple(index)]
+        return np.ascontiguousarray(np.transpose(part, self._axes), dtype=np.float32)
+
+    def close(self) -> None:
+        file, self._file = self._file, None
+        if file is not None:
+            file.close()
+
+
+def _open_hdf5(path: Path):
+    import h5py
+
+    return h5py.File(path, "r", rdcc_nbytes=HDF5_CACHE_BYTES, rdcc_nslots=10007)
+
+
+def _open_h5(path: Path) -> HDF5Source:
+    """``cube`` H×W×B, ``wavelength`` (as :func:`hsrecon.io.h5.read_h5` reads them)."""
+    import h5py
+
+    from hsrecon.io.h5 import read_attrs
+
+    file = _open_hdf5(path)
+    try:
+        cube = file.get("cube")
+        if not isinstance(cube, h5py.Dataset) or cube.ndim != 3:
+            raise ValueError(f"{path}: no 3-D dataset 'cube' (H×W×bands)")
+        if isinstance(file.get("wavelength"), h5py.Dataset):
+            wavelengths = np.asarray(file["wavelength"][()], dtype=np.float64).ravel()
+        else:
+            wavelengths = default_wavelengths(cube.shape[2], path)
+        attrs = read_attrs(file, skip=frozenset({"wavelength_units"}))
+        return HDF5Source(path, file, cube, (0, 1, 2), wavelengths, attrs)
+    except BaseException:
+        file.close()
+        raise
+
+
+def _open_mat73(path: Path, image_shape: tuple[int, int] | None) -> HDF5Source:
+    """``cube`` and ``bands`` of a v7.3 MAT-file, axes found by :func:`hsrecon.io.mat.matlab_band_axis`.
+
+    HDF5 sees MATLAB's shape reversed, so MATLAB axis ``i`` is dataset axis ``2 - i``.
+    """
+    import h5py
+
+    from hsrecon.io.h5 import read_attrs
+    from hsrecon.io.mat import matlab_band_axis
+
+    file = _open_hdf5(path)
+    try:
+        cube = file.get("cube")
+        if not isinstance(cube, h5py.Dataset):
+            raise ValueError(f"{path}: no variable 'cube'")
+        bands = file.get("bands")
+        wavelengths = np.asarray(bands[()], dtype=np.float64).ravel() if isinstance(bands, h5py.Dataset) else None
+        matlab_shape = tuple(reversed(cube.shape))
+        n_bands = 31 if wavelengths is None else wavelengths.size
+        band_axis, transpose = matlab_band_axis(matlab_shape, n_bands, image_shape=image_shape, path=path)
+        row_axis, col_axis = (axis for axis in range(3) if axis != band_axis)
+        if transpose:
+            row_axis, col_axis = col_axis, row_axis
+        axes = (2 - row_axis, 2 - col_axis, 2 - band_axis)
+        if wavelengths is None:
+            wavelengths = default_wavelengths(n_bands, path)
+        return HDF5Source(path, file, cube, axes, wavelengths, read_attrs(file))
+    except BaseException:
+        file.close()
+        raise
+
+
+# --- in memory: .mat v5 -------------------------------------------------------------------------------
+
+
+class ArraySource(CubeSource):
+    """A cube held in memory: files that cannot be sliced (``.mat`` v5), and tests."""
+
+    def __init__(self, path: Path, cube: np.ndarray, wavelengths: np.ndarray, attrs: dict[str, AttrValue]) -> None:
+        self.path = path
+        self._cube = np.asarray(cube, dtype=np.float32)
+        self.height, self.width, self.bands = self._cube.shape
+        self.wavelengths_nm = np.asarray(wavelengths, dtype=np.float64)
+        self.attrs = attrs
+        self.layout = "read whole into memory (this format cannot be sliced)"
+
+    def read(self, rows: slice, cols: slice) -> np.ndarray:
+        self._check_region(rows, cols)
+        return np.ascontiguousarray(self._cube[rows, cols])
+
+    def close(self) -> None:
+        self._cube = np.empty((0, 0, self.bands), dtype=np.float32)
+
+
+def open_cube_source(path: Path, *, image_shape: tuple[int, int] | None = None) -> CubeSource:
+    """Open a cube file for reads on demand, by suffix: ``.hdr``/``.img``, ``.h5``/``.hdf5``, ``.mat``.
+
+    ValueError (one line, naming the file) for a file that is not a readable cube, OSError for one
+    that cannot be opened. ``image_shape`` settles a ``.mat`` file's axes as in :func:`hsrecon.io.read_cube`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".hdr", ENVI_DATA_SUFFIX):
+            return EnviSource(path)
+        if suffix in (".h5", ".hdf5"):
+            return _open_h5(path)
+        if suffix == ".mat":
+            import h5py
+
+            if h5py.is_hdf5(path):
+                return _open_mat73(path, image_shape)
+            from hsrecon.io.mat import read_mat
+
+            cube, wavelengths, attrs = read_mat(path, image_shape=image_shape)
+            return ArraySource(path, cube, wavelengths, attrs)
+    except (KeyError, TypeError, IndexError) as error:  # what SPy and h5py raise on malformed files
+        raise ValueError(f"{path}: not a readable cube ({error})") from None
+    except Exception as error:
+        if type(error).__module__.startswith("spectral"):
+            raise ValueError(f"{path}: not a readable ENVI cube ({error})") from None
+        raise
+    raise ValueError(f"{path}: unknown cube suffix {path.suffix!r}; expected .hdr, .img, .mat or .h5")
+
+
+class PhotoSource:
+    """The RGB photo a cube was made from, shown beside it: decoded once (an 8-bit copy in memory).
+
+    Values are shown as stored (``value / max_code``), without any input-space transform.
+    """
+
+    def __init__(self, path: Path) -> None:
+        from hsrecon.io.rgb import read_rgb
+
+        image = read_rgb(Path(path))
+        scaled = np.asarray(image.pixels, dtype=np.float32) * (255.0 / float(image.max_code))
+        self.path = Path(path)
+        self.pixels = np.clip(np.round(scaled), 0, 255).astype(np.uint8)
+        self.height, self.width = self.pixels.shape[:2]
+
+    def read(self, rows: slice, cols: slice) -> np.ndarray:
+        return self.pixels[rows, cols]
+
+
+def overview_step(height: int, width: int, max_side: int) -> int:
+    """The smallest stride at which an H×W image fits ``max_side`` pixels on its longer side."""
+    return max(1, math.ceil(max(height, width) / max_side))
