@@ -14,24 +14,42 @@ import imageio.v3 as iio
 import numpy as np
 
 from hsrecon.io.temps import atomic_file
-from hsrecon.physics import align_to_bands, load_colour
+from hsrecon.physics import WAVELENGTHS_NM, align_to_bands, load_colour
 
 __all__ = ["cube_to_linear_srgb", "cube_to_srgb", "encode_srgb", "srgb_white", "write_preview"]
 
 
-@lru_cache(maxsize=1)
-def _cube_to_linear_srgb_matrix() -> np.ndarray:
-    """31×3: cube → XYZ (CIE 1931 2°, ȳ summing to 1) → linear sRGB."""
+@lru_cache(maxsize=8)
+def _cube_to_linear_srgb_matrix(wavelengths_nm: tuple[float, ...] = tuple(WAVELENGTHS_NM)) -> np.ndarray:
+    """B×3: cube → XYZ (CIE 1931 2°, ȳ summing to 1) → linear sRGB.
+
+    hsrecon's 31 bands take the table by :func:`hsrecon.physics.align_to_bands`; other wavelengths take
+    it at the band centres (colour-science interpolates its 1 nm table), weighted by each band's width,
+    zero outside its 360–830 nm. ValueError when no band is visible.
+    """
     colour = load_colour()
-    cmfs = align_to_bands(colour.MSDS_CMFS["CIE 1931 2 Degree Standard Observer"])
-    to_xyz = cmfs / cmfs[:, 1].sum()
+    cmfs = colour.MSDS_CMFS["CIE 1931 2 Degree Standard Observer"]
+    if tuple(wavelengths_nm) == tuple(WAVELENGTHS_NM):
+        values = align_to_bands(cmfs)
+    else:
+        centres = np.asarray(wavelengths_nm, dtype=np.float64)
+        visible = (centres >= cmfs.wavelengths[0]) & (centres <= cmfs.wavelengths[-1])
+        values = np.zeros((centres.size, 3))
+        values[visible] = cmfs[centres[visible]]
+        widths = np.gradient(centres) if centres.size > 1 else np.ones(1)
+        values *= (widths / widths.max())[:, None]
+    if not values[:, 1].sum() > 0:
+        raise ValueError(f"no visible band between {cmfs.wavelengths[0]:g} and {cmfs.wavelengths[-1]:g} nm")
+    to_xyz = values / values[:, 1].sum()
     xyz_to_srgb = np.asarray(colour.models.RGB_COLOURSPACE_sRGB.matrix_XYZ_to_RGB)
     return to_xyz @ xyz_to_srgb.T
 
 
-def cube_to_linear_srgb(cube: np.ndarray) -> np.ndarray:
-    """An H×W×31 cube → H×W×3 linear sRGB (float64), before any exposure."""
-    return np.asarray(cube, dtype=np.float64) @ _cube_to_linear_srgb_matrix()
+def cube_to_linear_srgb(cube: np.ndarray, wavelengths_nm: np.ndarray | None = None) -> np.ndarray:
+    """An H×W×B cube → H×W×3 linear sRGB (float64), before any exposure. Bands at ``wavelengths_nm``
+    (default: hsrecon's 31, 400–700 nm); ValueError when none is visible."""
+    key = tuple(WAVELENGTHS_NM) if wavelengths_nm is None else tuple(float(w) for w in wavelengths_nm)
+    return np.asarray(cube, dtype=np.float64) @ _cube_to_linear_srgb_matrix(key)
 
 
 def srgb_white(linear: np.ndarray) -> float:

@@ -88,8 +88,20 @@ class RenderedImage:
 class _Overview:
     cube: np.ndarray
     truth: np.ndarray | None
-    white: float  # the linear sRGB value shown as white, shared by the cube and its truth
+    wavelengths_nm: np.ndarray
     ranges: dict
+    _white: float | None = None
+
+    @property
+    def white(self) -> float:
+        """The linear sRGB value shown as white, from the truth when there is one (so the prediction is
+        shown at the truth's exposure and a brightness error shows)."""
+        if self._white is None:
+            from hsrecon.preview import cube_to_linear_srgb, srgb_white
+
+            shown = self.cube if self.truth is None else self.truth
+            self._white = srgb_white(cube_to_linear_srgb(shown, self.wavelengths_nm))
+        return self._white
 
 
 class Entry:
@@ -109,8 +121,15 @@ class Entry:
             "truth": None if self.truth is None else self.truth.path.name,
             "photo": None if self.photo is None else self.photo.path.name,
             "overview_step": self.overview_step,
+            "srgb": self.has_srgb,
             "attrs": {str(k): str(v) for k, v in self.cube.attrs.items()},
         }
+
+    @property
+    def has_srgb(self) -> bool:
+        """Whether any band is visible, so the cube has an sRGB rendering."""
+        cmf_range = (360.0, 830.0)  # CIE 1931 2° as tabulated by colour-science
+        return bool(np.any((self.cube.wavelengths_nm >= cmf_range[0]) & (self.cube.wavelengths_nm <= cmf_range[1])))
 
     def check(self, request: ImageRequest) -> None:
         """ValueError for a request this entry cannot answer (layer, band, region, size)."""
@@ -118,6 +137,8 @@ class Entry:
             raise ValueError(f"layer {request.layer!r}: choose from {', '.join(LAYERS)}")
         if request.layer in ("truth", "mrae") and self.truth is None:
             raise ValueError(f"layer {request.layer!r}: {self.name} has no ground truth")
+        if request.layer in ("srgb", "truth") and not self.has_srgb:
+            raise ValueError(f"layer {request.layer!r}: {self.name} has no band between 360 and 830 nm")
         if request.layer == "photo" and self.photo is None:
             raise ValueError(f"layer 'photo': {self.name} has no photo")
         if not 0 <= request.band < self.cube.bands:
@@ -157,7 +178,7 @@ class Entry:
             return RenderedImage(png_bytes(self.photo.read(request.row_slice, request.col_slice)))
         if request.layer in ("srgb", "truth"):
             source = "truth" if request.layer == "truth" else "cube"
-            linear = cube_to_linear_srgb(self._region(source, request, overview))
+            linear = cube_to_linear_srgb(self._region(source, request, overview), self.cube.wavelengths_nm)
             return RenderedImage(png_bytes(encode_srgb(linear, overview.white)))
         values = self._values(request, overview)
         lo, hi = request.lo, request.hi
@@ -215,14 +236,11 @@ class Entry:
 
     def read_overview(self) -> _Overview:
         """Read the overview of the cube (and truth) from the files: the one slow step of a first view."""
-        from hsrecon.preview import cube_to_linear_srgb, srgb_white
-
         step = self.overview_step
         rows, cols = slice(0, self.cube.height, step), slice(0, self.cube.width, step)
         cube = self.cube.read(rows, cols)
         truth = None if self.truth is None else self.truth.read(rows, cols)
-        white = srgb_white(cube_to_linear_srgb(cube if truth is None else truth))
-        return _Overview(cube, truth, white, {})
+        return _Overview(cube, truth, self.cube.wavelengths_nm, {})
 
     # --- scores -------------------------------------------------------------------------------------
 

@@ -21,7 +21,9 @@ import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
+
+import numpy as np
 
 from hsrecon.view.catalog import Catalog, ImageRequest
 from hsrecon.view.render import COLORMAPS, colormap_stops
@@ -82,9 +84,21 @@ class ViewerServer(ThreadingHTTPServer):
             "colormaps": {name: colormap_stops(name) for name in COLORMAPS},
         }
 
+    def warm_up(self) -> threading.Thread:
+        """Load colour-science (seconds) in the background, so the first sRGB image does not wait for it."""
+
+        def load() -> None:
+            from hsrecon.preview import cube_to_linear_srgb
+
+            cube_to_linear_srgb(np.zeros((1, 1, 31)))
+
+        thread = threading.Thread(target=load, name="hsrecon-view-warm-up", daemon=True)
+        thread.start()
+        return thread
+
     def start_in_thread(self) -> threading.Thread:
         """Serve from a background thread (tests, notebooks); ``shutdown()`` then ``server_close()`` stop it."""
-        thread = threading.Thread(target=self.serve_forever, name="hsrecon-view", daemon=True)
+        thread = threading.Thread(target=self.serve_forever, args=(0.05,), name="hsrecon-view", daemon=True)
         thread.start()
         return thread
 
@@ -151,15 +165,15 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.path.startswith("/"):
             self._send_json({"error": "bad request target"}, HTTPStatus.BAD_REQUEST)
             return None, {}
-        parts = urlsplit(self.path)
-        _, token, route = [*parts.path.split("/", 2), "", ""][:3]
+        path, _, query = self.path.partition("?")  # split by hand: never read as a URL with a host part
+        _, token, route = [*path.split("/", 2), "", ""][:3]
         if not hmac.compare_digest(token.encode("utf-8", "surrogateescape"), self.server.token.encode()):
             self._send_json({"error": "forbidden"}, HTTPStatus.FORBIDDEN)
             return None, {}
-        if parts.path == f"/{token}":  # the URL without its final slash: relative links need it
+        if path == f"/{token}":  # the URL without its final slash: relative links need it
             self._send(b"", "text/plain", status=HTTPStatus.MOVED_PERMANENTLY, extra={"Location": f"/{token}/"})
             return None, {}
-        return route, _single_values(parts.query)
+        return route, _single_values(query)
 
     # --- API ----------------------------------------------------------------------------------------
 

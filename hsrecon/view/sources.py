@@ -268,8 +268,8 @@ class ArraySource(CubeSource):
 def open_cube_source(path: Path, *, image_shape: tuple[int, int] | None = None) -> CubeSource:
     """Open a cube file for reads on demand, by suffix: ``.hdr``/``.img``, ``.h5``/``.hdf5``, ``.mat``.
 
-    ValueError (one line, naming the file) for a file that is not a readable cube, OSError for one
-    that cannot be opened. ``image_shape`` settles a ``.mat`` file's axes as in :func:`hsrecon.io.read_cube`.
+    ValueError (one line, naming the file) for a file that is not a readable cube or cannot be
+    opened. ``image_shape`` settles a ``.mat`` file's axes as in :func:`hsrecon.io.read_cube`.
     """
     path = Path(path)
     if not path.is_file():
@@ -291,6 +291,9 @@ def open_cube_source(path: Path, *, image_shape: tuple[int, int] | None = None) 
             return ArraySource(path, cube, wavelengths, attrs)
     except (KeyError, TypeError, IndexError) as error:  # what SPy and h5py raise on malformed files
         raise ValueError(f"{path}: not a readable cube ({error})") from None
+    except OSError as error:  # h5py: "Unable to synchronously open file (file signature not found)"
+        text = error.strerror or (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ValueError(f"{path}: cannot be read as a cube ({text})") from None
     except Exception as error:
         if type(error).__module__.startswith("spectral"):
             raise ValueError(f"{path}: not a readable ENVI cube ({error})") from None

@@ -481,7 +481,9 @@
     state.cube = index;
     const c = cube();
     document.body.classList.toggle("has-truth", Boolean(c.truth));
+    document.body.classList.toggle("no-srgb", !c.srgb);
     if (!c.truth && (state.layer === "truth" || state.layer === "mrae")) setLayer("srgb", false);
+    if (!c.srgb && (state.layer === "srgb" || state.layer === "truth")) setLayer("band", false);
     $("photo-pane").hidden = !c.photo;
     const slider = $("band-slider");
     slider.max = String(c.bands - 1);
