@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -42,3 +43,53 @@ def rng() -> np.random.Generator:
 def _deterministic_torch():
     torch.manual_seed(0)
     yield
+
+
+# --- headless Chromium, for the browser tests (test_view_browser.py, test_report.py) ---------------------
+
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = ROOT / "artifacts"  # screenshots the browser tests keep (git-ignored)
+
+
+def chromium_executable() -> str | None:
+    """The system Chromium (Debian's ``chromium``; ``HSRECON_CHROMIUM`` names another), or None."""
+    import shutil
+
+    for name in (os.environ.get("HSRECON_CHROMIUM"), "chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name) if name else None
+        if found:
+            return found
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium driven by Playwright (its own browser download is never used); skipped, with the
+    reason, where Playwright or Chromium is missing. CI installs both (.ci/run)."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed (pip install '.[test]')")
+    executable = chromium_executable()
+    if executable is None:
+        pytest.skip("no Chromium found: apt-get install chromium (as .ci/run does), or set HSRECON_CHROMIUM")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        yield launched
+        launched.close()
+
+
+def keep_screenshot(page, name: str) -> Path:
+    """Save a screenshot under artifacts/ (CI keeps it) and return its path."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    page.screenshot(path=str(path))
+    return path

@@ -332,7 +332,8 @@
       }
     }
     const h = state.hover;
-    if (h && h.cube === state.cube) {
+    const pinned = h && state.pins.some((p) => p.cube === h.cube && p.x === h.x && p.y === h.y);
+    if (h && h.cube === state.cube && !pinned) {
       const wl = cube().wavelengths_nm;
       traces.push({ x: wl, y: h.values, name: `cursor (${h.x}, ${h.y})`, meta: { kind: "hover" }, line: { color: "#bbbbbb", width: 1.5 } });
       if (h.truth) traces.push({ x: wl, y: h.truth, name: "cursor truth", meta: { kind: "hover-truth" }, line: { color: "#bbbbbb", width: 1.5, dash: "dash" } });
