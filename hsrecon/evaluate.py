@@ -55,6 +55,8 @@ __all__ = [
     "LinearBaseline",
     "NetworkMethod",
     "Report",
+    "Rows",
+    "RowsObserver",
     "conventions",
     "describe_region",
     "evaluate_dataset",
@@ -99,6 +101,22 @@ class Failure:
 
     name: str
     message: str
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Reconstructed rows of one image beside its whole ground truth, as they stream past (``on_rows``):
+    what an HTML report needs beyond the scores (error maps, thumbnails, spectra, per-band errors)."""
+
+    image: str
+    method: str
+    y0: int
+    pred: np.ndarray  # h×W×B, rows y0 … y0 + h - 1
+    truth: np.ndarray  # the whole H×W×B truth
+    wavelengths_nm: np.ndarray
+
+
+RowsObserver = Callable[[Rows], None]
 
 
 @dataclass
@@ -349,6 +367,7 @@ def _score_pair(
     wavelengths_nm: Sequence[float],
     crop: int,
     plausible: Sequence[str] = (),
+    on_rows: RowsObserver | None = None,
 ) -> dict[str, ImageResult]:
     image = read_rgb(pair.rgb)
     height, width = image.pixels.shape[:2]
@@ -362,11 +381,15 @@ def _score_pair(
         accumulator = MetricAccumulator(height, width, bands, crop=crop)
         projected = MetricAccumulator(height, width, bands, crop=crop) if name in plausible else None
 
-        def emit(y0: int, rows: np.ndarray, accumulator=accumulator, projected=projected) -> None:
+        def emit(
+            y0: int, rows: np.ndarray, accumulator=accumulator, projected=projected, method_name: str = name
+        ) -> None:
             truth = gt[y0 : y0 + rows.shape[0]]
             accumulator.update(rows, truth)
             if projected is not None:
                 projected.update(project(rows, image.pixels[y0 : y0 + rows.shape[0]], rendering), truth)
+            if on_rows is not None:
+                on_rows(Rows(pair.name, method_name, y0, rows, gt, wavelengths))
 
         seconds = _timed_run(method, image.pixels, transform, emit)
         results[name] = ImageResult(pair.name, accumulator.result(), seconds)
@@ -393,6 +416,7 @@ def evaluate_pairs(
     on_result: Callable[[str, ImageResult], None] | None = None,
     on_failure: Callable[[Failure], None] | None = None,
     plausible: Sequence[str] = (),
+    on_rows: RowsObserver | None = None,
 ) -> Report:
     """Reconstruct every pair's RGB with each method and score it against the pair's cube.
 
@@ -404,6 +428,7 @@ def evaluate_pairs(
     render exactly to the input (:mod:`hsrecon.plausible`), as ``<method>+plausible``: the same
     reconstruction, not a second run. Only for methods whose output is in the scale of ``input_space``'s
     transform (the network fed clean-space input; not a baseline fitted in another space).
+    ``on_rows`` sees every method's rows beside the truth as they are scored (:class:`Rows`).
     """
     unknown = [name for name in plausible if name not in methods]
     if unknown:
@@ -422,6 +447,7 @@ def evaluate_pairs(
                 wavelengths_nm=wavelengths_nm,
                 crop=crop,
                 plausible=plausible,
+                on_rows=on_rows,
             )
         except (ValueError, OSError, NonFiniteOutputError) as error:
             _fail(report, Failure(pair.name, _one_line(pair.cube, error)), on_failure)
@@ -643,14 +669,19 @@ def pair_cube_files(pred_dir: Path, gt_dir: Path) -> tuple[list[tuple[Path, Path
     return pairs, failures
 
 
-def _score_files(pred_path: Path, gt_path: Path, crop: int) -> Scores:
+def _score_files(
+    pred_path: Path, gt_path: Path, crop: int, method: str = "pred", on_rows: RowsObserver | None = None
+) -> Scores:
     pred, pred_wavelengths, _ = read_cube(pred_path)
     gt, gt_wavelengths, _ = read_cube(gt_path)
     if pred.shape != gt.shape:
         shape = "×".join(map(str, pred.shape))
         raise ValueError(f"{pred_path}: shape {shape}, ground truth {gt_path.name} is {'×'.join(map(str, gt.shape))}")
     _check_wavelengths(pred_path, pred_wavelengths, gt_wavelengths)
-    return score(pred, gt, crop=crop)
+    scores = score(pred, gt, crop=crop)
+    if on_rows is not None:
+        on_rows(Rows(pred_path.name, method, 0, pred, gt, pred_wavelengths))
+    return scores
 
 
 def evaluate_files(
@@ -662,16 +693,18 @@ def evaluate_files(
     settings: dict | None = None,
     on_result: Callable[[str, ImageResult], None] | None = None,
     on_failure: Callable[[Failure], None] | None = None,
+    on_rows: RowsObserver | None = None,
 ) -> Report:
     """Score every prediction file in ``pred_dir`` against its ground truth in ``gt_dir``
-    (:func:`pair_cube_files`); a missing, unreadable or mis-shaped pair is a :class:`Failure`."""
+    (:func:`pair_cube_files`); a missing, unreadable or mis-shaped pair is a :class:`Failure`.
+    ``on_rows`` sees each scored pair, whole (:class:`Rows` with ``y0`` 0)."""
     pairs, unpaired = pair_cube_files(Path(pred_dir), Path(gt_dir))
     report = Report(settings={**(settings or {}), "conventions": conventions(crop)}, results={method: []})
     for failure in unpaired:
         _fail(report, failure, on_failure)
     for pred_path, gt_path in pairs:
         try:
-            scores = _score_files(pred_path, gt_path, crop)
+            scores = _score_files(pred_path, gt_path, crop, method, on_rows)
         except (ValueError, OSError) as error:
             _fail(report, Failure(pred_path.name, _one_line(pred_path, error)), on_failure)
             continue
