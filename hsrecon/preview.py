@@ -45,11 +45,14 @@ def _cube_to_linear_srgb_matrix(wavelengths_nm: tuple[float, ...] = tuple(WAVELE
     return to_xyz @ xyz_to_srgb.T
 
 
-def cube_to_linear_srgb(cube: np.ndarray, wavelengths_nm: np.ndarray | None = None) -> np.ndarray:
-    """An H×W×B cube → H×W×3 linear sRGB (float64), before any exposure. Bands at ``wavelengths_nm``
-    (default: hsrecon's 31, 400–700 nm); ValueError when none is visible."""
+def cube_to_linear_srgb(
+    cube: np.ndarray, wavelengths_nm: np.ndarray | None = None, *, dtype: type = np.float64
+) -> np.ndarray:
+    """An H×W×B cube → H×W×3 linear sRGB, before any exposure. Bands at ``wavelengths_nm`` (default:
+    hsrecon's 31, 400–700 nm); ValueError when none is visible. ``dtype`` float32 halves the memory and
+    time of a display-only rendering (the viewer's); previews are computed in float64."""
     key = tuple(WAVELENGTHS_NM) if wavelengths_nm is None else tuple(float(w) for w in wavelengths_nm)
-    return np.asarray(cube, dtype=np.float64) @ _cube_to_linear_srgb_matrix(key)
+    return np.asarray(cube, dtype=dtype) @ _cube_to_linear_srgb_matrix(key).astype(dtype)
 
 
 def srgb_white(linear: np.ndarray) -> float:

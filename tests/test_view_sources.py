@@ -12,6 +12,7 @@ import pytest
 import scipy.io
 
 from hsrecon.io import open_cube_writer, read_cube
+from hsrecon.view import sources
 from hsrecon.view.sources import EnviSource, HDF5Source, open_cube_source, overview_step, region_shape
 
 WAVELENGTHS = np.arange(400.0, 701.0, 10.0)
@@ -38,11 +39,18 @@ REGIONS = [
     (slice(5, 69, 7), slice(60, 90, 2)),  # across the 64-pixel chunk boundary
     (slice(63, 66), slice(63, 66)),
     (slice(H - 1, H), slice(0, W, 89)),
+    (slice(0, H, 30), slice(1, W, 2)),
 ]
 
 
+@pytest.mark.parametrize("blocks", ["blocks", "runs"])
 @pytest.mark.parametrize(("fmt", "options"), FORMATS, ids=["envi-bsq", "envi-bil", "envi-bip", "h5", "mat"])
-def test_reads_equal_the_whole_cube_read(tmp_path, cube, fmt, options):
+def test_reads_equal_the_whole_cube_read(tmp_path, cube, fmt, options, blocks, monkeypatch):
+    """``blocks``: ENVI rows read in blocks cut in memory (the default here); ``runs``: one read per row,
+    with blocks of at most 3 rows, as for a large file's distant rows."""
+    if blocks == "runs":
+        monkeypatch.setattr(sources, "ENVI_GAP_BYTES", 0)
+        monkeypatch.setattr(sources, "ENVI_BLOCK_BYTES", 3 * W * 31 * 4)
     path = write(tmp_path / "c", fmt, cube, **options)
     whole, wavelengths, _ = read_cube(path)
     source = open_cube_source(path)

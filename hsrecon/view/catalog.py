@@ -19,7 +19,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,7 @@ __all__ = [
 OVERVIEW_MAX_SIDE = 1024
 MAX_IMAGE_PIXELS = 4096 * 4096  # the largest image one request may ask for (a 4K screen, twice over)
 KEPT_OVERVIEWS = 2
+RENDER_BLOCK_VALUES = 1 << 23  # cube values per block of an image being rendered (32 MB of float32)
 WAVELENGTH_TOLERANCE_NM = 0.5
 LAYERS = ("srgb", "band", "truth", "mrae", "photo")
 """``srgb``: the cube in sRGB; ``band``: one band through a colour map; ``truth``: the ground truth in sRGB;
@@ -100,7 +101,7 @@ class _Overview:
             from hsrecon.preview import cube_to_linear_srgb, srgb_white
 
             shown = self.cube if self.truth is None else self.truth
-            self._white = srgb_white(cube_to_linear_srgb(shown, self.wavelengths_nm))
+            self._white = srgb_white(cube_to_linear_srgb(shown, self.wavelengths_nm, dtype=np.float32))
         return self._white
 
 
@@ -169,7 +170,8 @@ class Entry:
         return answer
 
     def render(self, request: ImageRequest, catalog: Catalog) -> RenderedImage:
-        """The PNG of one layer over one region (``check`` it first)."""
+        """The PNG of one layer over one region (``check`` it first), computed in blocks of rows so that
+        memory stays at a block's worth of the cube whatever the region's size."""
         from hsrecon.preview import cube_to_linear_srgb, encode_srgb
 
         overview = catalog.overview(self)
@@ -178,13 +180,30 @@ class Entry:
             return RenderedImage(png_bytes(self.photo.read(request.row_slice, request.col_slice)))
         if request.layer in ("srgb", "truth"):
             source = "truth" if request.layer == "truth" else "cube"
-            linear = cube_to_linear_srgb(self._region(source, request, overview), self.cube.wavelengths_nm)
-            return RenderedImage(png_bytes(encode_srgb(linear, overview.white)))
-        values = self._values(request, overview)
+            wavelengths, white = self.cube.wavelengths_nm, overview.white
+
+            def srgb(part: ImageRequest) -> np.ndarray:
+                region = self._region(source, part, overview)
+                return encode_srgb(cube_to_linear_srgb(region, wavelengths, dtype=np.float32), white)
+
+            return RenderedImage(png_bytes(self._blockwise(request, srgb)))
         lo, hi = request.lo, request.hi
         if lo is None or hi is None:
             lo, hi = self._range(request, overview)
-        return RenderedImage(png_bytes(apply_colormap(values, lo, hi, request.colormap)), lo, hi)
+
+        def mapped(part: ImageRequest) -> np.ndarray:
+            return apply_colormap(self._values(part, overview), lo, hi, request.colormap)
+
+        return RenderedImage(png_bytes(self._blockwise(request, mapped)), lo, hi)
+
+    def _blockwise(self, request: ImageRequest, render_part) -> np.ndarray:
+        """``render_part`` over the request's rows in blocks of about :data:`RENDER_BLOCK_VALUES` values."""
+        per_block = max(1, RENDER_BLOCK_VALUES // (request.cols * self.cube.bands))
+        parts = [
+            render_part(replace(request, y0=request.y0 + k * request.step, rows=min(per_block, request.rows - k)))
+            for k in range(0, request.rows, per_block)
+        ]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def _values(self, request: ImageRequest, overview: _Overview) -> np.ndarray:
         """The band or the MRAE map over the request's region."""

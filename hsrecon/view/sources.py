@@ -1,10 +1,11 @@
 """Cube files read on demand: a pixel's spectrum or a strided region, never the whole cube.
 
 ``hsrecon view`` must open a 100-megapixel cube as fast as a small one, so nothing here reads more
-than a request asks for: ENVI files are memory-mapped (through SPy) and sliced in the file's own
-interleave; HDF5 cubes (``.h5``, and ``.mat`` v7.3, which is HDF5 with MATLAB's reversed axes) are
-sliced with h5py, which decompresses only the chunks a selection touches. Only ``.mat`` v5 files,
-which cannot be sliced, are read whole (SciPy; MATLAB caps them at 2 GB anyway).
+than a request asks for: ENVI data files are read with positional reads of exactly the runs a region
+needs, in the file's own interleave (the header parsed by SPy); HDF5 cubes (``.h5``, and ``.mat`` v7.3,
+which is HDF5 with MATLAB's reversed axes) are sliced with h5py, which decompresses only the chunks a
+selection touches. Only ``.mat`` v5 files, which cannot be sliced, are read whole (SciPy; MATLAB caps
+them at 2 GB anyway).
 
 A region is two ``slice`` objects with steps (``rows``, ``cols``): a view downscaled to the screen is
 a strided (nearest-neighbour) sample of the file, so its cost grows with the pixels shown, and reading
@@ -15,10 +16,12 @@ file's layout and type. Files are opened read-only.
 from __future__ import annotations
 
 import math
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 
@@ -26,8 +29,17 @@ from hsrecon.io.base import ENVI_DATA_SUFFIX, AttrValue, default_wavelengths
 
 __all__ = ["ArraySource", "CubeSource", "PhotoSource", "open_cube_source", "overview_step", "region_shape"]
 
+ENVI_BLOCK_BYTES = 4 << 20  # one read of an ENVI file fetches at most this much
+ENVI_GAP_BYTES = 16 << 10  # runs this close are read as one block and cut in memory
+ENVI_READERS = 8  # concurrent reads of a large region (one band each)
+ENVI_PARALLEL_BYTES = 1 << 20  # regions spanning less than this are read band after band, in this thread
 HDF5_CACHE_BYTES = 64 << 20  # chunk cache per open file: a hovered pixel's neighbours come from memory
 HDF5_BLOCK_ROWS = 64  # rows per h5py call on a large region, so a spectrum request never waits long
+
+
+@lru_cache(maxsize=1)
+def _reader_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=ENVI_READERS, thread_name_prefix="hsrecon-envi-read")
 
 
 def region_shape(rows: slice, cols: slice, height: int, width: int) -> tuple[int, int]:
@@ -85,14 +97,13 @@ class CubeSource(ABC):
 
 
 class EnviSource(CubeSource):
-    """An ENVI ``.hdr`` + data file, memory-mapped by SPy in the file's own interleave.
+    """An ENVI ``.hdr`` + data file: the header parsed by SPy, the data read with positional reads.
 
-    Regions are cut from the memmap in the file's axis order (bsq: bands, rows, columns; ``_AXES`` holds
-    the file axis of row, column and band) and only then moved to bands-last, so a band image of a bsq
-    file reads one plane and a spectrum reads B values.
+    Each read fetches only the runs of the file a region needs, in the file's own interleave: a spectrum
+    is B values (bsq, bil) or one run of B (bip); a band image of a bsq file reads one plane's rows. Plain
+    ``os.pread`` rather than a memory map: the pages read stay the kernel's page cache instead of counting
+    as this process's memory, and any data type and byte order SPy names is converted to float32.
     """
-
-    _AXES: ClassVar[dict[str, tuple[int, int, int]]] = {"bsq": (1, 2, 0), "bil": (0, 2, 1), "bip": (0, 1, 2)}
 
     def __init__(self, path: Path) -> None:
         import spectral
@@ -103,13 +114,11 @@ class EnviSource(CubeSource):
         hdr = path.with_suffix(".hdr") if path.suffix.lower() == ENVI_DATA_SUFFIX else path
         img = hdr.with_suffix(ENVI_DATA_SUFFIX)
         image = spy_envi.open(str(hdr), str(img)) if img.is_file() else spy_envi.open(str(hdr))
-        memmap = image.open_memmap(interleave="source")
-        if memmap is None:
-            raise ValueError(f"{hdr}: the data file cannot be memory-mapped")
         self.path = hdr
         self.height, self.width, self.bands = (int(n) for n in image.shape)
         self.interleave = {spectral.BSQ: "bsq", spectral.BIL: "bil", spectral.BIP: "bip"}[image.interleave]
-        self._memmap = memmap
+        self._dtype = np.dtype(image.dtype)
+        self._offset = int(image.offset)
         centers = image.bands.centers
         self.wavelengths_nm = np.asarray(centers, dtype=np.float64) if centers else default_wavelengths(self.bands, hdr)
         self.attrs = {
@@ -117,26 +126,90 @@ class EnviSource(CubeSource):
             for key, v in image.metadata.items()
             if key not in ENVI_STANDARD_KEYS
         }
-        self.layout = f"ENVI {self.interleave} {np.dtype(memmap.dtype).name}, memory-mapped"
+        self.layout = f"ENVI {self.interleave} {self._dtype.name}, read by runs on demand"
+        needed = self._offset + self.height * self.width * self.bands * self._dtype.itemsize
+        self._fd: int | None = os.open(image.filename, os.O_RDONLY)
+        if os.fstat(self._fd).st_size < needed:
+            os.close(self._fd)
+            raise ValueError(f"{hdr}: the data file is shorter than the header says ({needed} bytes)")
+
+    def _runs(self, base: int, stride: int, rows: range, x0: int, length: int, step: int = 1) -> np.ndarray:
+        """Every ``step``-th of the ``length`` values at ``base + r * stride + x0``, for each ``r`` in ``rows``.
+
+        Runs separated by at most :data:`ENVI_GAP_BYTES` are read together, in blocks of up to
+        :data:`ENVI_BLOCK_BYTES`, and cut in memory; farther apart, each run is its own read. Reads go
+        straight into arrays (``os.preadv``); memory is the result plus one block.
+        """
+        if self._fd is None:
+            raise ValueError(f"{self.path}: closed")
+        itemsize = self._dtype.itemsize
+        out = np.empty((len(rows), len(range(0, length, step))), dtype=self._dtype)
+        skipped = (rows.step * stride - length) * itemsize
+        if len(rows) == 1 or skipped > ENVI_GAP_BYTES:
+            run = out[0] if step == 1 else np.empty(length, dtype=self._dtype)
+            for k, r in enumerate(rows):
+                target = out[k] if step == 1 else run
+                self._read_into(target, base + r * stride + x0)
+                if step != 1:
+                    out[k] = run[::step]
+            return out
+        per_block = max(1, ENVI_BLOCK_BYTES // (rows.step * stride * itemsize))
+        for k in range(0, len(rows), per_block):
+            chosen = rows[k : k + per_block]
+            block = np.empty((chosen[-1] - chosen[0] + 1, stride), dtype=self._dtype)
+            count = (chosen[-1] - chosen[0]) * stride + length  # the last row's run ends the read
+            self._read_into(block.reshape(-1)[:count], base + chosen[0] * stride + x0)
+            out[k : k + len(chosen)] = block[:: rows.step, :length:step]
+        return out
+
+    def _read_into(self, target: np.ndarray, first: int) -> None:
+        """Fill the contiguous array ``target`` from value index ``first`` of the file."""
+        view = memoryview(target).cast("B")
+        done = 0
+        while done < len(view):
+            count = os.preadv(self._fd, [view[done:]], self._offset + first * self._dtype.itemsize + done)
+            if count == 0:
+                raise ValueError(f"{self.path}: the data file ended early")
+            done += count
+
+    def _band(self, band: int, rows: range, cols: slice) -> np.ndarray:
+        """One band over the region, h×w float32 (bsq and bil: each band's rows are evenly spaced runs)."""
+        h, w, b = self.height, self.width, self.bands
+        base, stride = (band * h * w, w) if self.interleave == "bsq" else (band * w, b * w)
+        return self._runs(base, stride, rows, cols.start, cols.stop - cols.start, cols.step or 1).astype(np.float32)
 
     def read(self, rows: slice, cols: slice) -> np.ndarray:
         self._check_region(rows, cols)
-        row_axis, col_axis, band_axis = self._AXES[self.interleave]
-        index: list[slice] = [slice(None)] * 3
-        index[row_axis], index[col_axis] = rows, cols
-        part = self._memmap[tuple(index)]
-        return np.ascontiguousarray(np.transpose(part, (row_axis, col_axis, band_axis)), dtype=np.float32)
+        wanted = range(*rows.indices(self.height))
+        step = cols.step or 1
+        if self.interleave == "bip":
+            b = self.bands
+            runs = self._runs(0, self.width * b, wanted, cols.start * b, (cols.stop - cols.start) * b)
+            return runs.reshape(len(wanted), -1, b)[:, ::step].astype(np.float32)
+        out = np.empty((len(wanted), len(range(cols.start, cols.stop, step)), self.bands), dtype=np.float32)
+        small = len(wanted) * (cols.stop - cols.start) * self.bands * self._dtype.itemsize < ENVI_PARALLEL_BYTES
+
+        def fill(band: int) -> None:
+            out[..., band] = self._band(band, wanted, cols)
+
+        if small:  # a spectrum, a small zoomed view: threads would cost more than they save
+            for band in range(self.bands):
+                fill(band)
+        else:  # the disk answers several reads at once far faster than one after another
+            list(_reader_pool().map(fill, range(self.bands)))
+        return out
 
     def band(self, band: int, rows: slice, cols: slice) -> np.ndarray:
-        """One band of a region (h×w float32): for bsq files, one plane of the file."""
+        """One band of a region (h×w float32): a bsq file's plane, a bil file's rows, a bip file's pixels."""
         self._check_region(rows, cols)
-        row_axis, col_axis, band_axis = self._AXES[self.interleave]
-        index: list[slice | int] = [slice(None)] * 3
-        index[row_axis], index[col_axis], index[band_axis] = rows, cols, band
-        return np.asarray(self._memmap[tuple(index)], dtype=np.float32)  # rows before columns in every interleave
+        if self.interleave == "bip":
+            return self.read(rows, cols)[..., band]
+        return self._band(band, range(*rows.indices(self.height)), cols)
 
     def close(self) -> None:
-        self._memmap = None  # the mapping closes with the last array that refers to it
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
 
 
 # --- HDF5: .h5 and .mat v7.3 --------------------------------------------------------------------------
