@@ -5,7 +5,8 @@ tests do) and measures, for the cube given:
 
 - ``open_s``: building the catalog (headers only; what ``hsrecon view`` does before printing the URL);
 - ``first_view_s``: from loading the page to the whole-image overview on screen (the one step that reads
-  a strided sample of the whole file);
+  a strided sample of the whole file); ``settled_s``: until no image is pending (a sharper one included,
+  when the screen shows more pixels than the overview has);
 - ``hover_ms``: from the pointer moving onto a pixel to its spectrum drawn (the page's state updated), as
   seen from here, at ``--clicks`` pixels drawn at random: the read of a pixel nobody looked at before;
 - ``click_ms``: from the click on that pixel to its spectrum pinned and plotted, both as the page measures
@@ -90,8 +91,10 @@ def measure(cube: Path, truth: Path | None, clicks: int, cold: bool, seed: int) 
             page = browser.new_context(viewport={"width": 1600, "height": 1000}, bypass_csp=True).new_page()
             started = time.perf_counter()
             page.goto(server.url)
-            page.wait_for_function("window.hsview && window.hsview.ready && window.hsview.pending === 0")
+            page.wait_for_function("window.hsview && window.hsview.ready")
             first_view_s = time.perf_counter() - started
+            page.wait_for_function("window.hsview.pending === 0")
+            settled_s = time.perf_counter() - started
             shown = page.evaluate("window.hsview.images['cube-overview']")
             box = page.locator("#cube-overview").bounding_box()
             scale = box["width"] / (shown["cols"] * shown["step"])
@@ -136,6 +139,7 @@ def measure(cube: Path, truth: Path | None, clicks: int, cold: bool, seed: int) 
         "cold": cold,
         "open_s": round(open_s, 3),
         "first_view_s": round(first_view_s, 2),
+        "settled_s": round(settled_s, 2),
         "hover_ms": {k: round(v, 1) for k, v in summary(hover).items()},
         "click_ms_page": {k: round(v, 1) for k, v in summary(inside).items()},
         "click_ms_outside": {k: round(v, 1) for k, v in summary(outside).items()},

@@ -73,14 +73,16 @@ def chromium_executable() -> str | None:
 @pytest.fixture(scope="module")
 def browser():
     """Headless Chromium driven by Playwright (its own browser download is never used); skipped, with the
-    reason, where Playwright or Chromium is missing. CI installs both (.ci/run)."""
+    reason, where Playwright or Chromium is missing, unless HSRECON_REQUIRE_CHROMIUM is set (.ci/run
+    installs both and sets it, so there a missing browser fails instead of skipping)."""
+    missing = pytest.fail if os.environ.get("HSRECON_REQUIRE_CHROMIUM") else pytest.skip  # CI sets it
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.skip("playwright is not installed (pip install '.[test]')")
+        missing("playwright is not installed (pip install '.[test]')")
     executable = chromium_executable()
     if executable is None:
-        pytest.skip("no Chromium found: apt-get install chromium (as .ci/run does), or set HSRECON_CHROMIUM")
+        missing("no Chromium found: apt-get install chromium (as .ci/run does), or set HSRECON_CHROMIUM")
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
         yield launched

@@ -57,3 +57,10 @@ def test_installed_package_finds_bundled_weights(wheel, tmp_path):
     path, count = result.stdout.split()
     assert path.startswith(str(site / "hsrecon" / "_weights"))
     assert count == "233059"
+
+
+def test_wheel_carries_the_viewers_page(wheel):
+    """The page's files are loaded with importlib.resources; Plotly's script comes from the plotly package."""
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for name in ("index.html", "viewer.js", "viewer.css"):
+        assert f"hsrecon/view/static/{name}" in names

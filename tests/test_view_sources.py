@@ -3,8 +3,10 @@ and opening a huge cube reads nothing but its header."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
+import threading
 
 import h5py
 import numpy as np
@@ -13,7 +15,14 @@ import scipy.io
 
 from hsrecon.io import open_cube_writer, read_cube
 from hsrecon.view import sources
-from hsrecon.view.sources import EnviSource, HDF5Source, open_cube_source, overview_step, region_shape
+from hsrecon.view.sources import (
+    EnviSource,
+    HDF5Source,
+    SourceClosedError,
+    open_cube_source,
+    overview_step,
+    region_shape,
+)
 
 WAVELENGTHS = np.arange(400.0, 701.0, 10.0)
 H, W = 70, 90  # crosses one 64-row and one 64-column chunk boundary
@@ -171,3 +180,42 @@ def test_a_100_megapixel_cube_opens_and_answers_a_spectrum_without_reading_the_r
     envi.close()
     h5.close()
     assert os.path.getsize(tmp_path / "big.img") == height * width * 31 * 4
+
+
+class HeldRead:
+    """Wraps a source's ReadGuard.reading so that a read, once inside the guard, waits to be released."""
+
+    def __init__(self, guard) -> None:
+        self.original = guard.reading
+        self.inside, self.release = threading.Event(), threading.Event()
+
+    @contextlib.contextmanager
+    def __call__(self):
+        with self.original():
+            self.inside.set()
+            self.release.wait()
+            yield
+
+
+@pytest.mark.parametrize("fmt", ["h5", "envi"])
+def test_close_waits_for_reads_in_progress_and_refuses_later_ones(tmp_path, cube, fmt):
+    """A read running in another thread when the viewer stops finishes first; reads after close fail
+    with SourceClosedError (never inside h5py, where a frozen daemon thread would hang the exit)."""
+    source = open_cube_source(write(tmp_path / fmt, fmt, cube))
+    held = HeldRead(source._guard)
+    source._guard.reading = held
+    results: list[np.ndarray] = []
+    reader = threading.Thread(target=lambda: results.append(source.spectrum(3, 4)))
+    reader.start()
+    held.inside.wait()
+    closer = threading.Thread(target=source.close)
+    closer.start()
+    closer.join(timeout=0.2)
+    assert closer.is_alive()  # close waits for the read in progress …
+    held.release.set()
+    closer.join()
+    reader.join()
+    np.testing.assert_array_equal(results[0], cube[3, 4])  # … which completed
+    source._guard.reading = held.original
+    with pytest.raises(SourceClosedError):
+        source.spectrum(0, 0)

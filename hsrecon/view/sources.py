@@ -15,8 +15,10 @@ file's layout and type. Files are opened read-only.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +29,15 @@ import numpy as np
 
 from hsrecon.io.base import ENVI_DATA_SUFFIX, AttrValue, default_wavelengths
 
-__all__ = ["ArraySource", "CubeSource", "PhotoSource", "open_cube_source", "overview_step", "region_shape"]
+__all__ = [
+    "ArraySource",
+    "CubeSource",
+    "PhotoSource",
+    "SourceClosedError",
+    "open_cube_source",
+    "overview_step",
+    "region_shape",
+]
 
 ENVI_BLOCK_BYTES = 4 << 20  # one read of an ENVI file fetches at most this much
 ENVI_GAP_BYTES = 16 << 10  # runs this close are read as one block and cut in memory
@@ -45,6 +55,45 @@ def _reader_pool() -> ThreadPoolExecutor:
 def region_shape(rows: slice, cols: slice, height: int, width: int) -> tuple[int, int]:
     """The (rows, columns) a strided region of an H×W image holds."""
     return len(range(*rows.indices(height))), len(range(*cols.indices(width)))
+
+
+class SourceClosedError(ValueError):
+    """A read of a source that is closing or closed (the viewer is stopping)."""
+
+
+class ReadGuard:
+    """Counts the reads in progress so that ``close`` waits for them, and refuses reads once closing.
+
+    A server thread still inside h5py when the interpreter exits would hold h5py's global lock for good
+    (daemon threads are frozen, never resumed) and the exit would hang; closing through the guard means
+    no thread is inside a file library when the files close, and none enters one afterwards.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._condition = threading.Condition()
+        self._active = 0
+        self._closed = False
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        with self._condition:
+            if self._closed:
+                raise SourceClosedError(f"{self._path}: closed")
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._active -= 1
+                self._condition.notify_all()
+
+    def close(self) -> bool:
+        """Refuse new reads and wait for those in progress; True the first time."""
+        with self._condition:
+            first, self._closed = not self._closed, True
+            self._condition.wait_for(lambda: self._active == 0)
+        return first
 
 
 class CubeSource(ABC):
@@ -128,6 +177,7 @@ class EnviSource(CubeSource):
         }
         self.layout = f"ENVI {self.interleave} {self._dtype.name}, read by runs on demand"
         needed = self._offset + self.height * self.width * self.bands * self._dtype.itemsize
+        self._guard = ReadGuard(hdr)
         self._fd: int | None = os.open(image.filename, os.O_RDONLY)
         if os.fstat(self._fd).st_size < needed:
             os.close(self._fd)
@@ -140,8 +190,6 @@ class EnviSource(CubeSource):
         :data:`ENVI_BLOCK_BYTES`, and cut in memory; farther apart, each run is its own read. Reads go
         straight into arrays (``os.preadv``); memory is the result plus one block.
         """
-        if self._fd is None:
-            raise ValueError(f"{self.path}: closed")
         itemsize = self._dtype.itemsize
         out = np.empty((len(rows), len(range(0, length, step))), dtype=self._dtype)
         skipped = (rows.step * stride - length) * itemsize
@@ -180,6 +228,10 @@ class EnviSource(CubeSource):
 
     def read(self, rows: slice, cols: slice) -> np.ndarray:
         self._check_region(rows, cols)
+        with self._guard.reading():  # close() waits for the whole read: ENVI reads are quick
+            return self._read(rows, cols)
+
+    def _read(self, rows: slice, cols: slice) -> np.ndarray:
         wanted = range(*rows.indices(self.height))
         step = cols.step or 1
         if self.interleave == "bip":
@@ -202,14 +254,14 @@ class EnviSource(CubeSource):
     def band(self, band: int, rows: slice, cols: slice) -> np.ndarray:
         """One band of a region (h×w float32): a bsq file's plane, a bil file's rows, a bip file's pixels."""
         self._check_region(rows, cols)
-        if self.interleave == "bip":
-            return self.read(rows, cols)[..., band]
-        return self._band(band, range(*rows.indices(self.height)), cols)
+        with self._guard.reading():
+            if self.interleave == "bip":
+                return self._read(rows, cols)[..., band]
+            return self._band(band, range(*rows.indices(self.height)), cols)
 
     def close(self) -> None:
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            os.close(fd)
+        if self._guard.close() and self._fd is not None:
+            os.close(self._fd)
 
 
 # --- HDF5: .h5 and .mat v7.3 --------------------------------------------------------------------------
@@ -222,6 +274,7 @@ class HDF5Source(CubeSource):
 
     def __init__(self, path: Path, file, dataset, axes: tuple[int, int, int], wavelengths: np.ndarray, attrs) -> None:
         self.path = path
+        self._guard = ReadGuard(path)
         self._file, self._dataset, self._axes = file, dataset, axes
         shape = dataset.shape
         self.height, self.width, self.bands = (int(shape[a]) for a in axes)
@@ -247,13 +300,13 @@ class HDF5Source(CubeSource):
         row_axis, col_axis, _ = self._axes
         index: list[slice] = [slice(None)] * 3
         index[row_axis], index[col_axis] = rows, cols
-        part = self._dataset[tuple(index)]
+        with self._guard.reading():
+            part = self._dataset[tuple(index)]
         return np.ascontiguousarray(np.transpose(part, self._axes), dtype=np.float32)
 
     def close(self) -> None:
-        file, self._file = self._file, None
-        if file is not None:
-            file.close()
+        if self._guard.close():
+            self._file.close()
 
 
 def _open_hdf5(path: Path):

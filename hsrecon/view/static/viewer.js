@@ -10,6 +10,7 @@
   const PIN_COLOURS = ["#4ea1ff", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf", "#f0f0f0"];
   const MAX_SCREEN_PX_PER_PIXEL = 48;
   const DETAIL_DELAY_MS = 120; // wait for the wheel or the drag to settle before asking for a sharper image
+  const SHARP_ENOUGH = 1.5; // screen pixels per overview pixel before a sharper image is asked for
 
   const state = {
     meta: null, cube: 0, layer: "srgb", band: 0, cmap: "viridis", plo: 2, phi: 98,
@@ -162,7 +163,10 @@
     // The visible part of the image at about one sampled pixel per screen pixel; null when the overview is as sharp.
     const c = cube();
     const v = state.view;
-    const step = Math.max(1, Math.floor(1 / (v.scale * (window.devicePixelRatio || 1))));
+    const dpr = window.devicePixelRatio || 1;
+    // The overview is sharp enough while one of its pixels spans at most SHARP_ENOUGH screen pixels.
+    if (c.overview_step * v.scale * dpr <= SHARP_ENOUGH) return null;
+    const step = Math.max(1, Math.floor(1 / (v.scale * dpr)));
     if (step >= c.overview_step) return null;
     const { width, height } = paneSize();
     const x0 = Math.max(0, Math.floor(-v.tx / v.scale / step) * step);
