@@ -170,3 +170,13 @@ def test_bad_parameters_are_400_with_the_reason(server, query, message):
 def test_scores_of_a_cube_without_truth_say_so(server):
     status, _, body = request(server, f"/{server.token}/api/scores?cube=0")
     assert status == 200 and json.loads(body) == {"state": "none"}
+
+
+def test_progress_says_when_the_overview_is_ready(server):
+    status, _, body = request(server, f"/{server.token}/api/progress?cube=0")
+    assert status == 200 and json.loads(body)["ready"] is False
+    server.catalog.prefetch(0)
+    server.catalog._prefetcher.shutdown(wait=True)  # the background read has finished: no clock involved
+    status, _, body = request(server, f"/{server.token}/api/progress?cube=0")
+    assert json.loads(body) == {"ready": True, "done": 24, "rows": 24}
+    assert request(server, f"/{server.token}/api/progress?cube=1")[0] == 400

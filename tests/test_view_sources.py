@@ -52,7 +52,7 @@ REGIONS = [
 ]
 
 
-@pytest.mark.parametrize("blocks", ["blocks", "runs"])
+@pytest.mark.parametrize("blocks", ["blocks", "runs"])  # ENVI; for HDF5: h5py's reading, then our chunk path
 @pytest.mark.parametrize(("fmt", "options"), FORMATS, ids=["envi-bsq", "envi-bil", "envi-bip", "h5", "mat"])
 def test_reads_equal_the_whole_cube_read(tmp_path, cube, fmt, options, blocks, monkeypatch):
     """``blocks``: ENVI rows read in blocks cut in memory (the default here); ``runs``: one read per row,
@@ -60,6 +60,7 @@ def test_reads_equal_the_whole_cube_read(tmp_path, cube, fmt, options, blocks, m
     if blocks == "runs":
         monkeypatch.setattr(sources, "ENVI_GAP_BYTES", 0)
         monkeypatch.setattr(sources, "ENVI_BLOCK_BYTES", 3 * W * 31 * 4)
+        monkeypatch.setattr(sources, "HDF5_PARALLEL_BYTES", 0)  # every region through _read_chunks
     path = write(tmp_path / "c", fmt, cube, **options)
     whole, wavelengths, _ = read_cube(path)
     source = open_cube_source(path)
@@ -219,3 +220,27 @@ def test_close_waits_for_reads_in_progress_and_refuses_later_ones(tmp_path, cube
     source._guard.reading = held.original
     with pytest.raises(SourceClosedError):
         source.spectrum(0, 0)
+
+
+def test_chunk_path_fills_unwritten_chunks_and_reads_other_layouts_as_h5py_does(tmp_path, rng, monkeypatch):
+    """Chunks never written hold the fill value; 16-bit integers, other chunk shapes, shuffle without gzip,
+    gzip without shuffle, and no filter at all: our inflating gives h5py's values."""
+    monkeypatch.setattr(sources, "HDF5_PARALLEL_BYTES", 0)
+    layouts = [
+        {"dtype": "<u2", "chunks": (16, 16, 31), "compression": "gzip", "shuffle": True},
+        {"dtype": "<f4", "chunks": (50, 7, 31), "shuffle": True},
+        {"dtype": ">f8", "chunks": (8, 64, 31), "compression": "gzip"},
+        {"dtype": "<f4", "chunks": (33, 33, 31)},
+    ]
+    for number, layout in enumerate(layouts):
+        path = tmp_path / f"l{number}.h5"
+        with h5py.File(path, "w") as file:
+            dataset = file.create_dataset("cube", shape=(H, W, 31), fillvalue=7, **layout)
+            dataset[5:40, 10:70] = (rng.random((35, 60, 31)) * 1000).astype(layout["dtype"])
+            file["wavelength"] = WAVELENGTHS
+            whole = dataset[()].astype(np.float32)
+        source = open_cube_source(path)
+        for rows, cols in REGIONS:
+            np.testing.assert_array_equal(source.read(rows, cols), whole[rows, cols], err_msg=str(layout))
+        assert source.read(slice(60, 70), slice(80, 90))[0, 0, 0] == 7  # a chunk never written
+        source.close()

@@ -41,6 +41,7 @@ __all__ = [
 OVERVIEW_MAX_SIDE = 1024
 MAX_IMAGE_PIXELS = 4096 * 4096  # the largest image one request may ask for (a 4K screen, twice over)
 KEPT_OVERVIEWS = 2
+OVERVIEW_BLOCK_ROWS = 64  # sampled rows per read of the overview (the progress the page shows)
 RENDER_BLOCK_VALUES = 1 << 23  # cube values per block of an image being rendered (32 MB of float32)
 WAVELENGTH_TOLERANCE_NM = 0.5
 LAYERS = ("srgb", "band", "truth", "mrae", "photo")
@@ -112,6 +113,7 @@ class Entry:
         self.cube, self.truth, self.photo = cube, truth, photo
         self.name = cube.path.name
         self.overview_step = overview_step(cube.height, cube.width, OVERVIEW_MAX_SIDE)
+        self.overview_progress = (0, 0)  # sampled rows read, of; while the overview is being read
         self._scores: dict = {"state": "none"} if truth is None else {"state": "idle"}
         self._scores_lock = threading.Lock()
 
@@ -254,12 +256,25 @@ class Entry:
         return sample[rows, cols]
 
     def read_overview(self) -> _Overview:
-        """Read the overview of the cube (and truth) from the files: the one slow step of a first view."""
+        """Read the overview of the cube (and truth) from the files: the one slow step of a first view.
+
+        Read in bands of :data:`OVERVIEW_BLOCK_ROWS` sampled rows, so ``overview_progress`` can tell the
+        page how far it is (a compressed HDF5 cube must have every chunk decompressed once).
+        """
         step = self.overview_step
-        rows, cols = slice(0, self.cube.height, step), slice(0, self.cube.width, step)
-        cube = self.cube.read(rows, cols)
-        truth = None if self.truth is None else self.truth.read(rows, cols)
-        return _Overview(cube, truth, self.cube.wavelengths_nm, {})
+        cols = slice(0, self.cube.width, step)
+        sampled = range(0, self.cube.height, step)
+        cube_parts, truth_parts = [], []
+        self.overview_progress = (0, len(sampled))
+        for k in range(0, len(sampled), OVERVIEW_BLOCK_ROWS):
+            chosen = sampled[k : k + OVERVIEW_BLOCK_ROWS]
+            rows = slice(chosen[0], chosen[-1] + 1, step)
+            cube_parts.append(self.cube.read(rows, cols))
+            if self.truth is not None:
+                truth_parts.append(self.truth.read(rows, cols))
+            self.overview_progress = (k + len(chosen), len(sampled))
+        truth = None if self.truth is None else np.concatenate(truth_parts)
+        return _Overview(np.concatenate(cube_parts), truth, self.cube.wavelengths_nm, {})
 
     # --- scores -------------------------------------------------------------------------------------
 
@@ -312,6 +327,7 @@ class Catalog:
         self._building: dict[int, threading.Lock] = {i: threading.Lock() for i in range(len(self.entries))}
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hsrecon-scores")
+        self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hsrecon-overview")
 
     def entry(self, index: int) -> Entry:
         if not 0 <= index < len(self.entries):
@@ -338,11 +354,25 @@ class Catalog:
     def scores(self, index: int) -> dict[str, object]:
         return self.entry(index).scores(self._executor)
 
+    def prefetch(self, index: int = 0) -> None:
+        """Start reading an entry's overview in the background (the command does it before the browser
+        has even started, so the first image is ready sooner)."""
+        self._prefetcher.submit(self.overview, self.entry(index))
+
+    def progress(self, index: int) -> dict[str, object]:
+        """How far the entry's overview is: ``ready``, or the sampled rows read so far ``done`` of ``rows``."""
+        entry = self.entry(index)
+        with self._lock:
+            ready = index in self._overviews
+        done, rows = entry.overview_progress
+        return {"ready": ready, "done": done, "rows": rows}
+
     def describe(self) -> dict[str, object]:
         return {"cubes": [entry.describe() for entry in self.entries]}
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._prefetcher.shutdown(wait=False, cancel_futures=True)
         for entry in self.entries:
             entry.close()
 

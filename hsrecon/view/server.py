@@ -218,7 +218,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(image.png, "image/png", extra=extra)
 
     def _scores(self, query: dict[str, str]) -> None:
+        self._entry(query)
         self._send_json(self.server.catalog.scores(_integer(query, "cube")))
+
+    def _progress(self, query: dict[str, str]) -> None:
+        self._entry(query)
+        self._send_json(self.server.catalog.progress(_integer(query, "cube")))
 
     def _entry(self, query: dict[str, str]):
         try:
@@ -258,7 +263,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
 
-_API_ROUTES = {"api/meta": "_meta", "api/spectrum": "_spectrum", "api/image": "_image", "api/scores": "_scores"}
+_API_ROUTES = {
+    "api/meta": "_meta",
+    "api/spectrum": "_spectrum",
+    "api/image": "_image",
+    "api/scores": "_scores",
+    "api/progress": "_progress",
+}
 for _method in ("POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"):
     setattr(_Handler, f"do_{_method}", _Handler.refuse_method)
 

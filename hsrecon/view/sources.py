@@ -16,10 +16,13 @@ file's layout and type. Files are opened read-only.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
 import threading
+import zlib
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -45,6 +48,8 @@ ENVI_READERS = 8  # concurrent reads of a large region (one band each)
 ENVI_PARALLEL_BYTES = 1 << 20  # regions spanning less than this are read band after band, in this thread
 HDF5_CACHE_BYTES = 64 << 20  # chunk cache per open file: a hovered pixel's neighbours come from memory
 HDF5_BLOCK_ROWS = 64  # rows per h5py call on a large region, so a spectrum request never waits long
+HDF5_PARALLEL_BYTES = 8 << 20  # regions this large are inflated chunk by chunk on every core
+HDF5_INFLATERS = max(1, min(8, os.cpu_count() or 1))
 
 
 @lru_cache(maxsize=1)
@@ -282,6 +287,7 @@ class HDF5Source(CubeSource):
         self.attrs = attrs
         if wavelengths.size != self.bands:
             raise ValueError(f"{path}: {wavelengths.size} wavelengths for a cube of {self.bands} bands")
+        self._filters = _simple_filters(dataset)
         chunks = dataset.chunks
         stored = f"chunks {'×'.join(map(str, chunks))}" if chunks else "contiguous"
         compression = f", {dataset.compression}" if dataset.compression else ""
@@ -289,6 +295,8 @@ class HDF5Source(CubeSource):
 
     def read(self, rows: slice, cols: slice) -> np.ndarray:
         self._check_region(rows, cols)
+        if self._filters is not None and _region_bytes(rows, cols, self) >= HDF5_PARALLEL_BYTES:
+            return self._read_chunks(rows, cols)
         step = rows.step or 1
         per_call = max(1, HDF5_BLOCK_ROWS // step) * step
         blocks = []
@@ -304,9 +312,107 @@ class HDF5Source(CubeSource):
             part = self._dataset[tuple(index)]
         return np.ascontiguousarray(np.transpose(part, self._axes), dtype=np.float32)
 
+    def _read_chunks(self, rows: slice, cols: slice) -> np.ndarray:
+        """A large region, chunk by chunk: h5py reads each stored chunk as it is on disk (quick, one at a
+        time), threads undo its gzip and shuffle filters (zlib lets go of the GIL, so every core inflates),
+        and the selected values are copied into place. The same values as h5py's own reading."""
+        dataset = self._dataset
+        selection: list[slice] = [slice(0, n) for n in dataset.shape]
+        selection[self._axes[0]], selection[self._axes[1]] = rows, cols
+        axes = list(zip(selection, dataset.shape, dataset.chunks, strict=True))
+        picks = [_chunk_picks(sel, size, chunk) for sel, size, chunk in axes]
+        out = np.empty([len(range(*sel.indices(size))) for sel, size, _ in axes], dtype=np.float32)
+        pending: deque = deque()
+
+        def place(task) -> None:
+            chunk, targets, sources = task.result()
+            out[targets] = chunk[sources]
+
+        for combo in itertools.product(*picks):
+            offset = tuple(start for start, _, _ in combo)
+            targets = tuple(target for _, target, _ in combo)
+            sources = tuple(source for _, _, source in combo)
+            with self._guard.reading():
+                stored = _read_stored_chunk(dataset, offset)
+            pending.append(_inflate_pool().submit(self._decode, stored, targets, sources))
+            while len(pending) > 4 * HDF5_INFLATERS:
+                place(pending.popleft())
+        while pending:
+            place(pending.popleft())
+        return np.ascontiguousarray(np.transpose(out, self._axes))
+
+    def _decode(self, stored: tuple[int, bytes] | None, targets, sources):
+        """A stored chunk → its values (the fill value for a chunk never written)."""
+        dataset = self._dataset
+        if stored is None:
+            return np.full(dataset.chunks, dataset.fillvalue, dtype=dataset.dtype), targets, sources
+        mask, data = stored
+        for index, code in reversed(list(enumerate(self._filters))):
+            if mask & (1 << index):
+                continue  # this filter was skipped for this chunk
+            if code == _DEFLATE:
+                data = zlib.decompress(data)
+            else:  # shuffle: byte k of every value was stored together
+                size = dataset.dtype.itemsize
+                data = np.frombuffer(data, dtype=np.uint8).reshape(size, -1).T.tobytes()
+        return np.frombuffer(data, dtype=dataset.dtype).reshape(dataset.chunks), targets, sources
+
     def close(self) -> None:
         if self._guard.close():
             self._file.close()
+
+
+_SHUFFLE, _DEFLATE = 2, 1  # HDF5's filter codes (H5Z_FILTER_SHUFFLE, H5Z_FILTER_DEFLATE)
+
+
+@lru_cache(maxsize=1)
+def _inflate_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=HDF5_INFLATERS, thread_name_prefix="hsrecon-inflate")
+
+
+def _simple_filters(dataset) -> tuple[int, ...] | None:
+    """The filter codes of a chunked dataset whose filters this module can undo itself (gzip, shuffle),
+    in the order HDF5 applied them; None for anything else (h5py then reads it)."""
+    from h5py import h5d
+
+    plist = dataset.id.get_create_plist()
+    if plist.get_layout() != h5d.CHUNKED or dataset.dtype.kind not in "fiu":
+        return None
+    codes = tuple(plist.get_filter(i)[0] for i in range(plist.get_nfilters()))
+    return codes if set(codes) <= {_SHUFFLE, _DEFLATE} else None
+
+
+def _read_stored_chunk(dataset, offset: tuple[int, ...]) -> tuple[int, bytes] | None:
+    """(filter mask, bytes) of the chunk at ``offset`` as stored; None where none was ever written."""
+    info = dataset.id.get_chunk_info_by_coord(offset)
+    if info.byte_offset is None:
+        return None
+    return dataset.id.read_direct_chunk(offset)
+
+
+def _chunk_picks(selection: slice, size: int, chunk: int) -> list[tuple[int, slice, slice]]:
+    """For one axis: each chunk holding selected indices, as (chunk start, output slice, slice in the chunk)."""
+    start, stop, step = selection.indices(size)
+    picks = []
+    done = 0
+    for chunk_start in range(start - start % chunk, stop, chunk):
+        first = max(start, chunk_start)
+        first += (-(first - start)) % step  # the first selected index inside this chunk
+        last = min(stop, chunk_start + chunk)
+        if first >= last:
+            continue
+        count = len(range(first, last, step))
+        picks.append((chunk_start, slice(done, done + count), slice(first - chunk_start, last - chunk_start, step)))
+        done += count
+    return picks
+
+
+def _region_bytes(rows: slice, cols: slice, source: CubeSource) -> int:
+    return (
+        len(range(rows.start, rows.stop, rows.step or 1))
+        * len(range(cols.start, cols.stop, cols.step or 1))
+        * (source.bands * 4)
+    )
 
 
 def _open_hdf5(path: Path):

@@ -208,10 +208,10 @@
       hsview.images[slot] = { cube: params.cube, layer: params.layer, band: params.band ?? null, ...region, lo, hi };
       placeImage(slot);
       if (slot === "cube-overview") showRange(lo, hi);
+      if (slot === "cube-overview") showStatus("");
       if (slot.endsWith("overview") && !hsview.ready) {
         hsview.ready = true;
         document.body.dataset.ready = "1";
-        showStatus("");
       }
     } catch (error) {
       if (error.name !== "AbortError") {
@@ -231,7 +231,21 @@
     placeImage(slot);
   }
 
+  async function showProgress(forCube) {
+    // While a cube's first image is being read (a compressed file: every chunk once), say how far it is.
+    if (forCube !== state.cube || (hsview.images["cube-overview"] && hsview.images["cube-overview"].cube === forCube)) return;
+    try {
+      const answer = await getJSON("api/progress", { cube: forCube });
+      if (answer.ready || forCube !== state.cube) return;
+      if (answer.rows > 0) showStatus(`reading the whole image once: ${Math.floor((100 * answer.done) / answer.rows)} %`);
+    } catch (error) {
+      return;
+    }
+    setTimeout(() => showProgress(forCube), 400);
+  }
+
   function loadOverviews() {
+    setTimeout(() => showProgress(state.cube), 400);
     loadImage("cube-overview", layerParams("cube"), overviewRegion());
     if (cube().photo) loadImage("photo-overview", layerParams("photo"), overviewRegion());
     scheduleDetail();
@@ -329,7 +343,7 @@
   function plotSpectra() {
     const traces = [];
     for (const p of state.pins) {
-      const label = `#${p.pin} ${p.name} (${p.x}, ${p.y})`;
+      const label = `#${p.pin} (${p.x}, ${p.y})${p.cube === state.cube ? "" : ` ${p.name}`}`;
       traces.push({ x: p.wavelengths, y: p.values, name: label, meta: { kind: "pin", pin: p.pin }, line: { color: p.colour } });
       if (p.truth) {
         traces.push({ x: p.wavelengths, y: p.truth, name: `#${p.pin} truth`, meta: { kind: "pin-truth", pin: p.pin }, line: { color: p.colour, dash: "dash" } });
@@ -343,11 +357,11 @@
       if (h.truth) traces.push({ x: wl, y: h.truth, name: "cursor truth", meta: { kind: "hover-truth" }, line: { color: "#bbbbbb", width: 1.5, dash: "dash" } });
     }
     const layout = {
-      margin: { l: 52, r: 10, t: 10, b: 40 },
+      margin: { l: 52, r: 10, t: 10, b: 84 },
       paper_bgcolor: "#1f2227", plot_bgcolor: "#15171a", font: { color: "#e6e6e6", size: 11 },
       xaxis: { title: { text: "wavelength (nm)" }, gridcolor: "#333" },
       yaxis: { title: { text: "value" }, gridcolor: "#333", rangemode: "tozero" },
-      legend: { orientation: "h", y: -0.22 }, showlegend: traces.length > 0, uirevision: "keep",
+      legend: { orientation: "h", x: 0, y: -0.2, yanchor: "top" }, showlegend: traces.length > 0, uirevision: "keep",
     };
     return Plotly.react($("spectrum-plot"), traces, layout, { displaylogo: false, responsive: true });
   }
