@@ -46,6 +46,7 @@ __all__ = [
     "EvalReportCollector",
     "ImageDetail",
     "Spectrum",
+    "convert_entries",
     "detail_from_cube_file",
     "write_convert_report",
     "write_eval_report",
@@ -543,6 +544,44 @@ class ConvertEntry:
     facts: dict
     detail: ImageDetail | None = None
     problem: str | None = None  # why there is no detail (the cube could not be read back)
+
+
+def convert_entries(converted: Sequence, skipped: Sequence, formats: Sequence[str]) -> list[ConvertEntry]:
+    """The report's entries for a convert batch: each converted file (a :class:`hsrecon.pipeline.ConvertResult`)
+    with its facts, and each skipped one (a :class:`hsrecon.batch.BatchItem`, already converted earlier), each
+    with its cube read back from the first readable output (ENVI first: it is read fastest)."""
+    from hsrecon.io import output_files
+
+    order = sorted(formats, key=lambda fmt: fmt != "envi")
+    entries = []
+    for result in converted:
+        cubes = [p for p in result.outputs if p.suffix.lower() in (".hdr", ".h5", ".mat")]
+        cubes.sort(key=lambda p: p.suffix.lower() != ".hdr")
+        facts = {
+            "status": "converted",
+            "size": f"{result.width}×{result.height}",
+            "megapixels": round(result.megapixels, 3),
+            "seconds": round(result.seconds, 2),
+            "mp_per_s": round(result.megapixels / max(result.seconds, 1e-9), 3),
+            "exposure": result.exposure,
+            "out_of_range": result.out_of_range,
+            "outputs": ", ".join(p.name for p in result.outputs),
+        }
+        entries.append(_entry(result.source.name, facts, cubes))
+    for item in skipped:
+        cubes = [output_files(item.stem, fmt)[-1] for fmt in order]  # the .hdr, .h5 or .mat
+        entries.append(_entry(item.source.name, {"status": "skipped (already converted)"}, cubes))
+    return entries
+
+
+def _entry(name: str, facts: dict, cubes: Sequence[Path]) -> ConvertEntry:
+    problem = "no cube output"
+    for cube in cubes:
+        try:
+            return ConvertEntry(name, facts, detail_from_cube_file(cube, name))
+        except (ValueError, OSError) as error:
+            problem = (str(error) or type(error).__name__).splitlines()[0]
+    return ConvertEntry(name, facts, None, problem)
 
 
 def write_convert_report(

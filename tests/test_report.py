@@ -185,3 +185,29 @@ def test_rows_observer_sees_every_row_of_every_scored_image(tmp_path, rng):
     evaluate_files(tmp_path / "p", tmp_path / "g", on_rows=observe)
     assert seen == {"x.h5": [20]}
     assert Path(tmp_path / "p" / "x.h5").is_file()
+
+
+def test_convert_entries_read_back_converted_and_skipped_cubes(tmp_path, rng):
+    """Converted files carry their facts; skipped ones (done earlier) are read back from their outputs; a
+    missing or broken output is named, not fatal."""
+    from types import SimpleNamespace
+
+    from hsrecon.report import convert_entries
+
+    pred, _ = scene(rng, 30, 40)
+    hdr = write(tmp_path / "a", "envi", pred)
+    write(tmp_path / "b", "h5", pred)
+    (tmp_path / "c.h5").write_bytes(b"broken")
+    result = SimpleNamespace(
+        source=Path("photos/a.jpg"), outputs=[tmp_path / "a.img", hdr], width=40, height=30, megapixels=0.0012,
+        seconds=0.5, exposure=1.25, out_of_range=0.003,
+    )  # fmt: skip
+    skipped = [SimpleNamespace(source=Path("photos/b.png"), stem=tmp_path / "b"),
+               SimpleNamespace(source=Path("photos/c.png"), stem=tmp_path / "c")]  # fmt: skip
+    a, b, c = convert_entries([result], skipped, ["envi", "h5"])
+    assert (
+        a.facts["status"] == "converted" and a.facts["out_of_range"] == 0.003 and a.facts["outputs"] == "a.img, a.hdr"
+    )
+    assert a.detail.spectra[0].values == [float(v) for v in pred[a.detail.spectra[0].y, a.detail.spectra[0].x]]
+    assert b.facts["status"].startswith("skipped") and b.detail is not None and b.detail.width == 40
+    assert c.detail is None and "c.h5" in c.problem
