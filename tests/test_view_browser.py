@@ -135,6 +135,11 @@ def test_clicking_a_pixel_plots_that_pixels_spectrum_and_truth(page, serve, scen
         assert pin["mrae"] == pytest.approx(float(expected_mrae), rel=1e-12)
         assert f"x {x}, y {y}" in page.locator("#readout").inner_text()
     assert page.locator("#pins-table tbody tr").count() == 2
+    # hovering (no click) draws the pixel under the pointer too
+    page.mouse.move(*screen_point(page, "cube-overview", 11, 13))
+    page.wait_for_function("window.hsview.hover && window.hsview.hover.x === 11 && window.hsview.hover.y === 13")
+    assert plotted(page, "hover")["y"] == [float(v) for v in scene["pred"][13, 11]]
+    assert plotted(page, "hover-truth")["y"] == [float(v) for v in scene["truth"][13, 11]]
     # the photo pane shows the photo, pixel for pixel
     page.wait_for_function("window.hsview.images['photo-overview'] !== undefined && window.hsview.pending === 0")
     assert page.locator("#photo-pane").is_visible()
