@@ -33,6 +33,7 @@ from hsrecon import __version__
 from hsrecon.data import Pair, pairing_key, scan, track_space
 from hsrecon.inputs import InputTransform, canonical_space, make_input_transform, network_space
 from hsrecon.io import read_cube
+from hsrecon.io.base import CUBE_SUFFIXES
 from hsrecon.io.rgb import read_rgb
 from hsrecon.io.temps import atomic_file
 from hsrecon.metrics import NTIRE2022_CROP, MetricAccumulator, Scores, score
@@ -75,7 +76,6 @@ SCALE_FREE = ("mrae_gain_mrae", "rmse_gain_ls", "mrae_gain_ls", "rmse_gain_mrae"
 """MRAE and RMSE after one best gain per image (``docs/metrics.md``): the first two are the headline pair,
 each metric after its own optimal gain; SAM, already gain-free, is among :data:`METRICS`."""
 GAINS = ("gain_mrae", "gain_ls", "gain_bound")  # per image only: a mean of gains means nothing
-CUBE_SUFFIXES = frozenset({".mat", ".h5", ".hdf5", ".hdr"})  # ENVI is found by its header
 WAVELENGTH_TOLERANCE_NM = 0.5
 BASELINE_SAMPLES = 1 << 18  # training pixels for the linear fit, spread evenly over the images
 BASELINE_BLOCK_ROWS = 64
@@ -529,6 +529,7 @@ def evaluate_dataset(
     baselines: Sequence[str] = (),
     plausible: bool = False,
     events: EvalEvents | None = None,
+    on_rows: RowsObserver | None = None,
 ) -> Report:
     """Reconstruct a dataset split's RGB images with ``weights`` (and fit-then-apply ``baselines``, from
     :data:`BASELINES`, on the training split) and score them against their cubes.
@@ -538,6 +539,7 @@ def evaluate_dataset(
     scored at all raises :class:`DatasetError` (:class:`BaselineError` for a baseline). ``plausible`` also
     scores the network's output projected onto spectra that render exactly to the input, as
     ``network+plausible`` (ValueError for weights not taking clean-space input: their rendering is unknown).
+    ``on_rows`` sees every method's rows beside the truth (an HTML report's maps and spectra, :class:`Rows`).
     """
     events = events or EvalEvents()
     if plausible:
@@ -568,6 +570,7 @@ def evaluate_dataset(
         pairs, methods, input_space=space, crop=crop, bands=weights.bands,
         wavelengths_nm=weights.meta.wavelengths_nm, settings=settings, on_start=events.image_started,
         on_result=events.image_scored, on_failure=events.image_failed, plausible=("network",) if plausible else (),
+        on_rows=on_rows,
     )  # fmt: skip
     # files without a partner were reported first; the JSON and the counts include them
     report.failures[:0] = [Failure(line.split(": ", 1)[0], line) for line in unpaired]

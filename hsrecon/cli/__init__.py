@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from hsrecon import __version__
-from hsrecon.cli import convert, export, import_keras, info, synth, train
+from hsrecon.cli import convert, export, import_keras, info, synth, train, view
 from hsrecon.cli import eval as eval_command
 from hsrecon.cli._common import ExitCode, stderr, stdout
 
@@ -51,6 +51,7 @@ app.command("convert")(convert.convert)
 app.command("eval")(eval_command.evaluate)
 app.command("synth")(synth.synth)
 app.command("train")(train.train)
+app.command("view")(view.view)
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""``hsrecon convert``: options parsed, then :func:`hsrecon.batch.convert_batch`, shown with rich.
+"""``hsrecon convert``: options parsed, then :func:`hsrecon.batch.convert_batch`, shown with rich (and, with
+``--report``, written up as HTML by :mod:`hsrecon.report`).
 
 Progress and messages go to stderr, so stdout stays clean.
 """
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NamedTuple, Optional
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -32,7 +34,7 @@ from hsrecon.cli._common import (
 )
 
 if TYPE_CHECKING:
-    from hsrecon.batch import BatchItem, BatchSummary
+    from hsrecon.batch import BatchItem, BatchSummary, ConvertSettings
     from hsrecon.pipeline import ConvertResult
     from hsrecon.weights import Weights
 
@@ -132,6 +134,14 @@ def convert(
         typer.Option(parser=_shard, metavar="TEXT", help="Do only share K of N of the files, e.g. 1/4."),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary table.")] = False,
+    html_report: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--report",
+            help="Write an HTML report, one file that opens offline: each input's preview, spectra at sampled "
+            "pixels, out-of-range share and timing (docs/view.md).",
+        ),
+    ] = None,
 ) -> None:
     """Convert RGB images to 31-band cubes (400–700 nm) in seamless overlapping windows."""
     from hsrecon.batch import ConvertSettings, OutputFatalError, convert_batch
@@ -143,6 +153,7 @@ def convert(
     window, stride = windowing_or_exit(loaded, window, stride, batch_size)
     if plausible:
         _plausible_or_exit(loaded)
+    _check_report(html_report)
     settings = ConvertSettings(
         formats=tuple(fmt.value for fmt in formats), input_space=space, exposure=exposure, window=window,
         stride=stride, batch_size=batch_size, precision=precision.value, tta=tta, dtype=dtype.value,
@@ -165,6 +176,16 @@ def convert(
     shown.close()
     if not quiet:
         stderr.print(_summary_table(summary, shown.seconds))
+    if html_report is not None:
+        facts = {
+            "inputs": [str(p) for p in inputs],
+            "output": str(output),
+            "weights": loaded.name,
+            "weights_version": loaded.meta.weights_version,
+            "device": str(target),
+            "seconds": round(shown.seconds, 2),
+        }
+        _write_report(html_report, summary, settings, facts)
     raise typer.Exit(code=int(ExitCode.FAILED if summary.problems or summary.failed else ExitCode.OK))
 
 
@@ -175,6 +196,40 @@ def _plausible_or_exit(loaded: Weights) -> None:
         check_weights_space(loaded.input_space, loaded.name)
     except ValueError as error:
         raise fail(str(error), ExitCode.USAGE) from None
+
+
+def _check_report(path: Path | None) -> None:
+    """Refuse an unwritable report location before any work is done."""
+    if path is not None and not path.parent.is_dir():
+        raise fail(f"{path}: no such directory for the --report file", ExitCode.OUTPUT)
+    if path is not None and path.is_dir():
+        raise fail(f"{path}: is a directory (--report takes a file name)", ExitCode.OUTPUT)
+
+
+def _write_report(path: Path, summary: BatchSummary, settings: ConvertSettings, facts: dict) -> None:
+    """The batch's HTML report: every converted or already-converted input read back from its cube."""
+    from dataclasses import asdict
+
+    from hsrecon import __version__
+    from hsrecon.pipeline import OUT_OF_RANGE
+    from hsrecon.report import convert_entries, write_convert_report
+
+    entries = convert_entries(summary.converted, summary.skipped, settings.formats)
+    failures = [(item.source.name, message) for item, message in summary.failed]
+    failures += [(line.split(": ", 1)[0], line) for line in summary.problems]
+    conventions = {
+        "values": "the network's reconstruction in its own units (docs/input-spaces.md says what they mean)",
+        "out_of_range": f"share of cube values outside [{OUT_OF_RANGE[0]}, {OUT_OF_RANGE[1]}]",
+        "seconds": "per file, from reading the image to the last output renamed into place; MP/s = MP / seconds",
+        "previews": "the cube in sRGB (CIE 1931 2°, the 99.5th percentile white), every step-th pixel",
+        "spectra": "three sampled pixels: the 10th, 50th and 90th percentile of brightness (the band mean)",
+    }
+    settings_shown = {"hsrecon_version": __version__, **facts, **asdict(settings)}
+    try:
+        write_convert_report(path, entries, settings=settings_shown, conventions=conventions, failures=failures)
+    except OSError as error:
+        raise fail(f"{path}: cannot write the report ({error.strerror or error})", ExitCode.OUTPUT) from None
+    stderr.print(f"wrote {escape(str(path))}", highlight=False, soft_wrap=True)
 
 
 class ConvertProgress:

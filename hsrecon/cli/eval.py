@@ -1,5 +1,6 @@
 """``hsrecon eval``: options parsed, then :func:`hsrecon.evaluate.evaluate_dataset` (``--data``) or
-:func:`hsrecon.evaluate.evaluate_files` (``--pred``/``--gt``); the table of scores, JSON/CSV, the exit code.
+:func:`hsrecon.evaluate.evaluate_files` (``--pred``/``--gt``); the table of scores, JSON/CSV/HTML
+(:mod:`hsrecon.report`), the exit code.
 
 The table is the command's result and goes to stdout; progress, notes and errors go to stderr.
 """
@@ -36,6 +37,7 @@ from hsrecon.cli._common import (
 if TYPE_CHECKING:
     from hsrecon.data import Pair
     from hsrecon.evaluate import Failure, ImageResult, Report
+    from hsrecon.report import EvalReportCollector
     from hsrecon.weights import Weights
 
 __all__ = ["evaluate"]
@@ -92,6 +94,14 @@ def evaluate(
     ] = False,
     json_report: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON.")] = None,
     csv_report: Annotated[Optional[Path], typer.Option("--csv", help="Write the scores as CSV.")] = None,
+    html_report: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--report",
+            help="Write an HTML report, one file that opens offline: tables, MRAE per band, error maps, thumbnails "
+            "and spectra per image (docs/view.md).",
+        ),
+    ] = None,
     window: Annotated[
         Optional[int], typer.Option(help="Window size (default: the weights' training size, 64).")
     ] = None,
@@ -103,21 +113,35 @@ def evaluate(
     network_only = (weights, tta, baseline, window, stride, plausible)
     _check_mode(data, pred, gt, dict(zip(_NETWORK_ONLY, network_only, strict=True)))
     crop = _crop(crop, ntire2022)
-    _check_reports({"json": json_report, "csv": csv_report})
+    reports = {"json": json_report, "csv": csv_report, "report": html_report}
+    _check_reports(reports)
+    details = _report_collector(html_report, crop)
     network = {"weights": weights, "device": device, "split": split, "track": track, "tta": tta,
                "baseline": baseline, "window": window, "stride": stride, "batch_size": batch_size,
                "plausible": plausible}  # fmt: skip
     shown = EvalProgress(quiet)
     try:
-        report = _score_files(pred, gt, crop, shown) if data is None else _score_dataset(data, crop, shown, **network)
+        if data is None:
+            report = _score_files(pred, gt, crop, shown, details)
+        else:
+            report = _score_dataset(data, crop, shown, details, **network)
     except KeyboardInterrupt:
         raise fail("interrupted: no report written", ExitCode.INTERRUPTED) from None
     stdout.print(_table(report, crop))
-    _write_reports(report, {"json": json_report, "csv": csv_report})
+    _write_reports(report, reports, details)
     raise typer.Exit(code=int(ExitCode.FAILED if report.failures else ExitCode.OK))
 
 
-def _score_files(pred: Path, gt: Path, crop: int, shown: EvalProgress) -> Report:
+def _report_collector(path: Path | None, crop: int) -> EvalReportCollector | None:
+    """What the HTML report needs beyond the scores, collected as the images are scored (``--report``)."""
+    if path is None:
+        return None
+    from hsrecon.report import EvalReportCollector
+
+    return EvalReportCollector(crop=crop)
+
+
+def _score_files(pred: Path, gt: Path, crop: int, shown: EvalProgress, details: EvalReportCollector | None) -> Report:
     from hsrecon.evaluate import evaluate_files
 
     for flag, folder in (("pred", pred), ("gt", gt)):
@@ -127,12 +151,14 @@ def _score_files(pred: Path, gt: Path, crop: int, shown: EvalProgress) -> Report
     with shown.progress:
         shown.scoring(None)
         return evaluate_files(
-            pred, gt, crop=crop, settings=settings, on_result=shown.image_scored, on_failure=shown.image_failed
-        )
+            pred, gt, crop=crop, settings=settings, on_result=shown.image_scored, on_failure=shown.image_failed,
+            on_rows=details,
+        )  # fmt: skip
 
 
 def _score_dataset(
-    data: Path, crop: int, shown: EvalProgress, *, weights: str | None, device: str, split: Split, track: Track,
+    data: Path, crop: int, shown: EvalProgress, details: EvalReportCollector | None, *, weights: str | None,
+    device: str, split: Split, track: Track,
     tta: bool, baseline: list[Baseline] | None, window: int | None, stride: int | None, batch_size: int,
     plausible: bool,
 ) -> Report:  # fmt: skip
@@ -148,7 +174,7 @@ def _score_dataset(
             return evaluate_dataset(
                 data, loaded, device=target, split=split.value, track=track.value, window=window, stride=stride,
                 batch_size=batch_size, tta=tta, crop=crop, baselines=[b.value for b in baseline or ()],
-                plausible=plausible, events=shown,
+                plausible=plausible, events=shown, on_rows=details,
             )  # fmt: skip
     except BaselineError as error:
         raise fail(f"--{error}", ExitCode.INPUT) from None
@@ -312,10 +338,14 @@ def _caption(report: Report, crop: int) -> str:
     return "; ".join(parts)
 
 
-def _write_reports(report: Report, reports: dict[str, Path | None]) -> None:
+def _write_reports(report: Report, reports: dict[str, Path | None], details: EvalReportCollector | None) -> None:
     from hsrecon.evaluate import write_csv, write_json
+    from hsrecon.report import write_eval_report
 
-    for flag, writer in (("json", write_json), ("csv", write_csv)):
+    def write_html(report: Report, path: Path) -> Path:
+        return write_eval_report(path, report, details.details if details is not None else {})
+
+    for flag, writer in (("json", write_json), ("csv", write_csv), ("report", write_html)):
         path = reports[flag]
         if path is None:
             continue

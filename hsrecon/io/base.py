@@ -27,6 +27,7 @@ DTYPES = ("float32", "float16")
 CHUNK_PX = 64  # HDF5 chunks: one 64×64 tile (the model's window) × all bands, clipped to the image
 INTERLEAVES = ("bsq", "bil", "bip")
 ENVI_DATA_SUFFIX = ".img"
+CUBE_SUFFIXES = frozenset({".mat", ".h5", ".hdf5", ".hdr"})  # a cube file's suffix (ENVI is found by its header)
 
 # Attribute names the formats themselves use (ENVI header keys, HDF5 root attributes); a caller's
 # attribute of the same name would silently replace or shadow them.

@@ -394,7 +394,7 @@ def _json_floats(values: np.ndarray) -> list[float | None]:
 
 
 def _cube_files(folder: Path) -> list[Path]:
-    from hsrecon.evaluate import CUBE_SUFFIXES
+    from hsrecon.io.base import CUBE_SUFFIXES
 
     return sorted(
         p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in CUBE_SUFFIXES and not p.name.startswith(".")
@@ -455,7 +455,7 @@ def build_catalog(
     pairs files (``NAME_clean`` pairs with ``NAME``). A cube without a partner in the folder is shown
     without one, and named in the notes. ValueError (one line, naming the file) for anything unusable.
     """
-    from hsrecon.evaluate import CUBE_SUFFIXES
+    from hsrecon.io.base import CUBE_SUFFIXES
     from hsrecon.io.rgb import IMAGE_SUFFIXES
 
     paths = _expand(cubes)
