@@ -42,6 +42,7 @@ OVERVIEW_MAX_SIDE = 1024
 MAX_IMAGE_PIXELS = 4096 * 4096  # the largest image one request may ask for (a 4K screen, twice over)
 KEPT_OVERVIEWS = 2
 OVERVIEW_BLOCK_ROWS = 64  # sampled rows per read of the overview (the progress the page shows)
+SCORE_BLOCK_VALUES = 1 << 22  # cube values per block of rows scored (the metrics work in float64)
 RENDER_BLOCK_VALUES = 1 << 23  # cube values per block of an image being rendered (32 MB of float32)
 WAVELENGTH_TOLERANCE_NM = 0.5
 LAYERS = ("srgb", "band", "truth", "mrae", "photo")
@@ -296,8 +297,9 @@ class Entry:
                 accumulator = MetricAccumulator(*shape)
             except ValueError:  # too small for SSIM's window
                 accumulator = MetricAccumulator(*shape, with_ssim=False)
-            truth_blocks = self.truth.row_blocks()
-            for y0, rows in self.cube.row_blocks():
+            block = max(16, SCORE_BLOCK_VALUES // (self.cube.width * self.cube.bands))  # float64 copies are made
+            truth_blocks = self.truth.row_blocks(block)
+            for y0, rows in self.cube.row_blocks(block):
                 _, truth = next(truth_blocks)
                 accumulator.update(rows, truth)
                 with self._scores_lock:

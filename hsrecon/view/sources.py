@@ -48,7 +48,7 @@ ENVI_READERS = 8  # concurrent reads of a large region (one band each)
 ENVI_PARALLEL_BYTES = 1 << 20  # regions spanning less than this are read band after band, in this thread
 HDF5_CACHE_BYTES = 64 << 20  # chunk cache per open file: a hovered pixel's neighbours come from memory
 HDF5_BLOCK_ROWS = 64  # rows per h5py call on a large region, so a spectrum request never waits long
-HDF5_PARALLEL_BYTES = 8 << 20  # regions this large are inflated chunk by chunk on every core
+HDF5_PARALLEL_BYTES = 8 << 20  # sampled regions this large (overviews) are inflated chunk by chunk on every core
 HDF5_INFLATERS = max(1, min(8, os.cpu_count() or 1))
 
 
@@ -295,7 +295,8 @@ class HDF5Source(CubeSource):
 
     def read(self, rows: slice, cols: slice) -> np.ndarray:
         self._check_region(rows, cols)
-        if self._filters is not None and _region_bytes(rows, cols, self) >= HDF5_PARALLEL_BYTES:
+        sampled = (rows.step or 1) > 1 or (cols.step or 1) > 1  # full-resolution reads use h5py's chunk cache
+        if self._filters is not None and sampled and _region_bytes(rows, cols, self) >= HDF5_PARALLEL_BYTES:
             return self._read_chunks(rows, cols)
         step = rows.step or 1
         per_call = max(1, HDF5_BLOCK_ROWS // step) * step

@@ -15,7 +15,7 @@
   const state = {
     meta: null, cube: 0, layer: "srgb", band: 0, cmap: "viridis", plo: 2, phi: 98,
     view: { scale: 1, tx: 0, ty: 0, fitted: true },
-    pins: [], nextPin: 1, hover: null, hoverWanted: null, hoverBusy: false, detailTimer: null,
+    pins: [], nextPin: 1, hover: null, hoverWanted: null, hoverBusy: false, detailTimer: null, scoresAsked: new Set(),
   };
   const hsview = (window.hsview = {
     ready: false, // the first overview is on screen
@@ -208,7 +208,13 @@
       hsview.images[slot] = { cube: params.cube, layer: params.layer, band: params.band ?? null, ...region, lo, hi };
       placeImage(slot);
       if (slot === "cube-overview") showRange(lo, hi);
-      if (slot === "cube-overview") showStatus("");
+      if (slot === "cube-overview") {
+        showStatus("");
+        if (!state.scoresAsked.has(params.cube)) {
+          state.scoresAsked.add(params.cube); // only now: the scores read both whole files, the first image comes first
+          showScores();
+        }
+      }
       if (slot.endsWith("overview") && !hsview.ready) {
         hsview.ready = true;
         document.body.dataset.ready = "1";
@@ -516,7 +522,8 @@
     showInfo();
     fitView();
     loadOverviews();
-    showScores();
+    $("scores").hidden = !c.truth;
+    if (state.scoresAsked.has(index)) showScores();
     placeMarkers();
     plotSpectra();
   }
