@@ -61,6 +61,7 @@ def test_reads_equal_the_whole_cube_read(tmp_path, cube, fmt, options, blocks, m
         monkeypatch.setattr(sources, "ENVI_GAP_BYTES", 0)
         monkeypatch.setattr(sources, "ENVI_BLOCK_BYTES", 3 * W * 31 * 4)
         monkeypatch.setattr(sources, "HDF5_PARALLEL_BYTES", 0)  # every sampled region through _read_chunks
+        monkeypatch.setattr(sources, "HDF5_BLOCK_COLS", 7)  # the others through h5py in 7-column tiles
     path = write(tmp_path / "c", fmt, cube, **options)
     whole, wavelengths, _ = read_cube(path)
     source = open_cube_source(path)

@@ -47,7 +47,8 @@ ENVI_GAP_BYTES = 16 << 10  # runs this close are read as one block and cut in me
 ENVI_READERS = 8  # concurrent reads of a large region (one band each)
 ENVI_PARALLEL_BYTES = 1 << 20  # regions spanning less than this are read band after band, in this thread
 HDF5_CACHE_BYTES = 64 << 20  # chunk cache per open file: a hovered pixel's neighbours come from memory
-HDF5_BLOCK_ROWS = 64  # rows per h5py call on a large region, so a spectrum request never waits long
+HDF5_BLOCK_ROWS = 64  # rows × columns per h5py call on a large region: h5py holds one global lock per
+HDF5_BLOCK_COLS = 512  # call, so a spectrum request (another thread) waits for one such tile at most
 HDF5_PARALLEL_BYTES = 8 << 20  # sampled regions this large (overviews) are inflated chunk by chunk on every core
 HDF5_INFLATERS = max(1, min(8, os.cpu_count() or 1))
 
@@ -298,11 +299,17 @@ class HDF5Source(CubeSource):
         sampled = (rows.step or 1) > 1 or (cols.step or 1) > 1  # full-resolution reads use h5py's chunk cache
         if self._filters is not None and sampled and _region_bytes(rows, cols, self) >= HDF5_PARALLEL_BYTES:
             return self._read_chunks(rows, cols)
-        step = rows.step or 1
+        step, col_step = rows.step or 1, cols.step or 1
         per_call = max(1, HDF5_BLOCK_ROWS // step) * step
+        cols_per_call = max(1, HDF5_BLOCK_COLS // col_step) * col_step
         blocks = []
         for start in range(rows.start, rows.stop, per_call):
-            blocks.append(self._read_block(slice(start, min(start + per_call, rows.stop), step), cols))
+            part = slice(start, min(start + per_call, rows.stop), step)
+            tiles = [
+                self._read_block(part, slice(x, min(x + cols_per_call, cols.stop), col_step))
+                for x in range(cols.start, cols.stop, cols_per_call)
+            ]
+            blocks.append(np.concatenate(tiles, axis=1) if len(tiles) > 1 else tiles[0])
         return np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
 
     def _read_block(self, rows: slice, cols: slice) -> np.ndarray:
