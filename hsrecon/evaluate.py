@@ -21,6 +21,7 @@ import csv
 import io
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ import torch
 from hsrecon import __version__
 from hsrecon.data import Pair, pairing_key, scan, track_space
 from hsrecon.inputs import InputTransform, canonical_space, make_input_transform, network_space
-from hsrecon.io import read_cube
+from hsrecon.io import CubeInfo, cube_info, read_cube
 from hsrecon.io.base import CUBE_SUFFIXES
 from hsrecon.io.rgb import read_rgb
 from hsrecon.io.temps import atomic_file
@@ -126,6 +127,7 @@ class Report:
     settings: dict
     results: dict[str, list[ImageResult]] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what was done to an input, e.g. integer cubes as stored
 
     def summary(self, method: str) -> dict[str, float | int | None]:
         return summarize(self.results.get(method, []))
@@ -140,7 +142,8 @@ class Report:
             for method, results in self.results.items()
         }
         failures = [{"name": f.name, "error": f.message} for f in self.failures]
-        return _finite({"settings": self.settings, "methods": methods, "failures": failures})
+        report = {"settings": self.settings, "methods": methods, "failures": failures, "notes": self.notes}
+        return _finite(report)
 
 
 def _result_dict(result: ImageResult) -> dict:
@@ -672,19 +675,106 @@ def pair_cube_files(pred_dir: Path, gt_dir: Path) -> tuple[list[tuple[Path, Path
     return pairs, failures
 
 
+READ_BYTES_PER_VALUE = 12
+"""Peak bytes per declared value while a cube is read: the stored value (up to 8 bytes) and its float32."""
+
+
+def memory_budget() -> int:
+    """Bytes one pair of cubes may take while it is read and scored: half the machine's physical memory."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (ValueError, OSError, AttributeError):  # no sysconf (Windows): assume a modest machine
+        return 8 << 30
+
+
+def _declared(path: Path) -> CubeInfo:
+    """What ``path`` says its cube is, checked to be numbers in three dimensions; nothing read yet."""
+    try:
+        info = cube_info(path)
+    except (ValueError, OSError):
+        raise
+    except Exception as error:  # a hostile header can trip h5py, SciPy or SPy in ways of their own
+        raise ValueError(f"{path}: unreadable ({type(error).__name__}: {error})") from None
+    if info.dtype.kind not in "fiu":
+        raise ValueError(f"{path}: its cube holds values of type {info.dtype}, not real numbers")
+    if len(info.shape) != 3:
+        raise ValueError(f"{path}: its cube has {len(info.shape)} dimensions, expected 3")
+    return info
+
+
+def _check_declared(pred_path: Path, pred: CubeInfo, gt_path: Path, gt: CubeInfo, budget: int) -> None:
+    """Refuse, before reading either, a prediction whose declared size is not the ground truth's, or a
+    pair over the memory budget (a sparse file can declare a terabyte in a few kilobytes)."""
+    if not pred.same_size(gt):
+        declared = f"shape {pred.describe()}, ground truth {gt_path.name} is {gt.describe()}"
+        raise ValueError(f"{pred_path}: {declared} (as declared; not read)")
+    needed = (pred.values + gt.values) * READ_BYTES_PER_VALUE
+    if needed > budget:
+        raise ValueError(
+            f"{pred_path}: reading it and {gt_path.name} takes {needed / 2**30:.1f} GiB, over the memory budget "
+            f"of {budget / 2**30:.1f} GiB (half the machine's memory)"
+        )
+
+
+def _read_declared(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        cube, wavelengths, _ = read_cube(path)
+    except (ValueError, OSError):
+        raise
+    except Exception as error:  # as in _declared: the file fails alone, with one line
+        raise ValueError(f"{path}: unreadable ({type(error).__name__}: {error})") from None
+    return cube, wavelengths
+
+
+def _check_finite(path: Path, cube: np.ndarray, role: str) -> None:
+    """Count NaN and infinity: an image with any is not scored (its scores would be NaN, and so would
+    every mean over images), and the line says how many and where the first is."""
+    bad = ~np.isfinite(cube)
+    count = int(np.count_nonzero(bad))
+    if count:
+        y, x, band = np.unravel_index(int(bad.argmax()), cube.shape)
+        raise ValueError(
+            f"{path}: {count:,} of {cube.size:,} {role} values are NaN or infinite (the first at row {y}, "
+            f"column {x}, band {band}); not scored"
+        )
+
+
+def _stored_type_notes(path: Path, info: CubeInfo, role: str) -> list[str]:
+    if info.dtype.kind in "iu":
+        return [
+            f"{path}: {role} stored as {info.dtype.name}: scored on its stored values, not scaled to [0, 1] "
+            "(divide by the white level first if the other cube holds reflectances)"
+        ]
+    return []
+
+
 def _score_files(
-    pred_path: Path, gt_path: Path, crop: int, method: str = "pred", on_rows: RowsObserver | None = None
-) -> Scores:
-    pred, pred_wavelengths, _ = read_cube(pred_path)
-    gt, gt_wavelengths, _ = read_cube(gt_path)
+    pred_path: Path,
+    gt_path: Path,
+    crop: int,
+    method: str = "pred",
+    on_rows: RowsObserver | None = None,
+    budget: int | None = None,
+) -> tuple[Scores, list[str]]:
+    """Score one pair of files: declared sizes and types first, then the values; (scores, notes)."""
+    pred_info, gt_info = _declared(pred_path), _declared(gt_path)
+    _check_declared(pred_path, pred_info, gt_path, gt_info, memory_budget() if budget is None else budget)
+    notes = [
+        *_stored_type_notes(gt_path, gt_info, "ground truth"),
+        *_stored_type_notes(pred_path, pred_info, "prediction"),
+    ]
+    pred, pred_wavelengths = _read_declared(pred_path)
+    gt, gt_wavelengths = _read_declared(gt_path)
     if pred.shape != gt.shape:
         shape = "×".join(map(str, pred.shape))
         raise ValueError(f"{pred_path}: shape {shape}, ground truth {gt_path.name} is {'×'.join(map(str, gt.shape))}")
     _check_wavelengths(pred_path, pred_wavelengths, gt_wavelengths)
+    _check_finite(gt_path, gt, "ground-truth")
+    _check_finite(pred_path, pred, "predicted")
     scores = score(pred, gt, crop=crop)
     if on_rows is not None:
         on_rows(Rows(pred_path.name, method, 0, pred, gt, pred_wavelengths))
-    return scores
+    return scores, notes
 
 
 def evaluate_files(
@@ -697,20 +787,32 @@ def evaluate_files(
     on_result: Callable[[str, ImageResult], None] | None = None,
     on_failure: Callable[[Failure], None] | None = None,
     on_rows: RowsObserver | None = None,
+    on_note: Callable[[str], None] | None = None,
+    memory_budget_bytes: int | None = None,
 ) -> Report:
     """Score every prediction file in ``pred_dir`` against its ground truth in ``gt_dir``
     (:func:`pair_cube_files`); a missing, unreadable or mis-shaped pair is a :class:`Failure`.
-    ``on_rows`` sees each scored pair, whole (:class:`Rows` with ``y0`` 0)."""
+    ``on_rows`` sees each scored pair, whole (:class:`Rows` with ``y0`` 0).
+
+    Every file is a claim until checked: declared sizes must match the ground truth's and fit in
+    ``memory_budget_bytes`` (default :func:`memory_budget`) before anything is read, values must be real
+    numbers, and a cube with NaN or infinity is a failure (counted in its line) while the others are
+    scored. Integer cubes are scored as stored, with a note (``on_note``, :attr:`Report.notes`).
+    """
     pairs, unpaired = pair_cube_files(Path(pred_dir), Path(gt_dir))
     report = Report(settings={**(settings or {}), "conventions": conventions(crop)}, results={method: []})
     for failure in unpaired:
         _fail(report, failure, on_failure)
     for pred_path, gt_path in pairs:
         try:
-            scores = _score_files(pred_path, gt_path, crop, method, on_rows)
+            scores, notes = _score_files(pred_path, gt_path, crop, method, on_rows, memory_budget_bytes)
         except (ValueError, OSError) as error:
             _fail(report, Failure(pred_path.name, _one_line(pred_path, error)), on_failure)
             continue
+        for note in notes:
+            report.notes.append(note)
+            if on_note is not None:
+                on_note(note)
         result = ImageResult(pred_path.name, scores)
         report.results[method].append(result)
         if on_result is not None:

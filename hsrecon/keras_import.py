@@ -22,8 +22,13 @@ import numpy as np
 import torch
 
 from hsrecon.model import LWRDAN, LWRDANConfig
+from hsrecon.weights_schema import check_config, check_parameter_budget
 
 __all__ = ["KerasGraph", "KerasImportError", "import_keras_model", "map_keras_layers", "read_keras_state_dict"]
+
+
+MAX_WEIGHT_VALUES = 16_000_000
+"""The largest single weight array read (64 MB of float32); LWRDAN's largest has 12,800 values."""
 
 
 class KerasImportError(ValueError):
@@ -45,6 +50,13 @@ class KerasLayer:
         return self.calls[0] if self.calls else ()
 
 
+class _Layers(dict):
+    """Layers by name; a name no layer has is the file's error, said as such (not a KeyError)."""
+
+    def __missing__(self, name: str) -> KerasLayer:
+        raise KerasImportError(f"layer {name!r} is referenced but not defined")
+
+
 class KerasGraph:
     """The layer graph of a Keras 2 functional model, with checks that fail as :class:`KerasImportError`."""
 
@@ -52,7 +64,7 @@ class KerasGraph:
         if model_config.get("class_name") not in ("Model", "Functional"):
             raise KerasImportError(f"expected a functional Keras Model, found {model_config.get('class_name')!r}")
         config = model_config["config"]
-        self.layers: dict[str, KerasLayer] = {}
+        self.layers: dict[str, KerasLayer] = _Layers()
         for entry in config["layers"]:
             calls = tuple(tuple(node[0] for node in call) for call in entry.get("inbound_nodes", []))
             self.layers[entry["name"]] = KerasLayer(entry["name"], entry["class_name"], entry["config"], calls)
@@ -229,11 +241,14 @@ def _match_attention_products(graph: KerasGraph, products: list[str], prefix: st
 def _match_stage(graph: KerasGraph, output: str, prefix: str, found: LayerMap) -> tuple[str, int]:
     """RDABs back from ``output`` to the stage's entry layer; return (entry name, number of RDABs)."""
     blocks: list[LayerMap] = []
-    name = output
+    name, seen = output, {output}
     while True:
         block: LayerMap = {}
         name = _match_rdab(graph, name, "", block)
         blocks.append(block)
+        if name in seen:  # a crafted graph can loop back on itself; a real one never does
+            raise KerasImportError(f"layer {name!r}: the graph loops back on itself")
+        seen.add(name)
         layer = graph.layers[name]
         if layer.class_name != "Activation":
             break
@@ -344,8 +359,27 @@ def _read_layer_weights(model_weights: h5py.Group, layer: str) -> dict[str, np.n
     for raw in group.attrs.get("weight_names", []):
         name = raw.decode() if isinstance(raw, bytes) else str(raw)
         short = name.split("/")[-1].split(":")[0]
-        arrays[short] = np.asarray(group[name], dtype=np.float32)
+        arrays[short] = _read_weight_array(group, name, layer)
     return arrays
+
+
+def _read_weight_array(group: h5py.Group, name: str, layer: str) -> np.ndarray:
+    """One weight array, read only if it is a plain numeric dataset of this file and of a sane size.
+
+    The size is the file's claim, not its content (a sparse dataset costs nothing on disk), so it is
+    checked before reading; links to other files and external or virtual storage are refused, so an
+    import reads nothing but the file it was given.
+    """
+    dataset = group.get(name)
+    if not isinstance(dataset, h5py.Dataset):
+        raise KerasImportError(f"layer {layer!r}: weight {name!r} is not a dataset in the file")
+    if dataset.file.filename != group.file.filename or dataset.is_virtual or dataset.external:
+        raise KerasImportError(f"layer {layer!r}: weight {name!r} points outside the file")
+    if dataset.dtype.kind not in "fiu":
+        raise KerasImportError(f"layer {layer!r}: weight {name!r} has the non-numeric type {dataset.dtype}")
+    if dataset.size > MAX_WEIGHT_VALUES:
+        raise KerasImportError(f"layer {layer!r}: weight {name!r} declares {dataset.size:,} values")
+    return np.asarray(dataset[()], dtype=np.float32)
 
 
 def _keras_tensors_to_torch(kind: type[torch.nn.Module], arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -408,21 +442,82 @@ def read_keras_state_dict(path: str | Path) -> tuple[LWRDANConfig, dict[str, tor
         handle = h5py.File(path, "r")
     except OSError as error:
         raise KerasImportError(f"{path}: not an HDF5 file ({error})") from None
-    with handle:
-        if "model_config" not in handle.attrs or "model_weights" not in handle:
-            raise KerasImportError(f"{path}: not a Keras whole-model HDF5 (no model_config or model_weights)")
-        graph = KerasGraph(json.loads(handle.attrs["model_config"]))
-        found, facts = map_keras_layers(graph)
-        weights = handle["model_weights"]
-        config = _config_from_file(graph, found, facts, weights)
-        state = _build_state(config, found, weights)
-        _check_all_weights_claimed(found, weights)
-        keras_facts = {
-            "keras_version": _attr(handle, "keras_version"),
-            "backend": _attr(handle, "backend"),
-            "layers_mapped": len(found),
-        }
+    try:
+        with handle:
+            return _read_open_file(handle)
+    except KerasImportError as error:
+        raise KerasImportError(f"{path}: {error}") from None
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError, OSError, RecursionError) as error:
+        # A file that passes the structural checks and still trips the walk: say so, never a traceback.
+        problem = " ".join(str(error).split()) or type(error).__name__
+        raise KerasImportError(f"{path}: not a usable Keras LWRDAN ({type(error).__name__}: {problem})") from None
+
+
+def _read_open_file(handle: h5py.File) -> tuple[LWRDANConfig, dict[str, torch.Tensor], dict]:
+    if "model_config" not in handle.attrs or not isinstance(handle.get("model_weights"), h5py.Group):
+        raise KerasImportError("not a Keras whole-model HDF5 (no model_config or model_weights)")
+    graph = KerasGraph(parse_model_config(handle.attrs["model_config"]))
+    found, facts = map_keras_layers(graph)
+    weights = handle["model_weights"]
+    config = _config_from_file(graph, found, facts, weights)
+    try:  # the widths come from the file's arrays: bounded before a network of them is built
+        check_config(config.to_dict())
+        check_parameter_budget(config)
+    except ValueError as error:
+        raise KerasImportError(f"the network it describes is out of range ({error})") from None
+    state = _build_state(config, found, weights)
+    _check_all_weights_claimed(found, weights)
+    keras_facts = {
+        "keras_version": _attr(handle, "keras_version"),
+        "backend": _attr(handle, "backend"),
+        "layers_mapped": len(found),
+    }
     return config, state, keras_facts
+
+
+def parse_model_config(raw: object) -> dict:
+    """The ``model_config`` attribute as a checked dict: JSON text of a functional model whose ``config``
+    has a list of ``layers`` (each with a name, a class, a config and inbound nodes) and ``output_layers``.
+
+    Only the structure the graph walk relies on is checked here; what the layers are is the walk's job.
+    """
+    if isinstance(raw, bytes | np.bytes_):
+        raw = bytes(raw).decode("utf-8", errors="replace")
+    if not isinstance(raw, str):
+        raise KerasImportError(f"model_config is not text but {type(raw).__name__}")
+    try:
+        model = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError):
+        raise KerasImportError("model_config is not JSON") from None
+    if not isinstance(model, dict):
+        raise KerasImportError(f"model_config is not a JSON object but {type(model).__name__}")
+    config = model.get("config")
+    if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+        raise KerasImportError("model_config has no config.layers list (not a functional Keras model)")
+    for index, entry in enumerate(config["layers"]):
+        _check_layer_entry(index, entry)
+    outputs = config.get("output_layers")
+    if not isinstance(outputs, list) or not all(_is_node(node) for node in outputs):
+        raise KerasImportError("model_config has no valid config.output_layers")
+    return model
+
+
+def _is_node(node: object) -> bool:
+    """A Keras node reference: ``[layer name, node index, tensor index, ...]``."""
+    return isinstance(node, list) and len(node) >= 1 and isinstance(node[0], str)
+
+
+def _check_layer_entry(index: int, entry: object) -> None:
+    if not isinstance(entry, dict):
+        raise KerasImportError(f"model_config layer {index} is not an object")
+    for key, kind in (("name", str), ("class_name", str), ("config", dict)):
+        if not isinstance(entry.get(key), kind):
+            raise KerasImportError(f"model_config layer {index}: {key!r} missing or not a {kind.__name__}")
+    calls = entry.get("inbound_nodes", [])
+    if not isinstance(calls, list) or not all(
+        isinstance(call, list) and all(_is_node(node) for node in call) for call in calls
+    ):
+        raise KerasImportError(f"layer {entry['name']!r}: malformed inbound_nodes")
 
 
 def _attr(handle: h5py.File, key: str) -> str:

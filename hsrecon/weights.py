@@ -40,6 +40,7 @@ from hsrecon.io.rgb import RGBImage
 from hsrecon.io.temps import atomic_file
 from hsrecon.model import LWRDAN, LWRDANConfig, count_parameters, count_trainable, flops_per_pixel
 from hsrecon.physics import WAVELENGTHS_NM
+from hsrecon.weights_schema import check_meta_fields, check_parameter_budget, check_safetensors_header
 from hsrecon.windows import default_stride
 
 __all__ = [
@@ -94,8 +95,12 @@ class WeightsMeta:
 
     @classmethod
     def from_json(cls, text: str) -> WeightsMeta:
+        """Parse and check the metadata: every field's type and range (:mod:`hsrecon.weights_schema`)
+        first, then the network's size on the meta device, so a hostile file builds nothing."""
         data = json.loads(text)
+        check_meta_fields(data)
         data["config"] = LWRDANConfig.from_dict(data["config"])
+        check_parameter_budget(data["config"])
         data["wavelengths_nm"] = tuple(float(w) for w in data["wavelengths_nm"])
         known = set(cls.__dataclass_fields__)
         unknown = set(data) - known
@@ -182,10 +187,12 @@ def _read_header(path: Path) -> dict:
         raw = handle.read(header_len)
     try:
         header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise WeightsError(f"{path}: not a safetensors file (unreadable header)") from None
-    tensors = {k: v for k, v in header.items() if k != "__metadata__"}
-    data_end = max((v["data_offsets"][1] for v in tensors.values()), default=0)
+    try:
+        data_end = check_safetensors_header(header)
+    except ValueError as error:
+        raise WeightsError(f"{path}: not a valid safetensors file ({error})") from None
     if 8 + header_len + data_end > size:
         raise WeightsError(f"{path}: truncated (needs {8 + header_len + data_end} bytes, has {size})")
     return header
@@ -333,7 +340,7 @@ def _parse_meta(path: Path, metadata: dict) -> WeightsMeta:
         raise WeightsError(f"{path}: safetensors without hsrecon metadata, so not hsrecon weights")
     try:
         meta = WeightsMeta.from_json(metadata["hsrecon"])
-    except (ValueError, KeyError, TypeError) as error:
+    except (ValueError, KeyError, TypeError, RecursionError) as error:
         raise WeightsError(f"{path}: invalid hsrecon metadata ({error})") from None
     if meta.format != FORMAT or meta.format_version > FORMAT_VERSION:
         raise WeightsError(f"{path}: weights format {meta.format} v{meta.format_version} is newer than this hsrecon")
@@ -352,7 +359,8 @@ def _check_bundled_digest(path: Path, entry: BundledWeights) -> None:
 
 def _check_tensors(path: Path, meta: WeightsMeta, state: dict[str, torch.Tensor]) -> None:
     """The tensors must be exactly those of an LWRDAN with the metadata's config, finite, counted right."""
-    expected = LWRDAN(meta.config).state_dict()
+    with torch.device("meta"):  # shapes only: nothing allocated
+        expected = LWRDAN(meta.config).state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:

@@ -6,16 +6,30 @@
 
 from __future__ import annotations
 
-from hsrecon.io.base import FORMATS, CubeSpec, CubeWriteError, CubeWriter, output_files, output_path
-from hsrecon.io.cube import is_complete, open_cube_writer, read_cube
+from hsrecon.io.base import (
+    FORMATS,
+    ConcurrentOutputError,
+    CubeInfo,
+    CubeSpec,
+    CubeWriteError,
+    CubeWriter,
+    OutputExistsError,
+    output_files,
+    output_path,
+)
+from hsrecon.io.cube import cube_info, is_complete, open_cube_writer, read_cube
 from hsrecon.io.temps import atomic_file, remove_stale_temps
 
 __all__ = [
     "FORMATS",
+    "ConcurrentOutputError",
+    "CubeInfo",
     "CubeSpec",
     "CubeWriteError",
     "CubeWriter",
+    "OutputExistsError",
     "atomic_file",
+    "cube_info",
     "is_complete",
     "open_cube_writer",
     "output_files",

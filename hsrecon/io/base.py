@@ -47,6 +47,49 @@ class CubeWriteError(OSError):
     """
 
 
+@dataclass(frozen=True)
+class CubeInfo:
+    """What a cube file declares about its cube, read from its header alone (no values decoded).
+
+    ``shape`` is in the file's own axis order (ENVI lines × samples × bands, HDF5 as stored, MATLAB's
+    order for ``.mat``), so compare it to another file's with :meth:`same_size`; ``dtype`` is the stored
+    type. A file's header is a claim: checking it before reading is what keeps a tiny sparse file that
+    declares a terabyte from being read.
+    """
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    @property
+    def values(self) -> int:
+        """How many values the cube declares."""
+        count = 1
+        for size in self.shape:
+            count *= size
+        return count
+
+    def describe(self) -> str:
+        return "×".join(str(size) for size in self.shape)
+
+    def same_size(self, other: CubeInfo) -> bool:
+        """Whether the two declare the same sizes, in any axis order (formats order axes differently)."""
+        return sorted(self.shape) == sorted(other.shape)
+
+
+class OutputExistsError(CubeWriteError):
+    """An output is there already and ``overwrite`` is off: it is not replaced. ``path`` names it."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = Path(path)
+
+
+class ConcurrentOutputError(OutputExistsError):
+    """The output was not there when the writer opened and is at commit: another process (a second run
+    into the same folder) wrote it meanwhile. hsrecon renames only complete files into place, so that
+    one is whole; this writer's is dropped and the other left as it is."""
+
+
 def output_path(stem: Path, fmt: str) -> Path:
     """The file that marks a complete output: ``out/photo`` -> ``out/photo.hdr`` / ``.mat`` / ``.h5``.
 
@@ -299,11 +342,15 @@ class CubeWriter:
 
     def _refuse_existing(self) -> None:
         if not self.overwrite and any(p.exists() for p in self.paths):
-            raise CubeWriteError(f"{self.path}: exists (pass overwrite=True to replace it)")
+            raise OutputExistsError(self.path, "exists (overwrite=True replaces it)")
 
     def _publish(self) -> None:
         """Rename temporaries into place; an old marker goes first so no reader pairs old with new."""
-        self._refuse_existing()
+        try:
+            self._refuse_existing()
+        except OutputExistsError:  # absent at open (checked there), present now: written by another process
+            problem = "exists now: written meanwhile by another process, left as it is"
+            raise ConcurrentOutputError(self.path, problem) from None
         if len(self.paths) > 1 and self.path.exists():
             self.path.unlink()
         for final in self.paths:

@@ -17,6 +17,7 @@ import numpy as np
 from hsrecon.io.base import (
     ENVI_DATA_SUFFIX,
     AttrValue,
+    CubeInfo,
     CubeSpec,
     CubeWriter,
     check_format,
@@ -85,6 +86,26 @@ def _writer_class(fmt: str) -> type[CubeWriter]:
     from hsrecon.io.h5 import H5CubeWriter
 
     return H5CubeWriter
+
+
+def cube_info(path: Path) -> CubeInfo:
+    """What a cube file declares (shape in its own axis order, stored type), by suffix, from headers
+    alone: check it before :func:`read_cube` when the file comes from elsewhere."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in (".hdr", ENVI_DATA_SUFFIX):
+        from hsrecon.io.envi import envi_info
+
+        return envi_info(path)
+    if suffix == ".mat":
+        from hsrecon.io.mat import mat_info
+
+        return mat_info(path)
+    if suffix in (".h5", ".hdf5"):
+        from hsrecon.io.h5 import h5_info
+
+        return h5_info(path)
+    raise ValueError(f"{path}: unknown cube suffix {path.suffix!r}; expected .hdr, .img, .mat or .h5")
 
 
 def read_cube(

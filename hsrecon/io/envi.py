@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from hsrecon.io.base import ENVI_DATA_SUFFIX, AttrValue, CubeSpec, CubeWriter
+from hsrecon.io.base import ENVI_DATA_SUFFIX, AttrValue, CubeInfo, CubeSpec, CubeWriter
 
 ENVI_FLOAT32 = 4
 # Bytes per value for each ENVI "data type" code, so is_complete can check headers we did not write.
@@ -184,6 +184,35 @@ def envi_data_size(header: Mapping[str, str]) -> int:
     itemsize = ENVI_ITEMSIZE[int(header["data type"])]
     count = int(header["lines"]) * int(header["samples"]) * int(header["bands"])
     return int(header.get("header offset", "0")) + count * itemsize
+
+
+# ENVI "data type" codes of real numbers, as numpy types (6 and 9 are complex: no cube of ours).
+ENVI_DTYPES = {1: "u1", 2: "i2", 3: "i4", 4: "f4", 5: "f8", 12: "u2", 13: "u4", 14: "i8", 15: "u8"}
+MAX_HEADER_BYTES = 1 << 20  # a real header is a few kB; a bigger one is not read
+
+
+def envi_info(path: Path) -> CubeInfo:
+    """What an ENVI header declares (lines × samples × bands, stored type), checked against its data file."""
+    hdr = path.with_suffix(".hdr") if path.suffix.lower() == ENVI_DATA_SUFFIX else path
+    if hdr.stat().st_size > MAX_HEADER_BYTES:
+        raise ValueError(f"{hdr}: a header of {hdr.stat().st_size:,} bytes is not an ENVI header")
+    try:
+        header = parse_envi_header(hdr.read_text(encoding="utf-8", errors="replace"))
+        shape = tuple(int(header[key]) for key in ("lines", "samples", "bands"))
+        code = int(header["data type"])
+        offset = int(header.get("header offset", "0"))
+    except KeyError as exc:
+        raise ValueError(f"{hdr}: no {exc.args[0]!r} in the ENVI header") from None
+    except ValueError as exc:
+        raise ValueError(f"{hdr}: not a usable ENVI header ({exc})") from None
+    if code not in ENVI_DTYPES or min(shape) < 1 or offset < 0:
+        raise ValueError(f"{hdr}: data type {code}, {'×'.join(map(str, shape))} values: not a real-valued cube")
+    needed = envi_data_size(header)
+    img = hdr.with_suffix(ENVI_DATA_SUFFIX)
+    size = _size_or_none(img)
+    if size is not None and size < needed:
+        raise ValueError(f"{img}: {size:,} bytes, its header declares {needed:,}")
+    return CubeInfo(shape, np.dtype(ENVI_DTYPES[code]))
 
 
 def is_complete_envi(img_path: Path, hdr_path: Path) -> bool:

@@ -17,7 +17,7 @@ from typing import BinaryIO
 import h5py
 import numpy as np
 
-from hsrecon.io.base import CHUNK_PX, AttrValue, CubeSpec, CubeWriter, default_wavelengths
+from hsrecon.io.base import CHUNK_PX, AttrValue, CubeInfo, CubeSpec, CubeWriter, default_wavelengths
 
 GZIP_LEVEL = 1  # float cubes keep their entropy in the mantissa: higher levels barely help (docs/formats.md)
 _MIN_CACHE_BYTES = 1 << 20
@@ -187,12 +187,36 @@ def is_complete_hdf5(path: Path) -> bool:
         return False
 
 
+def dataset_info(path: Path, file: h5py.File, name: str = "cube") -> CubeInfo:
+    """The declared shape and type of the dataset ``name`` of ``file``, refusing data kept elsewhere.
+
+    External raw storage, virtual datasets and links to other files would make reading ``path`` read
+    other files on the disk: refused, so a cube file can only ever give its own bytes.
+    """
+    dataset = file.get(name)
+    if not isinstance(dataset, h5py.Dataset):
+        raise ValueError(f"{path}: no dataset {name!r}")
+    if dataset.file.filename != file.filename or dataset.is_virtual or dataset.external:
+        raise ValueError(f"{path}: {name!r} keeps its data outside the file (external or virtual storage)")
+    return CubeInfo(tuple(int(n) for n in dataset.shape), dataset.dtype)
+
+
+def h5_info(path: Path) -> CubeInfo:
+    """What ``path``'s ``cube`` dataset declares (shape, type), from the HDF5 metadata alone."""
+    with h5py.File(path, "r") as file:
+        info = dataset_info(path, file)
+    if len(info.shape) != 3:
+        raise ValueError(f"{path}: no 3-D dataset 'cube' (H×W×bands)")
+    return info
+
+
 def read_h5(path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, AttrValue]]:
     """Read ``cube`` (H×W×B, any float, returned as float32), ``wavelength`` and root attributes."""
     with h5py.File(path, "r") as file:
         cube = file.get("cube")
         if not isinstance(cube, h5py.Dataset) or cube.ndim != 3:
             raise ValueError(f"{path}: no 3-D dataset 'cube' (H×W×bands)")
+        dataset_info(path, file)  # refuses data kept outside the file
         data = np.asarray(cube[()], dtype=np.float32)
         if "wavelength" in file:
             wavelengths = np.asarray(file["wavelength"][()], dtype=np.float64).ravel()

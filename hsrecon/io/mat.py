@@ -19,8 +19,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from hsrecon.io.base import CHUNK_PX, AttrValue, default_wavelengths
-from hsrecon.io.h5 import HDF5CubeWriter, dataset_filters, read_attrs, write_attrs
+from hsrecon.io.base import CHUNK_PX, AttrValue, CubeInfo, default_wavelengths
+from hsrecon.io.h5 import HDF5CubeWriter, dataset_filters, dataset_info, read_attrs, write_attrs
 
 USERBLOCK_BYTES = 512
 _TEXT_BYTES = 116
@@ -104,12 +104,38 @@ def read_mat(
     return cube, wavelengths, attrs
 
 
+# MATLAB classes (as scipy's whosmat names them) that hold numbers; anything else (struct, cell) is no cube.
+_MATLAB_CLASSES = {"double": "float64", "single": "float32", "logical": "bool"} | {
+    name: name for name in ("int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64")
+}
+
+
+def mat_info(path: Path) -> CubeInfo:
+    """What ``path``'s variable ``cube`` declares (MATLAB's axis order, stored type), from headers alone."""
+    if h5py.is_hdf5(path):
+        with h5py.File(path, "r") as file:
+            info = dataset_info(path, file)
+        return CubeInfo(info.shape[::-1], info.dtype)  # HDF5 stores MATLAB's axes reversed
+    from scipy.io import whosmat
+    from scipy.io.matlab import MatReadError
+
+    try:
+        variables = {name: (shape, kind) for name, shape, kind in whosmat(path)}
+    except (MatReadError, ValueError, NotImplementedError, TypeError) as exc:
+        raise ValueError(f"{path}: not a readable MAT-file ({exc})") from exc
+    if "cube" not in variables:
+        raise ValueError(f"{path}: no variable 'cube'")
+    shape, kind = variables["cube"]
+    return CubeInfo(tuple(int(n) for n in shape), np.dtype(_MATLAB_CLASSES.get(kind, "object")))
+
+
 def _read_v73(path: Path) -> tuple[np.ndarray, np.ndarray | None, dict[str, AttrValue]]:
     """``cube`` and ``bands`` in MATLAB's axis order (HDF5's reversed back)."""
     with h5py.File(path, "r") as file:
         cube = file.get("cube")
         if not isinstance(cube, h5py.Dataset):
             raise ValueError(f"{path}: no variable 'cube'")
+        dataset_info(path, file)  # refuses data kept outside the file
         matlab_cube = np.asarray(cube[()]).T
         bands = np.asarray(file["bands"][()]).T if isinstance(file.get("bands"), h5py.Dataset) else None
         attrs = read_attrs(file)

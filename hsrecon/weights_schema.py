@@ -1,0 +1,202 @@
+"""What a weights file may say about itself: the safetensors header's shape and the metadata's schema.
+
+A weights file comes from anywhere, so everything in it is checked before anything is built from it:
+
+- :func:`check_safetensors_header`: the JSON header is an object whose tensor entries each have a known
+  ``dtype``, a ``shape`` of non-negative integers and ``data_offsets`` that hold exactly that many bytes,
+  all inside the file; ``__metadata__`` maps strings to strings.
+- :func:`check_meta_fields`: every metadata field has its type and lies in its range (:data:`LIMITS`),
+  before any :class:`~hsrecon.model.LWRDANConfig` exists.
+- :func:`check_parameter_budget`: the network the config describes has at most
+  :data:`MAX_PARAMETERS` values, counted on PyTorch's ``meta`` device, where modules hold shapes but no
+  memory. A config asking for terabytes is refused in milliseconds instead of being allocated.
+
+Each check raises ``ValueError`` with one line naming the field (``config.widths[1]: …``); the loader
+(:mod:`hsrecon.weights`) adds the file's name.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from itertools import pairwise
+
+from hsrecon.inputs import canonical_space
+
+__all__ = [
+    "LIMITS",
+    "MAX_PARAMETERS",
+    "SAFETENSORS_ITEMSIZE",
+    "check_config",
+    "check_meta_fields",
+    "check_parameter_budget",
+    "check_safetensors_header",
+]
+
+MAX_PARAMETERS = 50_000_000
+"""The largest network a weights file may describe: 200 MB of float32, 215× the published LWRDAN."""
+
+SAFETENSORS_ITEMSIZE: dict[str, int] = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1,
+    "U16": 2, "I16": 2, "F16": 2, "BF16": 2,
+    "U32": 4, "I32": 4, "F32": 4,
+    "U64": 8, "I64": 8, "F64": 8,
+}  # fmt: skip
+
+# Ranges of the model config: generous around the published network (widths 8/16/32, 2 blocks per stage),
+# tight enough that even the largest config is counted on the meta device in well under a second.
+LIMITS: dict[str, tuple[int, int]] = {
+    "in_channels": (3, 3),  # the pipeline feeds RGB
+    "out_bands": (1, 1024),
+    "widths": (1, 512),
+    "blocks": (0, 8),
+    "dense_width": (1, 512),
+    "reduction": (1, 512),
+    "spatial_kernel": (1, 15),
+    "head_kernel": (1, 15),
+    "window_size": (4, 4096),
+    "format_version": (1, 1_000),
+}
+_ODD = ("spatial_kernel", "head_kernel")  # "same" padding of k // 2 keeps the size only for odd k
+_TUPLE_LENGTHS = {"widths": 3, "blocks": 5}
+
+
+def _describe(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _int_in(name: str, value: object, low: int, high: int, *, odd: bool = False) -> int:
+    kind = "an odd integer" if odd else "an integer"
+    if not _is_int(value) or not low <= value <= high or (odd and value % 2 == 0):
+        raise ValueError(f"{name}: expected {kind} from {low} to {high}, found {_describe(value)}")
+    return value
+
+
+def _number_in(name: str, value: object, low: float, high: float, *, open_low: bool = False) -> float:
+    fits = _is_number(value) and (low < value if open_low else low <= value) and value <= high
+    if not fits:
+        interval = f"{'(' if open_low else '['}{low:g}, {high:g}]"
+        raise ValueError(f"{name}: expected a number in {interval}, found {_describe(value)}")
+    return float(value)
+
+
+def check_config(config: object) -> None:
+    """Types and ranges of a model config (a dict, as stored in metadata); ValueError naming the field."""
+    if not isinstance(config, Mapping):
+        raise ValueError(f"config: expected an object, found {_describe(config)}")
+    for key, value in config.items():
+        name = f"config.{key}"
+        if key in _TUPLE_LENGTHS:
+            if not isinstance(value, list | tuple) or len(value) != _TUPLE_LENGTHS[key]:
+                raise ValueError(f"{name}: expected a list of {_TUPLE_LENGTHS[key]} integers, found {_describe(value)}")
+            for index, item in enumerate(value):
+                _int_in(f"{name}[{index}]", item, *LIMITS[key])
+        elif key in LIMITS:
+            _int_in(name, value, *LIMITS[key], odd=key in _ODD)
+        elif key == "dropout":
+            _number_in(name, value, 0.0, 0.99)
+        elif key == "bn_eps":
+            _number_in(name, value, 0.0, 1.0, open_low=True)
+        elif key == "bn_momentum":
+            _number_in(name, value, 0.0, 1.0)
+        elif key in ("coord_conv", "attention") and not isinstance(value, bool):
+            raise ValueError(f"{name}: expected true or false, found {_describe(value)}")
+        # unknown keys are refused by LWRDANConfig.from_dict, naming them
+
+
+def _check_wavelengths(value: object) -> None:
+    if not isinstance(value, list | tuple) or not 1 <= len(value) <= LIMITS["out_bands"][1]:
+        raise ValueError(f"wavelengths_nm: expected a list of 1 to 1024 numbers, found {_describe(value)}")
+    for index, item in enumerate(value):
+        _number_in(f"wavelengths_nm[{index}]", item, 1.0, 100_000.0)
+    if any(b <= a for a, b in pairwise(value)):
+        raise ValueError("wavelengths_nm: expected strictly increasing values")
+
+
+def check_meta_fields(data: object) -> None:
+    """Types and ranges of the ``hsrecon`` metadata object, before any dataclass or module is made."""
+    if not isinstance(data, Mapping):
+        raise ValueError(f"expected a JSON object, found {_describe(data)}")
+    for key in ("config", "window_size", "input_space", "weights_version"):
+        if key not in data:
+            raise ValueError(f"missing key {key!r}")
+    check_config(data["config"])
+    _int_in("window_size", data["window_size"], *LIMITS["window_size"])
+    if data["window_size"] % 4:
+        raise ValueError(f"window_size: expected a multiple of 4, found {data['window_size']}")
+    for key in ("input_space", "weights_version", "format"):
+        if key in data and (not isinstance(data[key], str) or not 0 < len(data[key]) <= 200):
+            raise ValueError(f"{key}: expected a string of 1 to 200 characters, found {_describe(data[key])}")
+    try:
+        canonical_space(data["input_space"])
+    except ValueError as error:
+        raise ValueError(f"input_space: {error}") from None
+    if "wavelengths_nm" in data:
+        _check_wavelengths(data["wavelengths_nm"])
+    for key in ("num_params", "trainable_params"):
+        if key in data:
+            _int_in(key, data[key], 0, MAX_PARAMETERS)
+    if "format_version" in data:
+        _int_in("format_version", data["format_version"], *LIMITS["format_version"])
+    for key in ("provenance", "training", "metrics"):
+        if key in data and not isinstance(data[key], Mapping):
+            raise ValueError(f"{key}: expected an object, found {_describe(data[key])}")
+
+
+def check_parameter_budget(config: object) -> int:
+    """The number of values of the network ``config`` describes; ValueError above :data:`MAX_PARAMETERS`.
+
+    Counted on the ``meta`` device: the modules get shapes but no storage, so nothing is allocated.
+    """
+    import torch
+
+    from hsrecon.model import LWRDAN, count_parameters
+
+    with torch.device("meta"):
+        count = count_parameters(LWRDAN(config))  # type: ignore[arg-type]
+    if count > MAX_PARAMETERS:
+        raise ValueError(f"config describes a network of {count:,} values, over the limit of {MAX_PARAMETERS:,}")
+    return count
+
+
+def _check_entry(name: str, entry: object) -> tuple[int, int]:
+    """One tensor entry of the header; returns its (begin, end) byte offsets in the data section."""
+    if not isinstance(entry, Mapping):
+        raise ValueError(f"tensor {name!r}: expected an object, found {_describe(entry)}")
+    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+    if dtype not in SAFETENSORS_ITEMSIZE:
+        raise ValueError(f"tensor {name!r}: unknown dtype {_describe(dtype)}")
+    if not isinstance(shape, list) or len(shape) > 8 or not all(_is_int(n) and n >= 0 for n in shape):
+        raise ValueError(f"tensor {name!r}: shape must be a list of non-negative integers, found {_describe(shape)}")
+    if not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_int(n) and n >= 0 for n in offsets):
+        raise ValueError(f"tensor {name!r}: data_offsets must be two non-negative integers, found {_describe(offsets)}")
+    begin, end = offsets
+    expected = math.prod(shape) * SAFETENSORS_ITEMSIZE[dtype]
+    if end - begin != expected:
+        raise ValueError(f"tensor {name!r}: data_offsets hold {end - begin} bytes, its shape needs {expected}")
+    return begin, end
+
+
+def check_safetensors_header(header: object) -> int:
+    """The structure of a parsed safetensors header; returns the size its tensors' data needs."""
+    if not isinstance(header, Mapping):
+        raise ValueError(f"header is not a JSON object but {type(header).__name__}")
+    metadata = header.get("__metadata__", {})
+    if metadata is not None and (
+        not isinstance(metadata, Mapping) or not all(isinstance(v, str) for v in metadata.values())
+    ):
+        raise ValueError("__metadata__ must map names to strings")
+    spans = sorted(_check_entry(name, entry) for name, entry in header.items() if name != "__metadata__")
+    for (_, end), (begin, _) in pairwise(spans):
+        if begin < end:
+            raise ValueError("tensors' data_offsets overlap")
+    return max((end for _, end in spans), default=0)
