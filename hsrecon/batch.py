@@ -26,9 +26,18 @@ import torch
 from hsrecon.devices import rank_device
 from hsrecon.inference import DeviceOutOfMemoryError
 from hsrecon.inputs import canonical_space, photo_evidence
-from hsrecon.io import CubeWriteError, is_complete, output_files, remove_stale_temps
+from hsrecon.io import (
+    FORMATS,
+    ConcurrentOutputError,
+    CubeWriteError,
+    OutputExistsError,
+    is_complete,
+    output_files,
+    remove_stale_temps,
+)
 from hsrecon.io.base import preview_path
 from hsrecon.io.rgb import IMAGE_SUFFIXES, ImageReadError, RGBImage, read_rgb
+from hsrecon.io.temps import TEMP_PATTERN, live_temps
 from hsrecon.pipeline import ConvertResult, convert_file
 from hsrecon.plausible import check_weights_space
 from hsrecon.weights import Weights
@@ -73,18 +82,30 @@ class BatchSummary:
     skipped: list[BatchItem] = field(default_factory=list)
     failed: list[tuple[BatchItem, str]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # e.g. files left to another run writing them
 
 
 def _matches(path: Path, pattern: str | None) -> bool:
+    if TEMP_PATTERN.fullmatch(path.name):
+        return False  # a temporary of hsrecon's (another run's, or a killed one's) is never an input
     if pattern is not None:
         return fnmatch.fnmatch(path.name, pattern)
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
-def _walk(root: Path, recursive: bool) -> Iterator[Path]:
-    """Files under ``root``, sorted; symlinked folders are not followed (no loops, no escapes)."""
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _walk(root: Path, recursive: bool, skip: tuple[int, int] | None = None) -> Iterator[Path]:
+    """Files under ``root``, sorted; symlinked folders are not followed (no loops, no escapes), and the
+    folder ``skip`` identifies (the output folder, inside an input folder) is not entered."""
     for folder, dirs, files in os.walk(root, followlinks=False):
-        dirs.sort()
+        dirs[:] = sorted(name for name in dirs if skip is None or _identity(Path(folder) / name) != skip)
         for name in sorted(files):
             yield Path(folder) / name
         if not recursive:
@@ -92,14 +113,19 @@ def _walk(root: Path, recursive: bool) -> Iterator[Path]:
 
 
 def collect_inputs(
-    paths: Sequence[Path], *, recursive: bool = False, pattern: str | None = None
+    paths: Sequence[Path], *, recursive: bool = False, pattern: str | None = None, output_dir: Path | None = None
 ) -> tuple[list[tuple[Path, Path | None]], list[str]]:
-    """Expand files and folders into (file, folder it was found in or None); plus one line per problem."""
+    """Expand files and folders into (file, folder it was found in or None); plus one line per problem.
+
+    hsrecon's temporaries are never inputs, and with ``output_dir`` given, a recursive walk does not enter
+    the output folder (its files are this tool's outputs). See also :func:`plan_outputs`.
+    """
     found: list[tuple[Path, Path | None]] = []
     problems: list[str] = []
+    skip = _identity(output_dir) if output_dir is not None else None
     for path in paths:
         if path.is_dir():
-            found.extend((file, path) for file in _walk(path, recursive) if _matches(file, pattern))
+            found.extend((file, path) for file in _walk(path, recursive, skip) if _matches(file, pattern))
         elif path.is_file():
             found.append((path, None))
         else:
@@ -146,8 +172,32 @@ def _inside(target: Path, output_dir: Path) -> bool:
     return target.name not in ("", ".", "..") and target.resolve().is_relative_to(output_dir.resolve())
 
 
+def _own_outputs(inputs: Sequence[tuple[Path, Path | None]], output_dir: Path) -> list[int]:
+    """Indices of inputs that are outputs of other inputs of the same run (``a.preview.png`` beside
+    ``a.png`` when the output folder is the input folder): converting them would make outputs of outputs."""
+    out = Path(os.path.realpath(output_dir))
+    inside = {}
+    for index, (file, _) in enumerate(inputs):
+        real = Path(os.path.realpath(file))  # never raises, even for a link that loops
+        if real.is_relative_to(out):
+            inside[real] = index
+    if not inside:
+        return []
+    stems = _unique_stems(inputs, [_relative_stem(file, root) for file, root in inputs])
+    own = set()
+    for index, stem in enumerate(stems):
+        for path in _all_outputs(BatchItem(inputs[index][0], out / stem)):
+            other = inside.get(path)
+            if other is not None and other != index:
+                own.add(other)
+    return sorted(own)
+
+
 def plan_outputs(
-    inputs: Sequence[tuple[Path, Path | None]], output_dir: Path, problems: list[str] | None = None
+    inputs: Sequence[tuple[Path, Path | None]],
+    output_dir: Path,
+    problems: list[str] | None = None,
+    notes: list[str] | None = None,
 ) -> list[BatchItem]:
     """Output stems inside ``output_dir``: the input's path relative to its folder, minus the suffix.
 
@@ -156,7 +206,17 @@ def plan_outputs(
     place an output outside ``output_dir``; an item that would anyway (a symlinked sub-folder of the
     output folder pointing elsewhere, a hand-made path with ``..``) raises ``ValueError``, or, when
     ``problems`` is given, is left out and described there in one line.
+
+    An input that is another input's output (``a.preview.png`` from an earlier ``--preview`` run into the
+    input folder) is left out, and said in one line in ``notes``: a rerun never converts its own outputs.
     """
+    own = _own_outputs(inputs, output_dir)
+    if own:
+        if notes is not None:
+            example = inputs[own[0]][0].name
+            notes.append(f"{len(own)} of the inputs are outputs of the others (e.g. {example}): not converted")
+        dropped = set(own)
+        inputs = [entry for index, entry in enumerate(inputs) if index not in dropped]
     stems = _unique_stems(inputs, [_relative_stem(file, root) for file, root in inputs])
     items = []
     for (file, _), stem in zip(inputs, stems, strict=True):
@@ -196,7 +256,8 @@ def pending_formats(stem: Path, formats: Sequence[str], overwrite: bool = False)
     A run killed between two formats of one file left some complete: a rerun writes only the others
     instead of refusing the finished ones as existing.
     """
-    return list(formats) if overwrite else [fmt for fmt in formats if not is_complete(stem, fmt)]
+    unique = list(dict.fromkeys(formats))  # a format asked for twice is written once
+    return unique if overwrite else [fmt for fmt in unique if not is_complete(stem, fmt)]
 
 
 def _is_done(item: BatchItem, formats: Sequence[str], preview: bool) -> bool:
@@ -205,10 +266,15 @@ def _is_done(item: BatchItem, formats: Sequence[str], preview: bool) -> bool:
     return not preview or preview_path(item.stem).is_file()
 
 
-def _remove_stale_temps(items: Sequence[BatchItem], formats: Sequence[str]) -> None:
-    """Delete what killed runs left for these outputs (a killed process cannot clean up after itself)."""
-    finals = [path for item in items for fmt in formats for path in output_files(item.stem, fmt)]
-    remove_stale_temps([*finals, *(preview_path(item.stem) for item in items)])
+def _all_outputs(item: BatchItem) -> list[Path]:
+    """Every file hsrecon could write for ``item``, in any format, and its preview."""
+    return [*(path for fmt in FORMATS for path in output_files(item.stem, fmt)), preview_path(item.stem)]
+
+
+def _remove_stale_temps(items: Sequence[BatchItem]) -> None:
+    """Delete what killed runs left for these files' outputs (a killed process cannot clean up after
+    itself), in every format: the killed run may have been asked for other formats than this one."""
+    remove_stale_temps([path for item in items for path in _all_outputs(item)])
 
 
 def run_batch(
@@ -223,6 +289,7 @@ def run_batch(
     on_done: Callable[[BatchItem, object], None] | None = None,
     on_skip: Callable[[BatchItem], None] | None = None,
     on_fail: Callable[[BatchItem, str], None] | None = None,
+    on_note: Callable[[BatchItem, str], None] | None = None,
 ) -> BatchSummary:
     """Convert each item with ``convert(item, image)``, reading the next image in the background.
 
@@ -230,8 +297,12 @@ def run_batch(
     full or read-only raises :class:`OutputFatalError`, since every later file would fail the same way,
     and so does any exception of a type in ``fatal`` (e.g. the device out of memory). Without
     ``overwrite``, items whose outputs (and preview, with ``preview``) are all complete are skipped.
+
+    Another run writing into the same folder: a file whose temporaries it holds is left to it, and a
+    file it finishes while this run writes it is kept as it wrote it; both count as skipped, with a
+    note (``on_note``, :attr:`BatchSummary.notes`), not as failures.
     """
-    _remove_stale_temps(items, formats)
+    _remove_stale_temps(items)
     summary = BatchSummary()
     todo = []
     for item in items:
@@ -246,12 +317,26 @@ def run_batch(
         for index, item in enumerate(todo):
             image = upcoming.result()
             upcoming = reader.submit(_read, todo[index + 1]) if index + 1 < len(todo) else None
-            _convert_one(item, image, convert, summary, fatal, (on_start, on_done, on_fail))
+            busy = live_temps(_all_outputs(item))
+            if busy:
+                _record_skip(item, f"{item.source}: being written by another run ({busy[0].name}); left to it",
+                             summary, on_skip, on_note)  # fmt: skip
+                continue
+            _convert_one(item, image, convert, summary, fatal, (on_start, on_done, on_fail, on_skip, on_note))
     return summary
 
 
+def _record_skip(item: BatchItem, note: str, summary: BatchSummary, on_skip, on_note) -> None:
+    summary.skipped.append(item)
+    summary.notes.append(note)
+    if on_note:
+        on_note(item, note)
+    if on_skip:
+        on_skip(item)
+
+
 def _convert_one(item, image, convert, summary, fatal, callbacks) -> None:
-    on_start, on_done, on_fail = callbacks
+    on_start, on_done, on_fail, on_skip, on_note = callbacks
     try:
         if isinstance(image, Exception):
             raise image
@@ -263,6 +348,11 @@ def _convert_one(item, image, convert, summary, fatal, callbacks) -> None:
         raise
     except ImageReadError as error:
         _record_failure(item, str(error), summary, on_fail)
+    except ConcurrentOutputError as error:
+        _record_skip(item, f"{item.source}: {error}", summary, on_skip, on_note)
+    except OutputExistsError as error:
+        message = f"{error.path}: exists but is not a complete output; remove it, or pass --overwrite to replace it"
+        _record_failure(item, message, summary, on_fail)
     except OSError as error:
         if error.errno in _FATAL_ERRNOS:
             raise OutputFatalError(error.errno, _fatal_message(item, error)) from error
@@ -369,11 +459,14 @@ def convert_batch(
     if warning:
         events.warning(f"{weights.path.name if weights.path else weights.name}: {warning}")
     photo_warning = _PhotoWarning(events) if _reads_as_clean(weights, space, settings.input_space) else None
-    found, problems = collect_inputs(inputs, recursive=recursive, pattern=pattern)
+    found, problems = collect_inputs(inputs, recursive=recursive, pattern=pattern, output_dir=output)
     _make_output_folder(output)
-    items = shard(plan_outputs(found, output, problems), *(shard_of or torchrun_shard()))
+    notes: list[str] = []
+    items = shard(plan_outputs(found, output, problems, notes), *(shard_of or torchrun_shard()))
     for problem in problems:
         events.problem(problem)
+    for note in notes:
+        events.note(note)
     predict = weights.predictor(
         device=rank_device(torch.device(device)), precision=settings.precision, tta=settings.tta, window=window,
         on_note=events.note,
@@ -400,7 +493,7 @@ def convert_batch(
     summary = run_batch(
         items, convert, formats=settings.formats, overwrite=settings.overwrite, preview=settings.preview,
         fatal=(DeviceOutOfMemoryError,), on_start=on_start, on_done=events.file_done, on_skip=events.file_skipped,
-        on_fail=events.file_failed,
+        on_fail=events.file_failed, on_note=lambda item, text: events.note(text),
     )  # fmt: skip
     summary.problems[:0] = problems
     return summary

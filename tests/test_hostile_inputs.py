@@ -43,6 +43,29 @@ def _animated(path: Path, **options) -> None:
     frames[0].save(path, save_all=True, append_images=frames[1:], **options)
 
 
+def _tiff_with_a_lying_tag(path: Path) -> None:
+    """A valid TIFF whose ImageDescription claims a million bytes: Pillow warns, skips the tag, reads it."""
+    import io
+    import struct
+
+    buffer = io.BytesIO()
+    Image.fromarray(_noise(6, 8)).save(buffer, format="TIFF", tiffinfo={270: "x" * 100})
+    data = bytearray(buffer.getvalue())
+    (ifd,) = struct.unpack("<I", data[4:8])
+    (entries,) = struct.unpack("<H", data[ifd : ifd + 2])
+    for entry in range(ifd + 2, ifd + 2 + 12 * entries, 12):
+        if struct.unpack("<H", data[entry : entry + 2])[0] == 270:
+            data[entry + 4 : entry + 8] = struct.pack("<I", 10**6)
+    path.write_bytes(bytes(data))
+
+
+def _float_tiff_with_nan(path: Path) -> None:
+    values = np.full((5, 6), 0.25, np.float32)
+    values[2, 3] = np.nan
+    values[4, 0] = np.inf
+    Image.fromarray(values, mode="F").save(path)
+
+
 def _bomb_png(path: Path) -> None:
     """A valid PNG header claiming 60000×60000 pixels (10.8 GB decoded) over a few bytes of data."""
     path.write_bytes(_png(np.zeros((1, 4, 3), np.uint8), colour_type=2, width=60000, height=60000))
@@ -61,6 +84,7 @@ def _good_corpus(root: Path) -> dict[str, tuple[int, int]]:
     _save(root / "with space.png", _noise(6, 7))
     _save(Path(os.fsdecode(os.fsencode(root) + b"/caf\xe9.png")), _noise(5, 5))  # Latin-1 name: not UTF-8
     _save(root / "..png", _noise(4, 4), format="PNG")  # stem "." must not name the output folder itself
+    _tiff_with_a_lying_tag(root / "warned.tif")
     (root / "sub" / "deeper").mkdir(parents=True)
     _save(root / "sub" / "deeper" / "nested.png", _noise(7, 9))
     os.symlink(root, root / "sub" / "loop")  # a folder loop: never followed
@@ -76,6 +100,7 @@ def _good_corpus(root: Path) -> dict[str, tuple[int, int]]:
         "with space": (6, 7),
         os.fsdecode(b"caf\xe9"): (5, 5),
         "_": (4, 4),
+        "warned": (6, 8),
         "sub/deeper/nested": (7, 9),
     }
 
@@ -88,6 +113,8 @@ def _bad_corpus(root: Path) -> dict[str, str]:
     (root / "empty.png").write_bytes(b"")
     (root / "empty.jpg").write_bytes(b"")
     _bomb_png(root / "bomb.png")
+    _truncated(root / "truncated.tif", "TIFF")  # Pillow warns before it gives up: one line all the same
+    _float_tiff_with_nan(root / "nan.tif")
     Path(os.fsdecode(os.fsencode(root) + b"/bad-\xff-name.png")).write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(20))
     os.symlink("self.png", root / "sub" / "self.png")  # a file link that points at itself
     return {
@@ -97,6 +124,8 @@ def _bad_corpus(root: Path) -> dict[str, str]:
         "empty.png": "empty file",
         "empty.jpg": "empty file",
         "bomb.png": "refused before decoding: 60000×60000",
+        "truncated.tif": "not a readable image",
+        "nan.tif": "2 NaN or infinite sample values in the image (the first at row 2, column 3)",
         "-name.png": "not a readable image",
         "self.png": "looping symbolic link",
     }
@@ -118,6 +147,12 @@ def test_some_failed_and_nothing_crashed(corpus_run):
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
+
+
+def test_every_line_is_hsrecon_s_own(corpus_run):
+    """No Python warning (two lines each, source context included) between the errors and notes."""
+    result, _, _, _ = corpus_run
+    assert [line for line in result.stderr.splitlines() if not line.startswith("hsrecon: ")] == []
 
 
 def test_exactly_one_error_line_per_bad_file(corpus_run):
@@ -146,6 +181,7 @@ def test_conversions_are_said_once_as_notes(corpus_run):
         ("animated.webp", "first frame of 3"),
         ("cmyk.jpg", "CMYK converted"),
         ("palette.png", "palette converted"),
+        ("warned.tif", "decoder warning: Tag data larger than file. Skipping tag 270"),
     ]:
         assert any(name in line and note in line for line in notes), (name, notes)
 

@@ -23,6 +23,7 @@ What is kept and what is changed, each change said once in :attr:`RGBImage.notes
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
 import warnings
@@ -180,7 +181,7 @@ def _oriented_size(im: Image.Image) -> tuple[int, int]:
 def probe_size(path: Path) -> tuple[int, int]:
     """(height, width) of the image as :func:`read_rgb` would return it, from the header, decoding nothing."""
     path = Path(path)
-    with _pillow_limit(None), _open(path) as im:
+    with _pillow_warnings([]), _pillow_limit(None), _open(path) as im:
         return _oriented_size(im)
 
 
@@ -331,12 +332,51 @@ def _frames(im: Image.Image) -> int:
         return 1
 
 
+@contextmanager
+def _pillow_warnings(notes: list[str]) -> Iterator[None]:
+    """Pillow's warnings about a file (a damaged TIFF tag, corrupt EXIF) become one-line notes on it.
+
+    Python would print each as two lines of ``UserWarning`` source context, ahead of the file's own error
+    line, or in the middle of a progress bar. Notes are added only if the read succeeds: a file that
+    fails has its one error line. Warnings from anything but Pillow (another thread's, in that instant)
+    are shown as Python would have shown them.
+    """
+    with _PILLOW_LOCK, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for warning in caught:
+        if Path(warning.filename).parent.name == "PIL":
+            note = f"decoder warning: {' '.join(str(warning.message).split())}"
+            if note not in notes:
+                notes.append(note)
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+
+
+def _check_finite(path: Path, array: np.ndarray) -> None:
+    """NaN or infinity in a floating-point image is the input's fault: say so here, not as a network error."""
+    if array.dtype.kind != "f":
+        return
+    bad = ~np.isfinite(array)
+    count = int(np.count_nonzero(bad))
+    if count:
+        y, x = np.unravel_index(int(bad.argmax()), array.shape)[:2]
+        raise _fail(path, f"{count:,} NaN or infinite sample values in the image (the first at row {y}, column {x})")
+
+
 def read_rgb(path: Path, *, max_pixels: int = 200_000_000) -> RGBImage:
     """Decode ``path`` to an upright H×W×3 array, refusing anything over ``max_pixels`` before decoding."""
     path = Path(path)
     if max_pixels <= 0:
         raise ValueError(f"max_pixels must be positive, got {max_pixels}")
     notes: list[str] = []
+    decoder_notes: list[str] = []
+    with _pillow_warnings(decoder_notes):
+        image = _read(path, max_pixels, notes)
+    return dataclasses.replace(image, notes=(*image.notes, *decoder_notes)) if decoder_notes else image
+
+
+def _read(path: Path, max_pixels: int, notes: list[str]) -> RGBImage:
     with _pillow_limit(None), _open(path) as im:
         _check_size(path, *_oriented_size(im), max_pixels)
         orientation = _header_orientation(im)
@@ -355,6 +395,7 @@ def read_rgb(path: Path, *, max_pixels: int = 200_000_000) -> RGBImage:
             raise
         except Exception as exc:  # truncated data, bad compression stream, decoder errors
             raise _fail(path, f"not a readable image ({_one_line(exc)})") from None
+    _check_finite(path, array)
     pixels = np.ascontiguousarray(_to_rgb(array, notes))
     pixels.flags.writeable = False  # as frozen as the dataclass; Pillow's buffer is often read-only anyway
     if orientation in _ORIENTATION_WORDS:

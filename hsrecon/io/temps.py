@@ -10,13 +10,19 @@ can be taken is abandoned. Where ``flock`` does not exist (Windows) no lock is k
 be deleted there, so a failed delete means "in use" just as well.
 
 Only names of exactly this pattern, for the final names asked about, are ever deleted; regular files
-only (a symlink or FIFO of that name is left alone).
+only (a symlink or FIFO of that name is left alone). The same lock tells a second run converting into
+the same folder that a file is being written by someone else (:func:`live_temps`).
+
+A temporary's name is 14 bytes longer than its final name; where that would pass the file system's limit
+on a name (255 bytes), the final name is shortened inside it (:func:`temp_stem`), so a temporary can be
+made whenever its final name fits.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import re
 import secrets
@@ -29,15 +35,58 @@ try:
 except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["TEMP_PATTERN", "LockedTemp", "atomic_file", "create_temp", "remove_stale_temps", "temp_name_for"]
+__all__ = [
+    "TEMP_PATTERN",
+    "LockedTemp",
+    "atomic_file",
+    "create_temp",
+    "live_temps",
+    "remove_stale_temps",
+    "temp_name_for",
+    "temp_stem",
+]
 
 TEMP_PATTERN = re.compile(r"\.(?P<final>.+)\.[0-9a-f]{8}\.tmp", re.DOTALL)
-"""A temporary's name: ``.`` + the final name + ``.`` + 8 lower-case hex digits + ``.tmp``."""
+"""A temporary's name: ``.`` + the final name (see :func:`temp_stem`) + ``.`` + 8 lower-case hex digits
++ ``.tmp``."""
+
+_TEMP_EXTRA_BYTES = len("..01234567.tmp")  # what a temporary's name adds around the final name
+_DEFAULT_NAME_MAX = 255  # bytes per name on ext4, XFS, Btrfs, APFS, tmpfs
+
+
+def _name_max(folder: Path) -> int:
+    """The longest file name ``folder``'s file system takes, in bytes (eCryptfs: 143; most: 255)."""
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):
+        return _DEFAULT_NAME_MAX
+
+
+def temp_stem(final: Path) -> str:
+    """What stands for ``final``'s name inside its temporaries' names: the name itself when the
+    temporary's name then fits the file system's limit, else the longest prefix that does, ``~`` and
+    8 hex digits of the name's SHA-256. So a temporary can be made whenever the final name fits, and
+    the cleanup still finds it from the final name alone.
+    """
+    final = Path(final)
+    encoded = os.fsencode(final.name)
+    limit = _name_max(final.parent) - _TEMP_EXTRA_BYTES
+    if len(encoded) <= limit:
+        return final.name
+    digest = "~" + hashlib.sha256(encoded).hexdigest()[:8]
+    prefix, used = [], 0
+    for char in final.name:  # whole characters, so a multi-byte one is never cut in two
+        size = len(os.fsencode(char))
+        if used + size > limit - len(digest):
+            break
+        prefix.append(char)
+        used += size
+    return "".join(prefix) + digest
 
 
 def temp_name_for(final: Path) -> str:
     """A fresh random temporary name for ``final`` (same folder), matching :data:`TEMP_PATTERN`."""
-    return f".{final.name}.{secrets.token_hex(4)}.tmp"
+    return f".{temp_stem(Path(final))}.{secrets.token_hex(4)}.tmp"
 
 
 class LockedTemp:
@@ -116,17 +165,52 @@ def remove_stale_temps(finals: Iterable[Path]) -> list[Path]:
     Each folder is listed once, however many finals it holds (a batch of 100,000 files stays linear).
     Errors are ignored: a temporary that cannot be removed is only clutter, never a wrong result.
     """
-    wanted: dict[Path, set[str]] = {}
-    for final in finals:
-        final = Path(final)
-        wanted.setdefault(final.parent, set()).add(final.name)
     removed = []
-    for folder, names in wanted.items():
-        removed += [path for path in _temps_in(folder, names) if _remove_if_abandoned(path)]
+    for folder, stems in _stems_by_folder(finals).items():
+        removed += [path for path in _temps_in(folder, stems) if _remove_if_abandoned(path)]
     return removed
 
 
-def _temps_in(folder: Path, names: set[str]) -> list[Path]:
+def live_temps(finals: Iterable[Path]) -> list[Path]:
+    """Temporaries of the given final paths that a live process is writing (it holds their lock).
+
+    Another run converting the same file into the same folder: this one should leave that file to it.
+    Always empty where there is no ``flock`` (nothing can tell a live writer from a dead one there).
+    """
+    if fcntl is None:
+        return []
+    found = []
+    for folder, stems in _stems_by_folder(finals).items():
+        found += [path for path in _temps_in(folder, stems) if _is_locked(path)]
+    return found
+
+
+def _stems_by_folder(finals: Iterable[Path]) -> dict[Path, set[str]]:
+    wanted: dict[Path, set[str]] = {}
+    for final in finals:
+        final = Path(final)
+        wanted.setdefault(final.parent, set()).add(temp_stem(final))
+    return wanted
+
+
+def _is_locked(path: Path) -> bool:
+    """Whether another open file holds ``path``'s lock (a regular file only; nothing else is opened)."""
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return False
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as exc:
+        return exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN)
+    finally:
+        os.close(fd)  # also drops the shared lock, if it was taken
+    return False
+
+
+def _temps_in(folder: Path, stems: set[str]) -> list[Path]:
     try:
         entries = list(os.scandir(folder))
     except OSError:
@@ -134,7 +218,7 @@ def _temps_in(folder: Path, names: set[str]) -> list[Path]:
     found = []
     for entry in entries:
         match = TEMP_PATTERN.fullmatch(entry.name)
-        if match and match["final"] in names:
+        if match and match["final"] in stems:
             found.append(folder / entry.name)
     return found
 
