@@ -16,7 +16,7 @@ from __future__ import annotations
 import errno
 import fnmatch
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +56,7 @@ __all__ = [
     "run_batch",
     "shard",
     "torchrun_shard",
+    "under_torchrun",
 ]
 
 # Errors of the output side that will hit every later file too: stop the batch instead of failing each.
@@ -101,10 +102,19 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return info.st_dev, info.st_ino
 
 
-def _walk(root: Path, recursive: bool, skip: tuple[int, int] | None = None) -> Iterator[Path]:
+def _walk(
+    root: Path, recursive: bool, skip: tuple[int, int] | None = None, problems: list[str] | None = None
+) -> Iterator[Path]:
     """Files under ``root``, sorted; symlinked folders are not followed (no loops, no escapes), and the
-    folder ``skip`` identifies (the output folder, inside an input folder) is not entered."""
-    for folder, dirs, files in os.walk(root, followlinks=False):
+    folder ``skip`` identifies (the output folder, inside an input folder) is not entered. A folder that
+    cannot be listed is one line in ``problems`` (its files would otherwise vanish from the batch unsaid)."""
+
+    def unreadable(error: OSError) -> None:
+        if problems is not None:
+            reason = error.strerror or str(error)
+            problems.append(f"{error.filename}: cannot list this folder ({reason}); its files are left out")
+
+    for folder, dirs, files in os.walk(root, followlinks=False, onerror=unreadable):
         dirs[:] = sorted(name for name in dirs if skip is None or _identity(Path(folder) / name) != skip)
         for name in sorted(files):
             yield Path(folder) / name
@@ -125,9 +135,12 @@ def collect_inputs(
     skip = _identity(output_dir) if output_dir is not None else None
     for path in paths:
         if path.is_dir():
-            found.extend((file, path) for file in _walk(path, recursive, skip) if _matches(file, pattern))
+            found.extend((file, path) for file in _walk(path, recursive, skip, problems) if _matches(file, pattern))
         elif path.is_file():
             found.append((path, None))
+        elif os.path.lexists(path):
+            kind = "broken or looping symbolic link" if path.is_symlink() else "not a regular file or folder"
+            problems.append(f"{path}: {kind}")
         else:
             problems.append(f"{path}: no such file or directory")
     return found, problems
@@ -238,9 +251,41 @@ def shard(items: Sequence[BatchItem], index: int, count: int) -> list[BatchItem]
     return list(items[index::count])
 
 
-def torchrun_shard() -> tuple[int, int]:
-    """(index, count) of this process's share under torchrun (``RANK``/``WORLD_SIZE``); (0, 1) alone."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+_TORCHRUN_VARIABLES = ("TORCHELASTIC_RUN_ID", "LOCAL_RANK", "GROUP_RANK", "LOCAL_WORLD_SIZE")
+
+
+def _whole(name: str, text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{name}={text!r} in the environment: expected a whole number") from None
+
+
+def torchrun_shard(environ: Mapping[str, str] | None = None) -> tuple[int, int]:
+    """(index, count) of this process's share from ``RANK``/``WORLD_SIZE`` (torchrun sets them); (0, 1)
+    when neither is set. ValueError, one line, for values that cannot be a share: not whole numbers, one
+    without the other, or ``RANK`` outside 0 … ``WORLD_SIZE`` − 1 (and a ``LOCAL_RANK`` that is no number).
+    """
+    environ = os.environ if environ is None else environ
+    rank, world = environ.get("RANK"), environ.get("WORLD_SIZE")
+    if "LOCAL_RANK" in environ and _whole("LOCAL_RANK", environ["LOCAL_RANK"]) < 0:
+        raise ValueError(f"LOCAL_RANK={environ['LOCAL_RANK']} in the environment: must be 0 or more")
+    if rank is None and world is None:
+        return 0, 1
+    if rank is None or world is None:
+        given, missing = ("RANK", "WORLD_SIZE") if world is None else ("WORLD_SIZE", "RANK")
+        raise ValueError(f"{given} is set in the environment but {missing} is not: set both (torchrun does) or neither")
+    index, count = _whole("RANK", rank), _whole("WORLD_SIZE", world)
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(f"RANK={index}, WORLD_SIZE={count} in the environment: RANK must be from 0 to WORLD_SIZE - 1")
+    return index, count
+
+
+def under_torchrun(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether torchrun started this process (it sets ``LOCAL_RANK`` and ``TORCHELASTIC_RUN_ID`` besides
+    ``RANK``/``WORLD_SIZE``): otherwise a share taken from the environment is a leftover worth saying."""
+    environ = os.environ if environ is None else environ
+    return any(name in environ for name in _TORCHRUN_VARIABLES)
 
 
 def _read(item: BatchItem) -> RGBImage | Exception:

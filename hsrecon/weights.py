@@ -40,7 +40,7 @@ from hsrecon.io.rgb import RGBImage
 from hsrecon.io.temps import atomic_file
 from hsrecon.model import LWRDAN, LWRDANConfig, count_parameters, count_trainable, flops_per_pixel
 from hsrecon.physics import WAVELENGTHS_NM
-from hsrecon.weights_schema import check_meta_fields, check_parameter_budget, check_safetensors_header
+from hsrecon.weights_schema import MAX_WINDOW, check_meta_fields, check_parameter_budget, check_safetensors_header
 from hsrecon.windows import default_stride
 
 __all__ = [
@@ -258,11 +258,15 @@ class Weights:
 
     def windowing(self, window: int | None = None, stride: int | None = None) -> tuple[int, int]:
         """(window, stride) to run these weights with: the training window and its default stride unless
-        given; ValueError naming the parameter first (``window 30: must be …``) for one that cannot work."""
-        window = window or self.window
-        if window % self.size_multiple or window < self.size_multiple:
-            raise ValueError(f"window {window}: must be a positive multiple of {self.size_multiple}")
-        stride = stride or default_stride(window)
+        given (None); ValueError naming the parameter first (``window 30: must be …``) for one that cannot
+        work. A window is at most :data:`MAX_WINDOW`: an image is padded to at least one window and a band
+        of windows is held across its width, so ``window 100000`` would ask for 120 GB."""
+        window = self.window if window is None else window
+        if window % self.size_multiple or not self.size_multiple <= window <= MAX_WINDOW:
+            raise ValueError(
+                f"window {window}: must be a multiple of {self.size_multiple} from {self.size_multiple} to {MAX_WINDOW}"
+            )
+        stride = default_stride(window) if stride is None else stride
         if not 0 < stride <= window:
             raise ValueError(f"stride {stride}: must be between 1 and the window ({window})")
         return window, stride

@@ -26,12 +26,16 @@ from hsrecon.inputs import canonical_space
 __all__ = [
     "LIMITS",
     "MAX_PARAMETERS",
+    "MAX_WINDOW",
     "SAFETENSORS_ITEMSIZE",
     "check_config",
     "check_meta_fields",
     "check_parameter_budget",
     "check_safetensors_header",
 ]
+
+MAX_WINDOW = 1024
+"""The largest window a network is run on: 16× the training window, ~1 GB of activations per window."""
 
 MAX_PARAMETERS = 50_000_000
 """The largest network a weights file may describe: 200 MB of float32, 215× the published LWRDAN."""
@@ -54,7 +58,7 @@ LIMITS: dict[str, tuple[int, int]] = {
     "reduction": (1, 512),
     "spatial_kernel": (1, 15),
     "head_kernel": (1, 15),
-    "window_size": (4, 4096),
+    "window_size": (4, MAX_WINDOW),
     "format_version": (1, 1_000),
 }
 _ODD = ("spatial_kernel", "head_kernel")  # "same" padding of k // 2 keeps the size only for odd k

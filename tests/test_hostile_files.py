@@ -119,8 +119,8 @@ def _set(path: str, value: object):
         ("config.coord_conv", "yes", "config.coord_conv: expected true or false"),
         ("config.in_channels", 4, "config.in_channels: expected an integer from 3 to 3"),
         ("config", [1, 2], "config: expected an object"),
-        ("window_size", "64", "window_size: expected an integer from 4 to 4096, found '64'"),
-        ("window_size", 0, "window_size: expected an integer from 4 to 4096, found 0"),
+        ("window_size", "64", "window_size: expected an integer from 4 to 1024, found '64'"),
+        ("window_size", 0, "window_size: expected an integer from 4 to 1024, found 0"),
         ("window_size", 62, "window_size: expected a multiple of 4"),
         ("window_size", True, "window_size: expected an integer"),
         ("input_space", "cmyk", "input_space: unknown input space 'cmyk'"),
@@ -160,7 +160,7 @@ def test_crafted_weights_on_the_command_line_exit_3(tmp_path, bundled_weights):
     image = tmp_path / "a.png"
     image.write_bytes(b"not even read")
     result = hsrecon("convert", str(image), "-o", str(tmp_path / "out"), "--weights", str(weights))
-    assert_clean_failure(result, 3, "window_size: expected an integer from 4 to 4096, found 0")
+    assert_clean_failure(result, 3, "window_size: expected an integer from 4 to 1024, found 0")
     assert "--window" not in result.stderr
     assert not (tmp_path / "out").exists()
 

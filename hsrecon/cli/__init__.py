@@ -16,7 +16,8 @@ import typer
 from hsrecon import __version__
 from hsrecon.cli import convert, export, import_keras, info, synth, train, view
 from hsrecon.cli import eval as eval_command
-from hsrecon.cli._common import ExitCode, stderr, stdout
+from hsrecon.cli._common import ExitCode, say, stdout
+from hsrecon.interrupts import INTERRUPTS, exit_code_of, signals_interrupt
 
 __all__ = ["ExitCode", "app", "main"]
 
@@ -55,9 +56,12 @@ app.command("view")(view.view)
 
 
 def main() -> None:
-    """Console-script entry point: run the app, turning Ctrl-C into one line and exit code 130."""
+    """Console-script entry point (``hsrecon``, ``python -m hsrecon``, ``torchrun -m hsrecon``): run the app
+    with SIGINT, SIGTERM and SIGHUP all stopping it cleanly (:mod:`hsrecon.interrupts`). The long commands
+    say what was kept; an interrupt anywhere else is one line and exit code 128 + the signal's number."""
     try:
-        app()
-    except KeyboardInterrupt:
-        stderr.print("hsrecon: interrupted")
-        sys.exit(int(ExitCode.INTERRUPTED))
+        with signals_interrupt():
+            app()
+    except INTERRUPTS as error:
+        say("error", f"interrupted ({getattr(error, 'signal_name', 'SIGINT')})")
+        sys.exit(exit_code_of(error))

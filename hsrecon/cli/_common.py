@@ -8,12 +8,17 @@ Nothing here imports torch, so ``hsrecon --help`` answers at once.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from enum import Enum, IntEnum
 from typing import TYPE_CHECKING, Annotated, Optional, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+
+from hsrecon.interrupts import INTERRUPTS, exit_code_of
+from hsrecon.printable import printable
 
 if TYPE_CHECKING:
     import torch
@@ -21,6 +26,7 @@ if TYPE_CHECKING:
     from hsrecon.weights import Weights
 
 __all__ = [
+    "INTERRUPTS",
     "Ablation",
     "Baseline",
     "CubeDtype",
@@ -33,10 +39,14 @@ __all__ = [
     "Track",
     "WeightsOption",
     "device_or_exit",
+    "exposure",
     "fail",
     "input_space",
+    "interrupted",
     "one_of",
     "out_of_memory_line",
+    "safe",
+    "say",
     "stderr",
     "stdout",
     "weights_or_exit",
@@ -57,13 +67,37 @@ class ExitCode(IntEnum):
     INPUT = 4  # unreadable or unsupported input
     OUTPUT = 5  # output cannot be written
     DEVICE = 6  # requested device unavailable
-    INTERRUPTED = 130  # Ctrl-C
+    INTERRUPTED = 130  # Ctrl-C (SIGINT); SIGHUP gives 129 and SIGTERM 143: 128 + the signal's number
+
+
+_LABELS = {"error": "[bold red]hsrecon: error:[/]", "warning": "hsrecon: warning:", "note": "hsrecon: note:"}
+
+
+def safe(text: object) -> str:
+    """``text`` (a file name, or a message quoting one) ready for ``console.print``: control characters
+    escaped so it stays the one line it is (:func:`hsrecon.printable.printable`), and rich's markup
+    escaped so a name like ``[red]x[/].png`` prints as written instead of restyling, or breaking, the line."""
+    return escape(printable(text))
+
+
+def say(kind: str, message: object, console: Console | None = None) -> None:
+    """One ``hsrecon: error:`` / ``warning:`` / ``note:`` line, its text made :func:`safe`."""
+    (console or stderr).print(f"{_LABELS[kind]} {safe(message)}", highlight=False, soft_wrap=True)
 
 
 def fail(message: str, code: ExitCode) -> typer.Exit:
     """Print ``hsrecon: error: message`` on stderr and return the Exit to raise."""
-    stderr.print(f"[bold red]hsrecon: error:[/] {message}", highlight=False, soft_wrap=True)
+    say("error", message)
     return typer.Exit(code=int(code))
+
+
+def interrupted(error: BaseException, consequence: str) -> typer.Exit:
+    """The one line for a run stopped by Ctrl-C, SIGTERM or SIGHUP (:mod:`hsrecon.interrupts`), and its
+    exit code, 128 + the signal's number (130 for Ctrl-C)."""
+    code = exit_code_of(error)
+    name = getattr(error, "signal_name", "SIGINT")
+    say("error", f"interrupted ({name}): {consequence}")
+    return typer.Exit(code=code)
 
 
 # --- choices ------------------------------------------------------------------------------------------
@@ -192,14 +226,30 @@ def device_or_exit(requested: str) -> torch.device:
 
 
 def windowing_or_exit(weights: Weights, window: int | None, stride: int | None, batch_size: int) -> tuple[int, int]:
-    """``--window``, ``--stride`` and ``--batch-size`` checked against the weights, defaults filled in."""
+    """``--window``, ``--stride`` and ``--batch-size`` checked against the weights, defaults filled in;
+    a value given is checked as given (``--window 0`` is an error, not the default)."""
     try:
         window, stride = weights.windowing(window, stride)
     except ValueError as error:  # the library names the parameter first: "window 30: must be …"
         raise fail(f"--{error}", ExitCode.USAGE) from None
     if batch_size < 1:
-        raise fail("--batch-size must be at least 1", ExitCode.USAGE)
+        raise fail(f"--batch-size {batch_size}: must be at least 1", ExitCode.USAGE)
     return window, stride
+
+
+def exposure(text: str | float | None) -> float | None:
+    """``--exposure``: ``auto`` (None: chosen from each image) or a finite positive scale."""
+    if text is None or text == "auto":
+        return None
+    if isinstance(text, float):
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise fail(f"--exposure {text!r}: expected 'auto' or a positive number", ExitCode.USAGE) from None
+    if not (value > 0 and math.isfinite(value)):
+        raise fail(f"--exposure {text!r}: must be a positive finite number", ExitCode.USAGE)
+    return value
 
 
 def out_of_memory_line(error: Exception, batch_size: int) -> str:

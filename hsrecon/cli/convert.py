@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from hsrecon.cli._common import (
+    INTERRUPTS,
     CubeDtype,
     CubeFormat,
     DeviceOption,
@@ -24,10 +25,14 @@ from hsrecon.cli._common import (
     Precision,
     WeightsOption,
     device_or_exit,
+    exposure,
     fail,
     input_space,
+    interrupted,
     one_of,
     out_of_memory_line,
+    safe,
+    say,
     stderr,
     weights_or_exit,
     windowing_or_exit,
@@ -60,19 +65,29 @@ def _shard(text: str | Shard) -> Shard:
     return Shard(index - 1, count)
 
 
-def _exposure(text: str | float | None) -> float | None:
-    """``--exposure``: ``auto`` (None: chosen from each image) or a positive scale."""
-    if text is None or text == "auto":
-        return None
-    if isinstance(text, float):
-        return text
+def _share_or_exit(given: Shard | None) -> tuple[Shard, str]:
+    """The share of the files to do, and how to say it: ``--shard``, else ``RANK``/``WORLD_SIZE`` (checked:
+    exit code 2 for values that cannot be a share), else all. A share that comes from the environment
+    without torchrun having set it is said before the work, since it silently halves a batch."""
+    from hsrecon.batch import torchrun_shard, under_torchrun
+
+    if given is not None:
+        return given, f"share {given.index + 1} of {given.count} (--shard)"
     try:
-        value = float(text)
-    except ValueError:
-        raise fail(f"--exposure {text!r}: expected 'auto' or a positive number", ExitCode.USAGE) from None
-    if not value > 0:
-        raise fail(f"--exposure {text!r}: must be positive", ExitCode.USAGE)
-    return value
+        index, count = torchrun_shard()
+    except ValueError as error:
+        raise fail(str(error), ExitCode.USAGE) from None
+    share = Shard(index, count)
+    if count == 1:
+        return share, ""
+    if under_torchrun():
+        return share, f"share {index + 1} of {count} (torchrun rank {index})"
+    say(
+        "note",
+        f"RANK={index} and WORLD_SIZE={count} are set in the environment (not by torchrun): converting only "
+        f"share {index + 1} of {count} of the files; unset them to convert all",
+    )
+    return share, f"share {index + 1} of {count} (RANK/WORLD_SIZE in the environment)"
 
 
 def convert(
@@ -97,9 +112,11 @@ def convert(
             help="What the files hold: ntire2020-clean, srgb, linear (default: the weights' own space).",
         ),
     ] = None,
-    exposure: Annotated[
+    scale: Annotated[
         Optional[float],
-        typer.Option(parser=_exposure, metavar="TEXT", help="'auto' or a scale factor applied in the input space."),
+        typer.Option(
+            "--exposure", parser=exposure, metavar="TEXT", help="'auto' or a scale factor applied in the input space."
+        ),
     ] = "auto",
     weights: WeightsOption = None,
     device: DeviceOption = "auto",
@@ -154,8 +171,9 @@ def convert(
     if plausible:
         _plausible_or_exit(loaded)
     _check_report(html_report)
+    share, share_text = _share_or_exit(shard)
     settings = ConvertSettings(
-        formats=tuple(fmt.value for fmt in formats), input_space=space, exposure=exposure, window=window,
+        formats=tuple(dict.fromkeys(fmt.value for fmt in formats)), input_space=space, exposure=scale, window=window,
         stride=stride, batch_size=batch_size, precision=precision.value, tta=tta, dtype=dtype.value,
         interleave=interleave.value, overwrite=overwrite, preview=preview, plausible=plausible,
     )  # fmt: skip
@@ -163,19 +181,19 @@ def convert(
     try:
         summary = convert_batch(
             inputs, output, weights=loaded, device=target, settings=settings, recursive=recursive, pattern=glob,
-            shard_of=shard, events=shown,
+            shard_of=share, events=shown,
         )  # fmt: skip
-    except KeyboardInterrupt:
+    except INTERRUPTS as error:
         shown.close()
-        message = "interrupted: finished outputs are kept, the one in progress was removed; rerun to resume"
-        raise fail(message, ExitCode.INTERRUPTED) from None
+        kept = "finished outputs are kept, the one in progress was removed; rerun to resume"
+        raise interrupted(error, kept) from None
     except OutputFatalError as error:
         raise typer.Exit(code=int(shown.stop_with(error.strerror, ExitCode.OUTPUT))) from None
     except DeviceOutOfMemoryError as error:
         raise typer.Exit(code=int(shown.stop_with(out_of_memory_line(error, batch_size), ExitCode.DEVICE))) from None
     shown.close()
     if not quiet:
-        stderr.print(_summary_table(summary, shown.seconds))
+        stderr.print(_summary_table(summary, shown.seconds, share_text))
     if html_report is not None:
         facts = {
             "inputs": [str(p) for p in inputs],
@@ -261,15 +279,15 @@ class ConvertProgress:
         return code
 
     def error(self, message: str) -> None:
-        self.progress.console.print(f"[bold red]hsrecon: error:[/] {message}", highlight=False, soft_wrap=True)
+        say("error", message, self.progress.console)
 
     # BatchEvents, in the order a batch tells them
 
     def warning(self, text: str) -> None:
-        stderr.print(f"hsrecon: warning: {text}", highlight=False, markup=False)  # text may name a file
+        say("warning", text)
 
     def problem(self, text: str) -> None:
-        stderr.print(f"hsrecon: error: {text}", highlight=False)
+        say("error", text)
 
     def started(self, items: list[BatchItem]) -> None:
         self.progress.start()
@@ -279,13 +297,13 @@ class ConvertProgress:
         self.windows = self.progress.add_task("windows", total=None, rate="")
 
     def file_started(self, item: BatchItem, windows: int) -> None:
-        self.progress.reset(self.windows, total=windows, description=f"windows ({item.source.name})")
+        self.progress.reset(self.windows, total=windows, description=f"windows ({safe(item.source.name)})")
 
     def windows_done(self, count: int) -> None:
         self.progress.advance(self.windows, count)
 
     def note(self, text: str) -> None:
-        self.progress.console.print(f"hsrecon: note: {text}", highlight=False)
+        say("note", text, self.progress.console)
 
     def file_done(self, item: BatchItem, result: ConvertResult) -> None:
         self.done_mp += result.megapixels
@@ -300,13 +318,13 @@ class ConvertProgress:
         self.progress.advance(self.files)
 
 
-def _summary_table(summary: BatchSummary, seconds: float) -> Table:
+def _summary_table(summary: BatchSummary, seconds: float, share: str = "") -> Table:
     table = Table(title="hsrecon convert", title_justify="left")
     for column in ("input", "size", "MP", "seconds", "MP/s", "exposure", "out of range", "round trip"):
         table.add_column(column, justify="left" if column == "input" else "right", overflow="fold")
     for result in summary.converted:
         table.add_row(
-            str(result.source.name),
+            safe(result.source.name),
             f"{result.width}×{result.height}",
             f"{result.megapixels:.2f}",
             f"{result.seconds:.1f}",
@@ -321,6 +339,7 @@ def _summary_table(summary: BatchSummary, seconds: float) -> Table:
         f"{total_mp:.2f} MP in {seconds:.1f} s ({total_mp / max(seconds, 1e-9):.2f} MP/s); round trip: RMS "
         "distance in 8-bit codes between each cube's rendering and its input"
         + ("" if not any(r.plausible for r in summary.converted) else " (--plausible: ~0 by construction)")
+        + (f"; {share}" if share else "")
     )
     return table
 

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from hsrecon import __version__
 from hsrecon.cli._common import (
+    INTERRUPTS,
     Baseline,
     DeviceOption,
     ExitCode,
@@ -26,8 +27,11 @@ from hsrecon.cli._common import (
     WeightsOption,
     device_or_exit,
     fail,
+    interrupted,
     one_of,
     out_of_memory_line,
+    safe,
+    say,
     stderr,
     stdout,
     weights_or_exit,
@@ -125,8 +129,8 @@ def evaluate(
             report = _score_files(pred, gt, crop, shown, details)
         else:
             report = _score_dataset(data, crop, shown, details, **network)
-    except KeyboardInterrupt:
-        raise fail("interrupted: no report written", ExitCode.INTERRUPTED) from None
+    except INTERRUPTS as error:
+        raise interrupted(error, "no report written") from None
     stdout.print(_table(report, crop))
     _write_reports(report, reports, details)
     raise typer.Exit(code=int(ExitCode.FAILED if report.failures else ExitCode.OK))
@@ -152,7 +156,7 @@ def _score_files(pred: Path, gt: Path, crop: int, shown: EvalProgress, details: 
         shown.scoring(None)
         return evaluate_files(
             pred, gt, crop=crop, settings=settings, on_result=shown.image_scored, on_failure=shown.image_failed,
-            on_rows=details,
+            on_rows=details, on_note=shown.note,
         )  # fmt: skip
 
 
@@ -235,10 +239,13 @@ class EvalProgress:
         self.images = None
 
     def _error(self, message: str) -> None:
-        self.progress.console.print(f"[bold red]hsrecon: error:[/] {message}", highlight=False, soft_wrap=True)
+        say("error", message, self.progress.console)
 
     def warning(self, text: str) -> None:
-        self.progress.console.print(f"hsrecon: warning: {text}", highlight=False)
+        say("warning", text, self.progress.console)
+
+    def note(self, text: str) -> None:
+        say("note", text, self.progress.console)
 
     def unpaired(self, line: str) -> None:
         self._error(line)
@@ -250,8 +257,7 @@ class EvalProgress:
         self.progress.advance(self.fits[baseline])
 
     def fit_note(self, baseline: str, line: str) -> None:
-        text = f"hsrecon: note: {baseline} baseline: left out {line}"
-        self.progress.console.print(text, highlight=False, soft_wrap=True)
+        say("note", f"{baseline} baseline: left out {line}", self.progress.console)
 
     def fitted(self, baseline: str) -> None:
         self.progress.remove_task(self.fits.pop(baseline))
@@ -260,7 +266,7 @@ class EvalProgress:
         self.images = self.progress.add_task("images" if images else "cubes", total=images)
 
     def image_started(self, pair: Pair) -> None:
-        self.progress.update(self.images, description=f"images ({pair.name})")
+        self.progress.update(self.images, description=f"images ({safe(pair.name)})")
 
     def image_scored(self, method: str, result: ImageResult) -> None:
         if method in ("network", "pred"):  # one step per image, whatever the baselines
@@ -297,7 +303,7 @@ def _table(report: Report, crop: int) -> Table:
         for result in results:
             cells = [_cell(m, getattr(result.scores, m)) for m in _COLUMNS]
             seconds = "" if result.seconds is None else f"{result.seconds:.2f}"
-            table.add_row(result.name, *([method] if several else []), *cells, seconds)
+            table.add_row(safe(result.name), *([method] if several else []), *cells, seconds)
     if table.rows:
         table.rows[-1].end_section = True
     for method in report.results:
@@ -353,4 +359,4 @@ def _write_reports(report: Report, reports: dict[str, Path | None], details: Eva
             writer(report, Path(path))
         except OSError as error:
             raise fail(f"{path}: cannot write the report ({error.strerror or error})", ExitCode.OUTPUT) from None
-        stderr.print(f"wrote {path}", highlight=False, soft_wrap=True)
+        stderr.print(f"wrote {safe(path)}", highlight=False, soft_wrap=True)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from hsrecon.cli._common import ExitCode, WeightsOption, fail, stdout, weights_or_exit, windowing_or_exit
+from hsrecon.cli._common import ExitCode, WeightsOption, fail, safe, stdout, weights_or_exit, windowing_or_exit
 
 __all__ = ["export"]
 
@@ -39,4 +39,5 @@ def export(
         checked = "not run: install onnxruntime to check it"
     else:
         checked = f"onnxruntime output within {result.deviation:.1e} (relative) of torch"
-    stdout.print(f"wrote {onnx}: input rgb N×3×{size}×{size}, output cube N×31×{size}×{size}; check: {checked}")
+    summary = f"wrote {onnx}: input rgb N×3×{size}×{size}, output cube N×31×{size}×{size}; check: {checked}"
+    stdout.print(safe(summary), highlight=False)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from hsrecon.cli._common import ExitCode, fail, stdout
+from hsrecon.cli._common import ExitCode, fail, safe, stdout
 
 __all__ = ["import_keras"]
 
@@ -39,7 +39,10 @@ def import_keras(
         raise fail(f"{output}: cannot write ({error.strerror or error})", ExitCode.OUTPUT) from None
     meta = load_weights(written).meta  # read back through the checked loader: what users will load
     stdout.print(
-        f"wrote {written} ({meta.num_params:,} values, input space {meta.input_space}, "
-        f"window {meta.window_size}, sha256 {sha256_of(written)})",
+        safe(
+            f"wrote {written} ({meta.num_params:,} values, input space {meta.input_space}, "
+            f"window {meta.window_size}, sha256 {sha256_of(written)})"
+        ),
         soft_wrap=True,
+        highlight=False,
     )

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from hsrecon import __version__
-from hsrecon.cli._common import DeviceOption, WeightsOption, device_or_exit, stdout, weights_or_exit
+from hsrecon.cli._common import DeviceOption, WeightsOption, device_or_exit, safe, stdout, weights_or_exit
 
 __all__ = ["info"]
 
@@ -47,6 +47,6 @@ def _cell(key: str, value: object) -> str:
         return f"{value[0]:g}–{value[1]:g} nm, 10 nm steps"
     if key == "config":
         return ", ".join(f"{k}={v}" for k, v in value.items())
-    if isinstance(value, dict):
-        return "\n".join(f"{k}: {v}" for k, v in value.items())
-    return str(value)
+    if isinstance(value, dict):  # provenance and training: the weights file's own words, one line each
+        return "\n".join(f"{safe(k)}: {safe(v)}" for k, v in value.items())
+    return safe(value)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from hsrecon.cli._common import ExitCode, Split, fail, one_of, stderr, stdout
+from hsrecon.cli._common import ExitCode, Split, fail, one_of, safe, stderr, stdout
 
 __all__ = ["synth"]
 
@@ -51,4 +51,5 @@ def synth(
             raise fail(str(error), ExitCode.USAGE) from None
         except OSError as error:
             raise fail(f"{output}: cannot write ({error.strerror or error})", ExitCode.OUTPUT) from None
-    stdout.print(f"wrote {len(summary['files'])} scenes to {output} (seed {seed}); see {output / 'synth.json'}")
+    done = f"wrote {len(summary['files'])} scenes to {output} (seed {seed}); see {output / 'synth.json'}"
+    stdout.print(safe(done), highlight=False)

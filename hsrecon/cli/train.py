@@ -9,7 +9,19 @@ from typing import Annotated, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from hsrecon.cli._common import Ablation, DeviceOption, ExitCode, Track, device_or_exit, fail, one_of, stderr
+from hsrecon.cli._common import (
+    INTERRUPTS,
+    Ablation,
+    DeviceOption,
+    ExitCode,
+    Track,
+    device_or_exit,
+    fail,
+    interrupted,
+    one_of,
+    safe,
+    stderr,
+)
 
 __all__ = ["train"]
 
@@ -71,7 +83,7 @@ def _run(config) -> ExitCode:
     from hsrecon.train import train as run_training
     from hsrecon.weights import WeightsError
 
-    quiet = int(os.environ.get("RANK", "0")) != 0
+    quiet = os.environ.get("RANK", "0").strip() not in ("0", "")  # only rank 0 shows progress
     progress = Progress(
         TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
         TextColumn("lr {task.fields[lr]:.2e}"), TimeRemainingColumn(), console=stderr, disable=quiet,
@@ -95,12 +107,14 @@ def _run(config) -> ExitCode:
         raise fail(str(error), ExitCode.WEIGHTS) from None
     except (ValueError, OSError) as error:
         raise fail(str(error), ExitCode.INPUT) from None
-    except KeyboardInterrupt:
-        raise fail(f"interrupted: resume with --resume -o {config.output}", ExitCode.INTERRUPTED) from None
+    except INTERRUPTS as error:
+        raise interrupted(error, f"resume with --resume -o {config.output}") from None
     if not quiet:
         stderr.print(
-            f"trained to step {result.step}; best validation MRAE {result.best_mrae:.4f}; "
-            f"weights {config.output / 'best.safetensors'} and {config.output / 'last.safetensors'}; log {result.log}",
+            safe(
+                f"trained to step {result.step}; best validation MRAE {result.best_mrae:.4f}; weights "
+                f"{config.output / 'best.safetensors'} and {config.output / 'last.safetensors'}; log {result.log}"
+            ),
             highlight=False,
         )
     return ExitCode.OK

@@ -17,6 +17,7 @@ from types import TracebackType
 
 import numpy as np
 
+from hsrecon.interrupts import deferred
 from hsrecon.io.temps import LockedTemp, create_temp
 from hsrecon.physics import WAVELENGTHS_NM
 
@@ -216,10 +217,14 @@ class CubeWriter:
         self._state = "open"
         self._refuse_existing()
         try:
-            self._open()
+            with deferred():
+                self._open()
         except OSError as exc:
             self.abort()
             raise write_error(self.path, exc) from exc
+        except BaseException:  # an interrupt while opening: the caller never gets the writer to abort it
+            self.abort()
+            raise
 
     @property
     def path(self) -> Path:
@@ -240,7 +245,8 @@ class CubeWriter:
         if rows.shape[0] == 0:
             return
         try:
-            self._write_block(y0, rows)
+            with deferred():  # never inside HDF5: it does not survive an exception from its file callbacks
+                self._write_block(y0, rows)
         except OSError as exc:
             self.abort()
             raise write_error(self.path, exc) from exc
@@ -259,15 +265,19 @@ class CubeWriter:
             self.abort()
             raise CubeWriteError(f"{self.path}: incomplete: {done} of {self.height} rows written")
         try:
-            self._finish()
-            self._publish()
+            with deferred():  # closing (HDF5) and the renames with "committed": interrupted before or after
+                self._finish()
+                self._publish()
+                self._state = "committed"
         except CubeWriteError:
             self.abort()
             raise
         except OSError as exc:
             self.abort()
             raise write_error(self.path, exc) from exc
-        self._state = "committed"
+        except BaseException:  # an interrupt while closing: nothing of this output may remain
+            self.abort()
+            raise
         self._release_locks()
 
     def abort(self) -> None:
@@ -276,16 +286,19 @@ class CubeWriter:
         Safe to call twice and after a failure; does nothing once committed.
         """
         if self._state == "committed":
+            self._release_locks()  # an interrupt right after the commit: the output stays, the locks go
             return
         self._state = "aborted"
-        with contextlib.suppress(OSError):
-            self._close()
-        for path in [*self._temps.values(), *self._published]:
-            with contextlib.suppress(OSError):
-                path.unlink(missing_ok=True)
-        self._temps.clear()
-        self._published.clear()
-        self._release_locks()
+        try:
+            with contextlib.suppress(OSError), deferred():
+                self._close()
+        finally:  # an interrupt held back during the close is raised only after the deletions
+            for path in [*self._temps.values(), *self._published]:
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)
+            self._temps.clear()
+            self._published.clear()
+            self._release_locks()
 
     def __enter__(self) -> CubeWriter:
         return self
@@ -324,9 +337,10 @@ class CubeWriter:
         The lock (``hsrecon.io.temps``) tells a later run's cleanup that this temporary is alive; it is
         held until the writer commits or aborts, and the kernel drops it if the process is killed.
         """
-        temp = create_temp(final)
-        self._locks.append(temp)
-        self._temps[final] = temp.path
+        with deferred():  # created and registered together, so abort() always knows to delete it
+            temp = create_temp(final)
+            self._locks.append(temp)
+            self._temps[final] = temp.path
         return temp.path
 
     def temp_for(self, final: Path) -> Path:

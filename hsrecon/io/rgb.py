@@ -27,7 +27,7 @@ import dataclasses
 import sys
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,18 +97,19 @@ def _fail(path: Path, problem: str) -> ImageReadError:
 
 @contextmanager
 def _pillow_limit(max_pixels: int | None) -> Iterator[None]:
-    """Run Pillow with its decompression-bomb limit at ``max_pixels`` (None: off) and its warning an error.
+    """Run Pillow with its decompression-bomb error above ``max_pixels`` (None: off).
 
-    Pillow's limit is a process-wide global, so it is set under a lock and restored afterwards; reads in
-    several threads are serialised (decoding is a small part of a reconstruction's time).
+    Pillow raises its error above twice ``Image.MAX_IMAGE_PIXELS`` (and only warns above it), so the
+    limit is set to half. It is a process-wide global, so it is set under a lock and restored afterwards;
+    reads in several threads are serialised (decoding is a small part of a reconstruction's time). No
+    ``catch_warnings`` here: it swaps the warning filters of the whole process, and a reader thread doing
+    so races with the main thread's own (a library's import-time warning escaped that way).
     """
     with _PILLOW_LOCK:
         saved = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = max_pixels
+        Image.MAX_IMAGE_PIXELS = None if max_pixels is None else (max_pixels + 1) // 2
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                yield
+            yield
         finally:
             Image.MAX_IMAGE_PIXELS = saved
 
@@ -135,6 +136,8 @@ def _open(path: Path) -> Image.Image:
         raise _fail(path, "not a readable image (empty file)")
     try:
         return Image.open(path, formats=_PILLOW_FORMATS)
+    except PermissionError as exc:
+        raise _fail(path, f"cannot be read ({exc.strerror or 'permission denied'})") from None
     except UnidentifiedImageError:
         raise _fail(path, "not a readable image (unknown or unsupported format)") from None
     except Image.DecompressionBombError as exc:
@@ -332,25 +335,58 @@ def _frames(im: Image.Image) -> int:
         return 1
 
 
+_WARNINGS_HOOK_LOCK = threading.Lock()
+_capture = threading.local()  # .sink: the list collecting Pillow's warnings for the file this thread reads
+_shown_before: Callable[..., None] | None = None  # warnings.showwarning as it was when the hook went in
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.showwarning`` while hsrecon reads images: a warning Pillow raises for the file this
+    thread is reading goes to that file's notes; every other warning is shown as it would have been."""
+    sink = getattr(_capture, "sink", None)
+    if sink is not None and Path(filename).parent.name == "PIL":
+        if not issubclass(category, Image.DecompressionBombWarning):  # the size check says it better
+            sink.append(str(message))
+    elif _shown_before is not None:
+        _shown_before(message, category, filename, lineno, file, line)
+
+
+def _hook_warnings() -> None:
+    """Put :func:`_show_warning` in place (once; again if a ``catch_warnings`` block took it out)."""
+    global _shown_before
+    with _WARNINGS_HOOK_LOCK:
+        if warnings.showwarning is not _show_warning:
+            _shown_before = warnings.showwarning
+            warnings.showwarning = _show_warning
+
+
+# Once at import, normally from the main thread, so that its own catch_warnings blocks save and restore the
+# hook rather than drop it while a reader thread decodes; again at each read, in case one did.
+_hook_warnings()
+
+
 @contextmanager
 def _pillow_warnings(notes: list[str]) -> Iterator[None]:
     """Pillow's warnings about a file (a damaged TIFF tag, corrupt EXIF) become one-line notes on it.
 
-    Python would print each as two lines of ``UserWarning`` source context, ahead of the file's own error
-    line, or in the middle of a progress bar. Notes are added only if the read succeeds: a file that
-    fails has its one error line. Warnings from anything but Pillow (another thread's, in that instant)
-    are shown as Python would have shown them.
+    Python would print each as two lines of ``UserWarning`` and source, ahead of the file's own error
+    line or across a progress bar. They are caught per thread through ``warnings.showwarning``, not with
+    ``catch_warnings``, which swaps the filters of the whole process and would change what the main
+    thread's warnings do while a reader thread decodes the next image. Notes are kept only if the read
+    succeeds: a file that fails has its one error line. (Python shows a given warning once per place, so
+    a second file with the very same damage gets no note.)
     """
-    with _PILLOW_LOCK, warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    _hook_warnings()
+    caught: list[str] = []
+    _capture.sink = caught
+    try:
         yield
-    for warning in caught:
-        if Path(warning.filename).parent.name == "PIL":
-            note = f"decoder warning: {' '.join(str(warning.message).split())}"
-            if note not in notes:
-                notes.append(note)
-        else:
-            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+    finally:
+        _capture.sink = None
+    for text in caught:
+        note = f"decoder warning: {' '.join(text.split())}"
+        if note not in notes:
+            notes.append(note)
 
 
 def _check_finite(path: Path, array: np.ndarray) -> None:

@@ -30,6 +30,8 @@ import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from hsrecon.interrupts import deferred
+
 try:
     import fcntl
 except ImportError:  # Windows
@@ -146,17 +148,25 @@ def create_temp(final: Path) -> LockedTemp:
 
 @contextlib.contextmanager
 def atomic_file(final: Path) -> Iterator[Path]:
-    """Yield a locked temporary path; on success rename it to ``final`` (replacing it), else delete it."""
-    temp = create_temp(final)
+    """Yield a locked temporary path; on success rename it to ``final`` (replacing it), else delete it.
+
+    An interrupt (:mod:`hsrecon.interrupts`) is held back while the temporary is created, so it exists
+    only once this function can remove it.
+    """
+    temp: LockedTemp | None = None
     try:
+        with deferred():
+            temp = create_temp(final)
         yield temp.path
         os.replace(temp.path, final)
     except BaseException:
-        with contextlib.suppress(OSError):
-            temp.path.unlink(missing_ok=True)
+        if temp is not None:
+            with contextlib.suppress(OSError):
+                temp.path.unlink(missing_ok=True)
         raise
     finally:
-        temp.release()
+        if temp is not None:
+            temp.release()
 
 
 def remove_stale_temps(finals: Iterable[Path]) -> list[Path]:
