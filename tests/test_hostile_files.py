@@ -368,6 +368,8 @@ def test_eval_of_hostile_predictions_on_the_command_line(hostile_predictions, tm
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("hsrecon: error:")]
     assert len(errors) == 4, result.stderr
+    notes = [line for line in result.stderr.splitlines() if line.startswith("hsrecon: note:")]
+    assert len(notes) == 1 and "ground truth stored as uint16: scored on its stored values" in notes[0]
     data = json.loads(report.read_text())
     assert data["methods"]["pred"]["summary"]["images"] == 2
     assert data["methods"]["pred"]["summary"]["mrae_mean"] is not None

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NamedTuple, Optional
 
 import typer
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -247,7 +246,7 @@ def _write_report(path: Path, summary: BatchSummary, settings: ConvertSettings, 
         write_convert_report(path, entries, settings=settings_shown, conventions=conventions, failures=failures)
     except OSError as error:
         raise fail(f"{path}: cannot write the report ({error.strerror or error})", ExitCode.OUTPUT) from None
-    stderr.print(f"wrote {escape(str(path))}", highlight=False, soft_wrap=True)
+    stderr.print(f"wrote {safe(path)}", highlight=False, soft_wrap=True)
 
 
 class ConvertProgress:

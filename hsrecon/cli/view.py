@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.markup import escape
 
-from hsrecon.cli._common import ExitCode, fail, stderr, stdout
+from hsrecon.cli._common import INTERRUPTS, ExitCode, fail, safe, say, stderr, stdout
 
 __all__ = ["view"]
 
@@ -43,24 +42,24 @@ def view(
     try:
         catalog, notes = build_catalog(cubes, truth=gt, photo=rgb)
     except (ValueError, OSError) as error:
-        raise fail(escape(_one_line(error)), ExitCode.INPUT) from None
+        raise fail(_one_line(error), ExitCode.INPUT) from None
     for note in notes:
-        stderr.print(f"hsrecon: note: {escape(note)}", highlight=False, soft_wrap=True)
+        say("note", note)
     try:
         server = make_server(catalog, port=port)
     except OSError as error:
         catalog.close()
         raise fail(f"--port {port}: cannot listen on 127.0.0.1 ({error.strerror or error})", ExitCode.USAGE) from None
-    try:  # from here on, Ctrl-C at any moment is the normal end
+    try:  # from here on, Ctrl-C (or SIGTERM, SIGHUP) at any moment is the normal end
         server.warm_up()
         catalog.prefetch(0)
-        stdout.print(server.url, highlight=False, soft_wrap=True)
+        stdout.print(safe(server.url), highlight=False, soft_wrap=True)
         count = len(catalog.entries)
         stderr.print(f"hsrecon view: {count} cube{'s' * (count != 1)}, read-only; Ctrl-C stops", highlight=False)
         if browser and not _open(server.url):
             stderr.print("hsrecon: note: no web browser found; open the URL above", highlight=False)
         server.serve_forever()
-    except KeyboardInterrupt:
+    except INTERRUPTS:
         pass
     finally:
         server.server_close()
