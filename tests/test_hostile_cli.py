@@ -235,7 +235,7 @@ def test_a_signal_ignored_at_start_stays_ignored(tmp_path):
     """``nohup hsrecon …``: SIGHUP is ignored on purpose, so the run carries on to the end."""
     folder = tmp_path / "in"
     folder.mkdir()
-    _image(folder / "a.png", 512, 512, seed=5)
+    _image(folder / "a.png", 256, 256, seed=5)
     out = tmp_path / "out"
     process = _stop_mid_file(["convert", str(folder), "-o", str(out), "-f", "h5", "-q"], out, signal.SIGHUP, (1,))
     _, stderr = process.communicate(timeout=300)
@@ -293,8 +293,8 @@ def test_a_file_another_run_is_writing_is_left_to_it(two, tmp_path, monkeypatch)
 def test_two_runs_into_one_folder_at_once_both_succeed(tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
-    for index in range(6):
-        _image(folder / f"{index}.png", 160, 160, seed=index)
+    for index in range(4):
+        _image(folder / f"{index}.png", 128, 128, seed=index)
     out = tmp_path / "out"
     args = [sys.executable, "-m", "hsrecon", "convert", str(folder), "-o", str(out), "-f", "h5", "-f", "envi", "-q"]
     runs = [subprocess.Popen(args, stderr=subprocess.PIPE, text=True) for _ in range(2)]
@@ -304,10 +304,10 @@ def test_two_runs_into_one_folder_at_once_both_succeed(tmp_path):
         assert _errors(stderr) == [] and "Traceback" not in stderr, stderr
         assert all("another" in line for line in stderr.splitlines()), stderr  # notes only, if any
     assert _temporaries(out) == []
-    assert files_in(out) == sorted(f"{index}{suffix}" for index in range(6) for suffix in (".h5", ".hdr", ".img"))
+    assert files_in(out) == sorted(f"{index}{suffix}" for index in range(4) for suffix in (".h5", ".hdr", ".img"))
     alone = tmp_path / "alone"
     assert hsrecon("convert", str(folder), "-o", str(alone), "-f", "h5", "-q").returncode == 0
-    for index in range(6):
+    for index in range(4):
         for suffix in (".h5", ".hdr"):
             np.testing.assert_array_equal(read_cube(out / f"{index}{suffix}")[0], read_cube(alone / f"{index}.h5")[0])
 
