@@ -428,14 +428,15 @@ def _record_failure(item: BatchItem, message: str, summary: BatchSummary, on_fai
 @dataclass(frozen=True)
 class ConvertSettings:
     """How every file of a batch is converted (:func:`hsrecon.pipeline.convert_file`'s arguments, and
-    the predictor's). ``window``/``stride`` None: the weights' own (:meth:`Weights.windowing`)."""
+    the predictor's). ``window``/``stride``/``pad`` None: the weights' own (:meth:`Weights.windowing`)."""
 
     formats: tuple[str, ...] = ("envi",)
     input_space: str | None = None
     exposure: float | None = None
     window: int | None = None
     stride: int | None = None
-    batch_size: int = 16
+    pad: int | None = None
+    batch_size: int | None = None  # None: the windowing's (hsrecon.windows.Windowing.batch_size)
     precision: str = "fp32"
     tta: bool = False
     dtype: str = "float32"
@@ -497,7 +498,7 @@ def convert_batch(
     later file would fail the same way. Any other failure is one file's, told to ``events``.
     """
     events = events or BatchEvents()
-    window, stride = weights.windowing(settings.window, settings.stride)
+    windowing = weights.windowing(settings.window, settings.stride, settings.pad)
     if settings.plausible:
         check_weights_space(weights.input_space, weights.name)  # ValueError before any work
     space, warning = weights.feed_space(settings.input_space)
@@ -513,15 +514,16 @@ def convert_batch(
     for note in notes:
         events.note(note)
     predict = weights.predictor(
-        device=rank_device(torch.device(device)), precision=settings.precision, tta=settings.tta, window=window,
-        on_note=events.note,
+        device=rank_device(torch.device(device)), precision=settings.precision, tta=settings.tta,
+        window=windowing.window, on_note=events.note,
     )  # fmt: skip
 
     def convert(item: BatchItem, image: RGBImage) -> ConvertResult:
         return convert_file(
             item.source, item.stem, weights=weights, predict=predict,
             formats=pending_formats(item.stem, settings.formats, settings.overwrite), input_space=settings.input_space,
-            exposure=settings.exposure, window=window, stride=stride, batch_size=settings.batch_size,
+            exposure=settings.exposure, window=windowing.window, stride=windowing.stride, pad=windowing.pad,
+            batch_size=settings.batch_size,
             dtype=settings.dtype, interleave=settings.interleave, overwrite=settings.overwrite,
             preview=settings.preview, image=image, on_windows=events.windows_done, plausible=settings.plausible,
         )  # fmt: skip
@@ -530,7 +532,7 @@ def convert_batch(
         height, width = image.pixels.shape[:2]
         if photo_warning is not None:
             photo_warning(item, image)
-        events.file_started(item, count_windows(height, width, size=window, stride=stride))
+        events.file_started(item, count_windows(height, width, windowing))
         for note in image.notes:
             events.note(f"{item.source}: {note}")
 

@@ -216,6 +216,8 @@ class NetworkMethod:
     stride: int
     bands: int = len(WAVELENGTHS_NM)
     batch_size: int = 16
+    pad: int = 0
+    edge: int = 0
 
     def __call__(self, pixels: np.ndarray, transform: Callable[[np.ndarray], np.ndarray], emit: Emit) -> None:
         stream_reconstruct(
@@ -226,6 +228,8 @@ class NetworkMethod:
             bands=self.bands,
             window=self.window,
             stride=self.stride,
+            pad=self.pad,
+            edge=self.edge,
             batch_size=self.batch_size,
         )
 
@@ -526,7 +530,8 @@ def evaluate_dataset(
     track: str = "clean",
     window: int | None = None,
     stride: int | None = None,
-    batch_size: int = 16,
+    pad: int | None = None,
+    batch_size: int | None = None,
     tta: bool = False,
     crop: int = 0,
     baselines: Sequence[str] = (),
@@ -547,20 +552,23 @@ def evaluate_dataset(
     events = events or EvalEvents()
     if plausible:
         check_weights_space(weights.input_space, weights.name)
-    window, stride = weights.windowing(window, stride)
+    windowing = weights.windowing(window, stride, pad)
     pairs, unpaired, layout = _scan(root, split, track)
     if not pairs:
         raise DatasetError(f"{root}: no complete {split} pairs ({len(unpaired)} files without a partner)")
     space, warning = weights.feed_space(track_space(track))
     if warning:
         events.warning(warning)
-    predict = weights.predictor(device=device, tta=tta, window=window)
-    methods: dict[str, Method] = {"network": NetworkMethod(predict, window, stride, weights.bands, batch_size)}
+    predict = weights.predictor(device=device, tta=tta, window=windowing.window)
+    network = NetworkMethod(predict, windowing.window, windowing.stride, weights.bands,
+                            batch_size or windowing.batch_size, windowing.pad, windowing.edge)  # fmt: skip
+    methods: dict[str, Method] = {"network": network}
     settings = {
         "hsrecon_version": __version__, "mode": "data", "data": str(root), "layout": layout, "split": split,
         "track": track, "weights": str(weights.path), "weights_version": weights.meta.weights_version,
-        "input_space": weights.input_space, "fed_as": space, "device": str(device), "tta": tta, "window": window,
-        "stride": stride, "plausible": plausible,
+        "input_space": weights.input_space, "fed_as": space, "device": str(device), "tta": tta,
+        "window": windowing.window, "stride": windowing.stride, "pad": windowing.pad, "edge": windowing.edge,
+        "plausible": plausible,
     }  # fmt: skip
     for line in unpaired:
         events.unpaired(line)

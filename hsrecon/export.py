@@ -39,7 +39,7 @@ def export_onnx(
     """Write the inference form of ``weights`` (default window: their training window) as ONNX to ``path``
     (atomically). Needs the ``onnx`` package (ModuleNotFoundError otherwise)."""
     loaded = as_weights(weights)
-    window, _ = loaded.windowing(window)
+    window = loaded.windowing(window).window
     path = Path(path)
     prepared = loaded.inference_model(window).to(memory_format=torch.contiguous_format).eval()
     example = torch.zeros(2, loaded.meta.config.in_channels, window, window)
@@ -64,7 +64,7 @@ def check_onnx(
     import onnxruntime as ort
 
     loaded = as_weights(weights)
-    window, _ = loaded.windowing(window)
+    window = loaded.windowing(window).window
     probes = probe_windows(window, loaded.meta.config.in_channels)
     with torch.inference_mode():
         reference = loaded.build()(probes).numpy()
@@ -88,7 +88,7 @@ class ExportResult:
 def export_checked(weights: Weights, path: str | os.PathLike, *, window: int | None = None) -> ExportResult:
     """Export, then check with onnxruntime when it is installed; a file that fails the check is removed
     (:class:`ExportError`), so no graph that does not reproduce torch is left behind."""
-    window, _ = weights.windowing(window)
+    window = weights.windowing(window).window
     path = export_onnx(weights, path, window=window)
     try:
         deviation = check_onnx(weights, path, window=window)

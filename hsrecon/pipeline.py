@@ -16,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ import torch
 
 from hsrecon import __version__
 from hsrecon.inference import Predictor
+from hsrecon.interrupts import deferred
 from hsrecon.io import open_cube_writer
 from hsrecon.io.base import preview_path
 from hsrecon.io.rgb import RGBImage, read_rgb
@@ -34,7 +37,15 @@ from hsrecon.physics import WAVELENGTHS_NM
 from hsrecon.plausible import RoundTripError, check_weights_space, project, rendering_for, rendering_is_known
 from hsrecon.preview import write_preview
 from hsrecon.weights import Weights, as_weights
-from hsrecon.windows import RowBlender, RowSource, ShortImageBlender, axis_starts, blend_weights, default_stride
+from hsrecon.windows import (
+    RowBlender,
+    RowSource,
+    ShortImageBlender,
+    Windowing,
+    axis_starts,
+    blend_weights,
+    default_stride,
+)
 
 __all__ = [
     "OUT_OF_RANGE",
@@ -54,6 +65,12 @@ class NonFiniteOutputError(RuntimeError):
     """The network produced NaN or infinity: never written as a valid cube."""
 
 
+def _all_finite(values: np.ndarray) -> bool:
+    """No NaN or infinity: one pass of a sum (which they survive), the exact test only when it says no."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return bool(np.isfinite(values.sum()) or np.isfinite(values).all())
+
+
 def stream_reconstruct(
     pixels: np.ndarray,
     transform: Callable[[np.ndarray], np.ndarray],
@@ -63,41 +80,56 @@ def stream_reconstruct(
     bands: int = len(WAVELENGTHS_NM),
     window: int = 64,
     stride: int | None = None,
-    batch_size: int = 16,
+    pad: int = 0,
+    edge: int = 0,
+    windowing: Windowing | None = None,
+    batch_size: int | None = None,
     on_windows: Callable[[int], None] | None = None,
 ) -> int:
     """Reconstruct ``pixels`` (H×W×3) window by window, calling ``emit(y0, rows)`` with finished rows.
 
     ``rows`` has shape (h, W, bands), float32, in order from the top; every row is emitted exactly once.
-    Returns the number of windows run. ``on_windows(n)`` reports progress after each batch.
-    NaN or infinity in an output raises :class:`NonFiniteOutputError` naming the window, before any of
-    that batch's rows are emitted.
+    ``windowing`` (or ``window``, ``stride``, ``pad``, ``edge`` one by one) says how the image is cut:
+    ``pad`` pixels of reflection surround it before windowing and are cropped off after
+    (:class:`~hsrecon.windows.RowSource`), each window's ``edge`` is left out of the blend. Returns the
+    number of windows run, ``batch_size`` at a time (default: :attr:`Windowing.batch_size`).
+    ``on_windows(n)`` reports progress after each batch. NaN or infinity in an
+    output raises :class:`NonFiniteOutputError` naming the window (image coordinates of its top-left
+    pixel), before any of that batch's rows are emitted.
     """
-    stride = stride or default_stride(window)
-    source = RowSource(pixels, transform, window)
+    if windowing is None:
+        windowing = Windowing(window, stride or default_stride(window), pad, edge)
+    window, stride, pad, edge = windowing.window, windowing.stride, windowing.pad, windowing.edge
+    batch_size = batch_size or windowing.batch_size
+    source = RowSource(pixels, transform, window, pad)
     height, width = source.height, source.width
     ys = axis_starts(source.padded_height, window, stride)
     xs = axis_starts(source.padded_width, window, stride)
 
     def emit_cropped(y0: int, rows: np.ndarray) -> None:
-        if y0 < height:
-            emit(y0, rows[: height - y0, :width])
+        """Canvas rows from y0 → the image's rows among them."""
+        first, end = max(y0, pad), min(y0 + rows.shape[0], pad + height)
+        if first < end:
+            emit(first - pad, rows[first - y0 : end - y0, pad : pad + width])
 
-    weights = blend_weights(window, stride)
-    if height < window:
-        blender = ShortImageBlender(height, width, bands, weights, emit)
+    weights = blend_weights(window, stride, edge)
+    weighting = torch.from_numpy(weights)[None, :, :, None]  # applied to a whole batch in place, by torch
+    if len(ys) == 1:
+        blender = ShortImageBlender(height, width, bands, weights, emit, offset=pad)
     else:
         blender = RowBlender(source.padded_width, bands, weights, emit_cropped)
     pending: list[tuple[int, int, int]] = []  # (band index, y, x)
     tiles: list[np.ndarray] = []
 
     def run_batch() -> None:
-        outputs = predict(np.stack(tiles))
-        if not np.isfinite(outputs).all():
+        outputs = np.require(predict(np.stack(tiles)), np.float32, ["C", "W"])
+        if not _all_finite(outputs):
             _band, y, x = pending[int(np.argwhere(~np.isfinite(outputs))[0][0])]
-            raise NonFiniteOutputError(f"non-finite values in the network output for the window at ({y}, {x})")
+            where = f"({y - pad}, {x - pad})"
+            raise NonFiniteOutputError(f"non-finite values in the network output for the window at {where}")
+        torch.from_numpy(outputs).mul_(weighting)
         for (_, y, x), tile in zip(pending, outputs, strict=True):
-            blender.add(y, x, tile)
+            blender.add(y, x, tile, weighted=True)
         last_band, _, last_x = pending[-1]
         done = last_band if last_x == xs[-1] else last_band - 1
         blender.finish_rows(ys[done + 1] if done + 1 < len(ys) else source.padded_height)
@@ -128,7 +160,8 @@ def reconstruct(
     max_code: float | None = None,
     window: int | None = None,
     stride: int | None = None,
-    batch_size: int = 16,
+    pad: int | None = None,
+    batch_size: int | None = None,
     device: str | torch.device = "cpu",
     precision: str = "fp32",
     tta: bool = False,
@@ -138,18 +171,18 @@ def reconstruct(
 
     ``model`` is loaded weights (:func:`hsrecon.weights.load_weights`), or a bare network, whose training
     window is not known and taken as 64 (the paper's); without it, ``weights`` names them (a bundled name
-    or a path; default: the bundled default). ``window`` defaults to the weights' training window,
-    ``stride`` to :func:`~hsrecon.windows.default_stride`; ``input_space`` (what ``rgb`` holds) to the
-    weights' own. ``max_code`` is the value meaning full scale (255 for uint8, 65535 for uint16, 1.0 for
-    float input when not given). ``plausible`` projects every spectrum onto those that render exactly to
-    its pixel (:mod:`hsrecon.plausible`; the weights must take clean-space input, as the bundled ones do).
+    or a path; default: the bundled default). ``window``, ``stride`` and ``pad`` default to the weights'
+    own (:meth:`~hsrecon.weights.Weights.windowing`); ``input_space`` (what ``rgb`` holds) to the weights'
+    own. ``max_code`` is the value meaning full scale (255 for uint8, 65535 for uint16, 1.0 for float
+    input when not given). ``plausible`` projects every spectrum onto those that render exactly to its
+    pixel (:mod:`hsrecon.plausible`; the weights must take clean-space input, as the bundled ones do).
     """
     loaded = as_weights(model if model is not None else weights)
     if plausible:
         check_weights_space(loaded.input_space, loaded.name)
-    window, stride = loaded.windowing(window, stride)
+    windowing = loaded.windowing(window, stride, pad)
     transform = loaded.transform(rgb, input_space, exposure=exposure, max_code=max_code)
-    predict = loaded.predictor(device=device, precision=precision, tta=tta, window=window)
+    predict = loaded.predictor(device=device, precision=precision, tta=tta, window=windowing.window)
     cube = np.empty((*rgb.shape[:2], loaded.bands), dtype=np.float32)
     rendering = rendering_for(transform) if plausible else None
 
@@ -158,9 +191,7 @@ def reconstruct(
             rows = project(rows, rgb[y0 : y0 + rows.shape[0]], rendering)
         cube[y0 : y0 + rows.shape[0]] = rows
 
-    stream_reconstruct(
-        rgb, transform, predict, emit, bands=loaded.bands, window=window, stride=stride, batch_size=batch_size
-    )
+    stream_reconstruct(rgb, transform, predict, emit, bands=loaded.bands, windowing=windowing, batch_size=batch_size)
     return cube
 
 
@@ -197,7 +228,7 @@ class _RangeCounter:
 
     def __call__(self, rows: np.ndarray) -> None:
         low, high = OUT_OF_RANGE
-        self.outside += int(np.count_nonzero((rows < low) | (rows > high)))
+        self.outside += int(np.count_nonzero(rows < low)) + int(np.count_nonzero(rows > high))
         self.total += rows.size
 
     @property
@@ -225,6 +256,52 @@ class _PreviewSampler:
         return np.concatenate(self.rows, axis=0)
 
 
+class _WriteBehind:
+    """Hands rows to ``write`` on a thread of its own, so the disk works while the network computes.
+
+    Rows are written in order; one batch of rows waits at most (two in flight: bounded memory). An error
+    of ``write`` is raised again, as it was, at the next hand-over or at the end. Leaving the ``with``
+    block normally waits for every row; leaving it on an error drops the rows not yet written.
+    """
+
+    def __init__(self, write: Callable[[int, np.ndarray], None]) -> None:
+        self._write = write
+        self._queue: queue.Queue = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._dropping = False
+        self._thread = threading.Thread(target=self._run, name="hsrecon-write", daemon=True)
+
+    def __enter__(self) -> _WriteBehind:
+        self._thread.start()
+        return self
+
+    def __call__(self, y0: int, rows: np.ndarray) -> None:
+        self._raise_error()
+        self._queue.put((y0, rows))
+
+    def __exit__(self, kind, error, traceback) -> None:
+        self._dropping = kind is not None
+        with deferred():  # an interrupt now waits for the thread: no write runs on while the files close
+            self._queue.put(None)
+            self._thread.join()
+        if kind is None:
+            self._raise_error()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._error is None and not self._dropping:
+                try:
+                    self._write(*item)
+                except BaseException as error:  # re-raised in the caller's thread
+                    self._error = error
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            self._dropping = True
+            raise error
+
+
 def convert_file(
     source: Path,
     stem: Path,
@@ -236,7 +313,8 @@ def convert_file(
     exposure: float | None = None,
     window: int | None = None,
     stride: int | None = None,
-    batch_size: int = 16,
+    pad: int | None = None,
+    batch_size: int | None = None,
     dtype: str = "float32",
     interleave: str = "bsq",
     overwrite: bool = False,
@@ -261,8 +339,8 @@ def convert_file(
     loaded = as_weights(weights)
     if plausible:
         check_weights_space(loaded.input_space, loaded.name)
-    window, stride = loaded.windowing(window, stride)
-    predict = predict or loaded.predictor(window=window)
+    windowing = loaded.windowing(window, stride, pad)
+    predict = predict or loaded.predictor(window=windowing.window)
     image = image or read_rgb(source)
     stem.parent.mkdir(parents=True, exist_ok=True)
     height, width = image.pixels.shape[:2]
@@ -272,8 +350,10 @@ def convert_file(
         "source": os.fsencode(source.name).decode("utf-8", "replace"),
         "input_space": transform.space,
         "exposure": float(transform.exposure),
-        "window": window,
-        "stride": stride,
+        "window": windowing.window,
+        "stride": windowing.stride,
+        "pad": windowing.pad,
+        "edge": windowing.edge,
         "plausible": int(plausible),  # 1: spectra projected to render exactly to the input
         "hsrecon_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -301,7 +381,7 @@ def convert_file(
             for fmt in formats
         ]
 
-        def emit(y0: int, rows: np.ndarray) -> None:
+        def write(y0: int, rows: np.ndarray) -> None:
             if round_trip is not None:
                 source = image.pixels[y0 : y0 + rows.shape[0]]
                 if plausible:
@@ -313,14 +393,14 @@ def convert_file(
             for writer in writers:
                 writer.write_rows(y0, rows)
 
+        emit = stack.enter_context(_WriteBehind(write))  # left first: every row is written, or none more
         count = stream_reconstruct(
             image.pixels,
             transform,
             predict,
             emit,
             bands=loaded.bands,
-            window=window,
-            stride=stride,
+            windowing=windowing,
             batch_size=batch_size,
             on_windows=on_windows,
         )

@@ -41,7 +41,7 @@ from hsrecon.io.temps import atomic_file
 from hsrecon.model import LWRDAN, LWRDANConfig, count_parameters, count_trainable, flops_per_pixel
 from hsrecon.physics import WAVELENGTHS_NM
 from hsrecon.weights_schema import MAX_WINDOW, check_meta_fields, check_parameter_budget, check_safetensors_header
-from hsrecon.windows import default_stride
+from hsrecon.windows import DEFAULT_PAD, Windowing, default_stride
 
 __all__ = [
     "BUNDLED",
@@ -111,12 +111,14 @@ class WeightsMeta:
 
 @dataclass(frozen=True)
 class BundledWeights:
-    """A weights file shipped with hsrecon, with the SHA-256 it must have (checked on every load)."""
+    """A weights file shipped with hsrecon, with the SHA-256 it must have (checked on every load), and the
+    windowing measured best for it (``benchmarks/bench_windows.py``, ``docs/benchmarks.md``)."""
 
     name: str
     filename: str
     sha256: str
     summary: str
+    windowing: Windowing | None = None
 
 
 BUNDLED: dict[str, BundledWeights] = {
@@ -125,6 +127,8 @@ BUNDLED: dict[str, BundledWeights] = {
         filename="lwrdan_ntire2020_clean.safetensors",
         sha256="43490af30f802939b824328302e34669c63d87e1c95a6f730b20bd8d2ee7a762",
         summary="the paper's authors' model, trained on NTIRE 2020 clean-track data (MIT licence)",
+        # Its U-net is a constant and its coordinates barely matter: larger windows give the same cube.
+        windowing=Windowing(window=192, stride=172, pad=16, edge=7),
     ),
     "camera": BundledWeights(
         name="camera",
@@ -132,6 +136,8 @@ BUNDLED: dict[str, BundledWeights] = {
         sha256="1070aacb3934514c5c355e1ed04de1297c624de466828c2277a0839cae63cd1d",
         summary="for camera photos (sRGB JPEG), lowest relative error (MRAE) under any light; trained by hsrecon "
         "on its synthetic set (weights/README.md)",
+        # A working U-net with global attention: the output depends on the window; the trained size stays.
+        windowing=Windowing(window=64, stride=32, pad=32, edge=0),
     ),
     "camera-l2": BundledWeights(
         name="camera-l2",
@@ -139,6 +145,7 @@ BUNDLED: dict[str, BundledWeights] = {
         sha256="c50d31ac4e4d8bd9d88773476fab323969373735a74c90c603d3e7348e0abcdd",
         summary="for camera photos (sRGB JPEG), lower absolute error (RMSE) than camera and better on daylight; "
         "trained by hsrecon on its synthetic set (weights/README.md)",
+        windowing=Windowing(window=64, stride=32, pad=32, edge=0),
     ),
 }
 DEFAULT_WEIGHTS = "ntire2020-clean"
@@ -211,12 +218,14 @@ def _format_hint(prefix: bytes) -> str:
 class Weights:
     """A checked set of weights and what running them needs: window, input space, inference form.
 
-    ``path`` is the file they came from (None for weights made in memory, :meth:`from_model`).
+    ``path`` is the file they came from (None for weights made in memory, :meth:`from_model`); ``tuned`` the
+    windowing measured for exactly these weights (the bundled ones), else None.
     """
 
     path: Path | None
     meta: WeightsMeta
     state_dict: dict[str, torch.Tensor]
+    tuned: Windowing | None = None
 
     @classmethod
     def from_model(
@@ -233,7 +242,12 @@ class Weights:
 
     @property
     def window(self) -> int:
-        """The window size the network was trained on (its coordinate channels span it)."""
+        """The window these weights run in by default: the measured one, else the one they were trained on."""
+        return self.windowing().window
+
+    @property
+    def trained_window(self) -> int:
+        """The window size the network was trained on (its coordinate channels spanned it)."""
         return self.meta.window_size
 
     @property
@@ -256,20 +270,30 @@ class Weights:
         model.load_state_dict(self.state_dict, strict=True)
         return model.eval().to(device)
 
-    def windowing(self, window: int | None = None, stride: int | None = None) -> tuple[int, int]:
-        """(window, stride) to run these weights with: the training window and its default stride unless
-        given (None); ValueError naming the parameter first (``window 30: must be …``) for one that cannot
-        work. A window is at most :data:`MAX_WINDOW`: an image is padded to at least one window and a band
-        of windows is held across its width, so ``window 100000`` would ask for 120 GB."""
-        window = self.window if window is None else window
+    def windowing(self, window: int | None = None, stride: int | None = None, pad: int | None = None) -> Windowing:
+        """How to run these weights over an image: their measured :class:`~hsrecon.windows.Windowing`
+        (``tuned``), else their training window, half-window stride and :data:`~hsrecon.windows.DEFAULT_PAD`;
+        ``window``, ``stride``, ``pad`` override it (another window gets half its size as stride unless
+        given). ValueError naming the parameter first (``window 30: must be …``) for one that cannot work;
+        a value given is checked as given (0 is an error, not the default). A window (and a pad) is at most
+        :data:`MAX_WINDOW`: an image is padded to at least one window and a band of windows is held across
+        its width, so ``window 100000`` would ask for 120 GB.
+        """
+        base = self.tuned or Windowing(self.trained_window, default_stride(self.trained_window), DEFAULT_PAD)
+        window = base.window if window is None else window
         if window % self.size_multiple or not self.size_multiple <= window <= MAX_WINDOW:
             raise ValueError(
                 f"window {window}: must be a multiple of {self.size_multiple} from {self.size_multiple} to {MAX_WINDOW}"
             )
-        stride = default_stride(window) if stride is None else stride
+        if stride is None:
+            stride = base.stride if window == base.window else default_stride(window)
         if not 0 < stride <= window:
             raise ValueError(f"stride {stride}: must be between 1 and the window ({window})")
-        return window, stride
+        pad = base.pad if pad is None else pad
+        if not 0 <= pad <= MAX_WINDOW:
+            raise ValueError(f"pad {pad}: must be from 0 to {MAX_WINDOW}")
+        ramp = min(window - stride, window // 2)  # the edge must leave a ramp of at least one pixel
+        return Windowing(window, stride, pad, edge=max(0, min(base.edge, (ramp - 1) // 2)))
 
     def feed_space(self, file_space: str | None = None) -> tuple[str, str | None]:
         """(input transform's space, warning or None) for files holding ``file_space`` (None: the weights'
@@ -291,8 +315,7 @@ class Weights:
     def inference_model(self, window: int | None = None) -> nn.Module:
         """The fast form for ``window`` (default: the training window), same outputs to float rounding
         (:func:`hsrecon.inference.prepare_model`: BN folded, a provably constant branch frozen)."""
-        window, _ = self.windowing(window)
-        return prepare_model(self.build(), window=window)
+        return prepare_model(self.build(), window=self.windowing(window).window)
 
     def predictor(
         self,
@@ -328,15 +351,17 @@ def load_weights(spec: str | os.PathLike | None = None) -> Weights:
         raise WeightsError(f"{path}: no such weights file{hint}")
     header = _read_header(path)
     meta = _parse_meta(path, header.get("__metadata__") or {})
+    digest = sha256_of(path)
     if spec is None or (isinstance(spec, str) and spec in BUNDLED):
-        _check_bundled_digest(path, BUNDLED[spec or DEFAULT_WEIGHTS])
+        _check_bundled_digest(path, digest, BUNDLED[spec or DEFAULT_WEIGHTS])
     try:
         with safe_open(str(path), framework="pt") as handle:
             state = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 - safe_open is not a dict
     except Exception as error:  # safetensors raises its own untyped errors
         raise WeightsError(f"{path}: unreadable safetensors data ({error})") from None
     _check_tensors(path, meta, state)
-    return Weights(path=path, meta=meta, state_dict=state)
+    bundled = next((entry for entry in BUNDLED.values() if entry.sha256 == digest), None)
+    return Weights(path=path, meta=meta, state_dict=state, tuned=bundled.windowing if bundled else None)
 
 
 def _parse_meta(path: Path, metadata: dict) -> WeightsMeta:
@@ -355,8 +380,7 @@ def _parse_meta(path: Path, metadata: dict) -> WeightsMeta:
     return meta
 
 
-def _check_bundled_digest(path: Path, entry: BundledWeights) -> None:
-    digest = sha256_of(path)
+def _check_bundled_digest(path: Path, digest: str, entry: BundledWeights) -> None:
     if digest != entry.sha256:
         raise WeightsError(f"{path}: bundled weights damaged (SHA-256 {digest[:12]}…, expected {entry.sha256[:12]}…)")
 
@@ -397,8 +421,9 @@ def describe(weights: Weights, device: str | torch.device) -> dict:
         "config": meta.config.to_dict(),
         "parameters": count_parameters(model),
         "trainable_parameters": count_trainable(model),
-        "gflop_per_megapixel": round(flops_per_pixel(model, weights.window) * 1e6 / 1e9, 2),
-        "window_size": weights.window,
+        "gflop_per_megapixel": round(flops_per_pixel(model, weights.trained_window) * 1e6 / 1e9, 2),
+        "window_size": weights.trained_window,
+        "windowing": asdict(weights.windowing()),
         "size_multiple": weights.size_multiple,
         "input_space": weights.input_space,
         "bands": len(meta.wavelengths_nm),

@@ -3,6 +3,8 @@
 The network knows nothing of windows (as in Real-ESRGAN's tiler); this module knows nothing of torch,
 models or files. Its pieces are pure functions plus one small streaming accumulator:
 
+- :class:`Windowing`: how an image is cut (window, stride, pad, edge); each set of weights has its own
+  measured default (:meth:`hsrecon.weights.Weights.windowing`, ``docs/benchmarks.md``).
 - :func:`axis_starts` / :func:`plan_windows`: window positions. Windows step by ``stride``; the last one
   on each axis is shifted inward to end exactly at the border, so no window reaches past the image and
   no zero padding ever enters the network (the authors' own scheme zero-pads edge windows).
@@ -26,21 +28,56 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
+    "BATCH_PIXELS",
+    "DEFAULT_PAD",
     "DEFAULT_STRIDE_FRACTION",
     "RowBlender",
     "RowSource",
     "ShortImageBlender",
     "Window",
+    "Windowing",
     "axis_starts",
     "blend_weights",
     "count_windows",
     "default_stride",
     "pad_to_window",
     "plan_windows",
+    "reflect_index",
 ]
 
 # Stride as a fraction of the window: chosen by measurement (docs/benchmarks.md, "Windows").
 DEFAULT_STRIDE_FRACTION = 0.5
+EDGE_WEIGHT = 1e-6  # the weight of a window's distorted edge: negligible, never zero
+# Pixels per forward pass by default: 32 windows of 64 px, 4 of 192 (measured in docs/benchmarks.md).
+BATCH_PIXELS = 1 << 17
+# Reflection around the image for weights without a measured windowing: enough for the outer pixels to get
+# context like any other (docs/benchmarks.md, "The image border").
+DEFAULT_PAD = 16
+
+
+@dataclass(frozen=True)
+class Windowing:
+    """How an image is cut into windows and blended back.
+
+    ``window``-pixel squares every ``stride`` pixels, over the image surrounded by ``pad`` pixels of
+    reflection (cropped off after); where windows overlap, each window's outer ``edge`` pixels, distorted
+    by the network's zero padding, are left out of the blend (:func:`blend_weights`).
+    """
+
+    window: int
+    stride: int
+    pad: int = 0
+    edge: int = 0
+
+    @property
+    def batch_size(self) -> int:
+        """Windows per forward pass by default: :data:`BATCH_PIXELS` (rounded, at least one window)."""
+        return max(1, round(BATCH_PIXELS / self.window**2))
+
+    @property
+    def windows_per_pixel(self) -> float:
+        """How many times the network sees each pixel of a large image."""
+        return (self.window / self.stride) ** 2
 
 
 @dataclass(frozen=True)
@@ -87,23 +124,38 @@ def default_stride(window: int) -> int:
     return max(4, int(window * DEFAULT_STRIDE_FRACTION) // 4 * 4)
 
 
-def count_windows(height: int, width: int, *, size: int, stride: int) -> int:
-    """How many windows cover a ``height``×``width`` image (an axis shorter than a window is padded to one)."""
-    return len(axis_starts(max(height, size), size, stride)) * len(axis_starts(max(width, size), size, stride))
+def count_windows(height: int, width: int, windowing: Windowing) -> int:
+    """How many windows cover a ``height``×``width`` image, pad included (an axis shorter than a window is
+    padded to one)."""
+    size, stride, pad = windowing.window, windowing.stride, windowing.pad
+    rows = axis_starts(max(height + 2 * pad, size), size, stride)
+    return len(rows) * len(axis_starts(max(width + 2 * pad, size), size, stride))
 
 
-def blend_weights(size: int, stride: int) -> np.ndarray:
+def blend_weights(size: int, stride: int, edge: int = 0) -> np.ndarray:
     """The ``size``×``size`` blending weight of one window (float32, strictly positive).
 
     Without overlap (``stride == size``) every weight is 1, so each pixel takes its one window's output
-    unchanged. With overlap the weight is the separable ``sin²(π(i + ½)/size)`` bump: smooth, near zero at
-    the window edge (≈ 6e-4 for 64 pixels, never zero, so border pixels covered by a single window keep a
-    valid weight), and for ``stride == size/2`` the shifted copies sum to exactly 1.
+    unchanged. With an overlap of ``size − stride`` pixels the weight is separable: along each axis it is
+    (almost) zero over the window's outer ``edge`` pixels, where the network's zero padding distorts its
+    output, then a ``sin²`` ramp rises over the rest of the overlap (at most half the window), stays 1 in
+    between, and falls back the same way at the far edge. Two neighbouring windows' ramps add to exactly 1
+    across their overlap, so inside a window's core its own output is used unchanged and across an
+    overlap one output fades into the other. For ``stride == size/2`` and no edge this is the
+    ``sin²(π(i + ½)/size)`` bump over the whole window. No weight is zero (the ramp starts at ≈ 6e-4 for
+    32 pixels, the edge is 1e-6), so a pixel covered by one window's edge alone keeps a valid weight.
     """
-    if stride >= size:
+    overlap = size - stride
+    if overlap <= 0:
         return np.ones((size, size), dtype=np.float32)
-    ramp = np.sin(np.pi * (np.arange(size) + 0.5) / size) ** 2
-    return np.outer(ramp, ramp).astype(np.float32)
+    ramp_length = min(overlap, size // 2) - 2 * edge
+    if ramp_length < 1:
+        raise ValueError(f"an edge of {edge} px leaves no ramp in an overlap of {overlap} px")
+    index = np.arange(size) - edge
+    rise = np.where(index < ramp_length, np.sin(np.pi / 2 * (index + 0.5) / ramp_length) ** 2, 1.0)
+    rise = np.where(index < 0, EDGE_WEIGHT, rise)
+    profile = rise * rise[::-1]
+    return np.outer(profile, profile).astype(np.float32)
 
 
 def pad_to_window(rows: np.ndarray, size: int, *, axis: int) -> np.ndarray:
@@ -126,7 +178,8 @@ class RowBlender:
     Windows must arrive in raster order (as :func:`plan_windows` gives them). After the windows of a row
     band are all added, :meth:`finish_rows` emits every row above the next band's first row as
     ``emit(y0, rows)`` with ``rows`` of shape (h, width, channels), float32, normalised by the summed
-    weights. Memory: a buffer of about ``size + stride`` rows × width × channels.
+    weights. Memory: a buffer of one window's rows × width × channels (the band being added, which holds
+    the previous band's overlap).
     """
 
     def __init__(self, width: int, channels: int, weights: np.ndarray, emit: Callable[[int, np.ndarray], None]) -> None:
@@ -137,19 +190,19 @@ class RowBlender:
         self.base = 0  # absolute row of buffer row 0
         self.used = 0  # buffer rows that hold data (the rest are zero)
         self.uniform = bool(np.all(weights == 1.0))
-        capacity = 2 * weights.shape[0]
+        capacity = weights.shape[0]
         self.acc = np.zeros((capacity, width, channels), dtype=np.float32)
         self.weight_sum = np.zeros((capacity, width), dtype=np.float32)
 
-    def add(self, y: int, x: int, tile: np.ndarray) -> None:
-        """Add one window's output ``tile`` (size × size × channels) at (y, x)."""
+    def add(self, y: int, x: int, tile: np.ndarray, *, weighted: bool = False) -> None:
+        """Add one window's output ``tile`` (size × size × channels) at (y, x); ``weighted``: the tile is
+        already multiplied by the blend weights (done for a whole batch at once, faster)."""
         size = tile.shape[0]
         if y < self.base:
             raise ValueError(f"window at row {y} arrived after rows up to {self.base} were emitted")
         self._ensure_capacity(y + size)
         top = y - self.base
-        weighted = tile if self.uniform else tile * self.weights[:, :, None]
-        self.acc[top : top + size, x : x + size] += weighted
+        self.acc[top : top + size, x : x + size] += tile if weighted or self.uniform else tile * self.weights[..., None]
         self.weight_sum[top : top + size, x : x + size] += self.weights
         self.used = max(self.used, top + size)
 
@@ -184,63 +237,91 @@ class RowBlender:
         self.base += count
 
 
+def reflect_index(index: np.ndarray, length: int) -> np.ndarray:
+    """Source indices of an axis of ``length`` extended by reflection on both sides (``numpy.pad``'s
+    ``reflect``, repeated as often as needed; an axis of one pixel repeats it)."""
+    if length == 1:
+        return np.zeros_like(index)
+    period = 2 * (length - 1)
+    folded = np.mod(index, period)
+    return np.where(folded < length, folded, period - folded)
+
+
 @dataclass
 class RowSource:
-    """Rows of the network input (transformed, padded to at least one window), made on demand.
+    """Rows of the network input on a canvas: the image transformed, with ``pad`` pixels of reflection on
+    every side, and reflected further where the image is smaller than a window. Made band by band on
+    demand, so the float32 input never exists for the whole image.
 
-    Only images smaller than a window in height are padded as a whole (they are small); everything else
-    is transformed band by band, so the float32 input never exists for the whole image.
+    Canvas pixel (y, x) is image pixel (y − pad, x − pad), mirrored back into the image outside it. The
+    pad gives the image's outer pixels context like any other pixel's (Real-ESRGAN's ``pre_pad``): the
+    zero-padded edge of the windows that reach the border falls in the pad, and is cropped off.
     """
 
     pixels: np.ndarray
     transform: Callable[[np.ndarray], np.ndarray]
     size: int
+    pad: int = 0
 
     def __post_init__(self) -> None:
         self.height, self.width = self.pixels.shape[:2]
-        self.padded_height = max(self.height, self.size)
-        self.padded_width = max(self.width, self.size)
-        self._small = None
-        if self.height < self.size:
-            self._small = pad_to_window(self._rows(0, self.height), self.size, axis=0)
-
-    def _rows(self, y0: int, y1: int) -> np.ndarray:
-        rows = np.asarray(self.transform(self.pixels[y0:y1]), dtype=np.float32)
-        return pad_to_window(rows, self.size, axis=1)
+        self.padded_height = max(self.height + 2 * self.pad, self.size)
+        self.padded_width = max(self.width + 2 * self.pad, self.size)
+        self._columns = None
+        if self.padded_width != self.width:
+            self._columns = reflect_index(np.arange(self.padded_width) - self.pad, self.width)
 
     def __call__(self, y0: int, y1: int) -> np.ndarray:
-        return self._small[y0:y1] if self._small is not None else self._rows(y0, y1)
+        """Canvas rows [y0, y1): (y1 − y0)×padded_width×3, float32."""
+        first, last = y0 - self.pad, y1 - self.pad
+        if 0 <= first and last <= self.height:
+            rows = self.pixels[first:last]  # inside the image: a view
+        else:
+            rows = self.pixels[reflect_index(np.arange(first, last), self.height)]
+        if self._columns is not None:
+            rows = rows[:, self._columns]  # on the 3-byte pixels, before the float32 transform
+        return np.asarray(self.transform(rows), dtype=np.float32)
 
 
 class ShortImageBlender:
-    """Blending for an image shorter than a window (one band of windows), along x in a transposed buffer.
+    """Blending for a canvas one window high (one band of windows), along x in a transposed buffer.
 
-    A :class:`RowBlender` keeps about two windows of full-width rows, which for a 100000×1 panorama is
-    1.6 GB for one row of output. Here the windows' transposes go into a
-    RowBlender one window wide whose "rows" are the image's columns, finished as soon as no later window
-    can reach them, and the (short) output is gathered and emitted at the end. The sums are the same,
-    added in the same order, so the result is identical; the blend weights are symmetric.
+    A :class:`RowBlender` keeps a window of full-width rows, which for a 100000×1 panorama is 0.8 GB for
+    one row of output. Here the windows' transposes go into a RowBlender one window wide whose "rows" are
+    the canvas's columns, finished as soon as no later window can reach them, and the image's part of the
+    (short) output is gathered and emitted at the end. The sums are the same, added in the same order, so
+    the result is identical; the blend weights are symmetric. ``offset``: the canvas's pad.
     """
 
     def __init__(
-        self, height: int, width: int, bands: int, weights: np.ndarray, emit: Callable[[int, np.ndarray], None]
+        self,
+        height: int,
+        width: int,
+        bands: int,
+        weights: np.ndarray,
+        emit: Callable[[int, np.ndarray], None],
+        offset: int = 0,
     ) -> None:
-        self.height, self.width, self.emit = height, width, emit
+        self.height, self.width, self.emit, self.offset = height, width, emit, offset
         self.out = np.empty((height, width, bands), dtype=np.float32)
         self.columns = RowBlender(weights.shape[0], bands, weights.T, self._store)
 
-    def add(self, y: int, x: int, tile: np.ndarray) -> None:
+    def add(self, y: int, x: int, tile: np.ndarray, *, weighted: bool = False) -> None:
         self.columns.finish_rows(x)  # windows arrive by increasing x: no later one reaches columns < x
-        self.columns.add(x, y, tile.transpose(1, 0, 2))
+        self.columns.add(x, y, tile.transpose(1, 0, 2), weighted=weighted)
 
     def finish_rows(self, upto: int) -> None:
-        """Called with the padded height once every window is in; before that, with 0 (nothing to do)."""
+        """Called with the canvas height once every window is in; before that, with 0 (nothing to do)."""
         if upto <= 0:
             return
         self.columns.finish_rows(self.columns.base + self.columns.used)
         self.emit(0, self.out)
 
     def _store(self, x0: int, columns: np.ndarray) -> None:
-        end = min(x0 + columns.shape[0], self.width)
-        if x0 < end:
-            self.out[:, x0:end] = columns[: end - x0, : self.height].transpose(1, 0, 2)
+        """Canvas columns [x0, x0 + n) are final: keep the image's part of them."""
+        first, end = max(x0, self.offset), min(x0 + columns.shape[0], self.offset + self.width)
+        if first < end:
+            rows = slice(self.offset, self.offset + self.height)
+            self.out[:, first - self.offset : end - self.offset] = columns[first - x0 : end - x0, rows].transpose(
+                1, 0, 2
+            )

@@ -11,6 +11,9 @@ import pytest
 from hsrecon import __version__
 from hsrecon.weights import sha256_of
 
+# 64-px windows side by side: the fastest conversion, where a test's subject is not the windowing.
+NO_OVERLAP = ("--window", "64", "--stride", "64")
+
 
 def hsrecon(*args: str, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run(

@@ -8,7 +8,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import spectral
-from test_cli import assert_clean_failure, hsrecon
+from test_cli import NO_OVERLAP, assert_clean_failure, hsrecon
 from test_io_rgb import _png
 
 from conftest import ROOT
@@ -42,8 +42,7 @@ def test_bundled_samples_to_all_formats(tmp_path):
         "mat",
         "-f",
         "h5",
-        "--stride",
-        "64",
+        *NO_OVERLAP,
         "--preview",
         "-q",
     )
@@ -66,7 +65,7 @@ def test_bundled_samples_to_all_formats(tmp_path):
 
 def test_mixed_inputs_and_resume(small_images, tmp_path):
     out = tmp_path / "out"
-    first = hsrecon("convert", str(small_images), "-o", str(out), "-f", "h5", "--stride", "64")
+    first = hsrecon("convert", str(small_images), "-o", str(out), "-f", "h5", *NO_OVERLAP)
     assert first.returncode == 0, first.stderr
     assert "alpha channel dropped" in first.stderr and "grayscale" in first.stderr
     cubes = {name: read_cube(out / f"{name}.h5")[0] for name in ("plain", "deep", "alpha", "grey")}
@@ -74,7 +73,7 @@ def test_mixed_inputs_and_resume(small_images, tmp_path):
     np.testing.assert_array_equal(cubes["plain"], cubes["alpha"])
     assert cubes["grey"].shape == cubes["plain"].shape
     stamp = (out / "plain.h5").stat().st_mtime_ns
-    again = hsrecon("convert", str(small_images), "-o", str(out), "-f", "h5", "--stride", "64")
+    again = hsrecon("convert", str(small_images), "-o", str(out), "-f", "h5", *NO_OVERLAP)
     assert again.returncode == 0
     assert "0 converted, 4 skipped, 0 failed" in again.stderr
     assert (out / "plain.h5").stat().st_mtime_ns == stamp
@@ -85,7 +84,7 @@ def test_corrupt_file_among_good_ones(small_images, tmp_path):
     (small_images / "broken.png").write_bytes(data[: len(data) // 3])
     (small_images / "empty.jpg").write_bytes(b"")
     out = tmp_path / "out"
-    result = hsrecon("convert", str(small_images), "-o", str(out), "-f", "envi", "--stride", "64")
+    result = hsrecon("convert", str(small_images), "-o", str(out), "-f", "envi", *NO_OVERLAP)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
@@ -119,8 +118,7 @@ def test_missing_input_is_reported_and_counted(small_images, tmp_path):
         str(tmp_path / "nope.png"),
         "-o",
         str(tmp_path / "o"),
-        "--stride",
-        "64",
+        *NO_OVERLAP,
         "-q",
     )
     assert result.returncode == 1
@@ -135,7 +133,17 @@ def test_same_stem_different_suffix_and_recursion(small_images, tmp_path):
     iio.imwrite(sub / "x.bmp", iio.imread(small_images / "plain.png"))
     out = tmp_path / "o"
     result = hsrecon(
-        "convert", str(small_images), "-o", str(out), "-r", "--glob", "x.*", "-f", "h5", "--stride", "64", "-q"
+        "convert",
+        str(small_images),
+        "-o",
+        str(out),
+        "-r",
+        "--glob",
+        "x.*",
+        "-f",
+        "h5",
+        *NO_OVERLAP,
+        "-q",
     )
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (out / "sub").iterdir()) == ["x_bmp.h5", "x_png.h5"]
@@ -190,7 +198,7 @@ def test_ctrl_c_stops_cleanly_and_leaves_nothing_half_written(tmp_path):
     assert list(out.iterdir()) == []
 
 
-def test_weights_trained_on_another_window_convert_with_it(small_images, tmp_path, bundled_weights):
+def test_weights_trained_on_another_window_convert_with_it(small_images, tmp_path, bundled_weights, bundled_model):
     """Weights whose metadata says 32-px windows convert in 32-px windows, recorded in the cube file."""
     import dataclasses
 
@@ -204,7 +212,7 @@ def test_weights_trained_on_another_window_convert_with_it(small_images, tmp_pat
     assert result.returncode == 0, result.stderr
     cube, _, attrs = read_cube(out / "plain.h5")
     assert (int(attrs["window"]), int(attrs["stride"])) == (32, 16)
-    expected = reconstruct(iio.imread(small_images / "plain.png"), bundled_weights, window=32)
+    expected = reconstruct(iio.imread(small_images / "plain.png"), bundled_model, window=32)  # not tuned either
     np.testing.assert_allclose(cube, expected, rtol=0, atol=1e-5)  # another process: last bits may differ
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from test_cli import hsrecon
+from test_cli import NO_OVERLAP, hsrecon
 
 from hsrecon.io import read_cube
 
@@ -23,14 +23,14 @@ def test_synth_train_eval_convert(tmp_path):
 
     scores = tmp_path / "scores.json"
     evaluated = hsrecon("eval", "--data", str(data), "--weights", str(run / "last.safetensors"), "--json",
-                        str(scores), "--stride", "64", "-q")  # fmt: skip
+                        str(scores), *NO_OVERLAP, "-q")  # fmt: skip
     assert evaluated.returncode == 0, evaluated.stderr
     report = json.loads(scores.read_text())
     assert "Traceback" not in evaluated.stderr and report
 
     out = tmp_path / "cubes"
     converted = hsrecon("convert", str(data / "Validation_Clean"), "-o", str(out), "-w", str(run / "best.safetensors"),
-                        "-f", "h5", "--stride", "64", "-q")  # fmt: skip
+                        "-f", "h5", *NO_OVERLAP, "-q")  # fmt: skip
     assert converted.returncode == 0, converted.stderr
     (cube_file,) = out.glob("*.h5")
     cube, wavelengths, attrs = read_cube(cube_file)

@@ -8,7 +8,7 @@ import json
 import imageio.v3 as iio
 import numpy as np
 import pytest
-from test_cli import hsrecon
+from test_cli import NO_OVERLAP, hsrecon
 from test_data_ntire import linear_scene, make_ntire2020, write_mat
 from typer.testing import CliRunner
 
@@ -41,7 +41,7 @@ def ntire2020(tmp_path, rng):
 def test_data_table_json_and_csv(ntire2020, tmp_path, bundled_model):
     report, table = tmp_path / "report.json", tmp_path / "scores.csv"
     result = hsrecon(
-        "eval", "--data", str(ntire2020), "--stride", "64", "--baseline", "linear", "--device", "cpu",
+        "eval", "--data", str(ntire2020), *NO_OVERLAP, "--baseline", "linear", "--device", "cpu",
         "--json", str(report), "--csv", str(table), "-q",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -82,7 +82,7 @@ def test_library_scores_equal_the_metrics_on_the_same_arrays(ntire2020, bundled_
     report = evaluate_pairs(pairs, {"network": network}, input_space="ntire2020-clean", crop=4)
     for pair, result in zip(pairs, report.results["network"], strict=True):
         gt, _, _ = read_cube(pair.cube)
-        cube = reconstruct(iio.imread(pair.rgb), bundled_model, window=64, stride=64)
+        cube = reconstruct(iio.imread(pair.rgb), bundled_model, window=64, stride=64, pad=0)  # NetworkMethod's
         assert result.scores.as_dict() == pytest.approx(score(cube, gt, crop=4).as_dict(), rel=1e-12)
     assert report.failures == []
 
@@ -99,7 +99,17 @@ def _baseline_mraes(root, tmp_path, *options: str) -> dict[str, float]:
     report = tmp_path / "r.json"
     names = ("linear", "linear-stored", "linear-decoded")
     baselines = [arg for name in names for arg in ("--baseline", name)]
-    result = invoke("eval", "--data", str(root), *options, *baselines, "--stride", "64", "--json", str(report), "-q")
+    result = invoke(
+        "eval",
+        "--data",
+        str(root),
+        *options,
+        *baselines,
+        *NO_OVERLAP,
+        "--json",
+        str(report),
+        "-q",
+    )
     assert result.exit_code == 0, result.stderr
     data = json.loads(report.read_text())
     assert list(data["settings"]["baselines"]) == list(names)
@@ -163,7 +173,18 @@ def test_pred_gt_on_convert_outputs_in_three_formats(tmp_path, rng):
     write_mat(tmp_path / "gt" / "scene", truth)
     out = tmp_path / "out"
     converted = hsrecon(
-        "convert", str(tmp_path / "in"), "-o", str(out), "-f", "envi", "-f", "mat", "-f", "h5", "--stride", "64", "-q"
+        "convert",
+        str(tmp_path / "in"),
+        "-o",
+        str(out),
+        "-f",
+        "envi",
+        "-f",
+        "mat",
+        "-f",
+        "h5",
+        *NO_OVERLAP,
+        "-q",
     )
     assert converted.returncode == 0, converted.stderr
     report = tmp_path / "files.json"
@@ -275,7 +296,9 @@ def test_data_with_an_unpaired_cube_scores_the_rest(tmp_path, rng):
     root = make_ntire2020(tmp_path / "n", rng, train=(), valid=(451, 452), shape=(32, 32))
     (root / "Validation_Clean" / "ARAD_HS_0452_clean.png").unlink()
     report = tmp_path / "r.json"
-    result = invoke("eval", "--data", str(root), "--stride", "32", "--device", "cpu", "--json", str(report), "-q")
+    result = invoke(
+        "eval", "--data", str(root), "--window", "64", "--stride", "32", "--device", "cpu", "--json", str(report), "-q"
+    )
     assert result.exit_code == 1, result.stderr
     assert "ARAD_HS_0452.mat: no RGB image for it" in result.stderr
     assert "1 scored, 1 failed" in result.stdout

@@ -22,7 +22,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
-from test_cli import hsrecon
+from test_cli import NO_OVERLAP, hsrecon
 from typer.testing import CliRunner
 
 from hsrecon.cli import ExitCode, app
@@ -33,6 +33,10 @@ from hsrecon.pipeline import stream_reconstruct
 from hsrecon.weights import Weights, load_weights, make_meta, save_weights
 
 # -- helpers ----------------------------------------------------------------------------------------------
+
+
+# The windows these tests count were planned for: 64 px every 32, no pad (6 windows per 40×200 image).
+OLD_WINDOWS = ("--window", "64", "--stride", "32", "--pad", "0")
 
 
 def convert(*args: str):
@@ -168,7 +172,9 @@ def test_out_of_memory_at_one_window_is_an_error():
 
 def test_convert_recovers_from_out_of_memory_with_a_note(images, tmp_path, monkeypatch):
     fake_predictor(monkeypatch, FakeNet(limit=2))
-    result = CliRunner().invoke(app, ["convert", str(images), "-o", str(tmp_path / "out"), "-f", "h5", "-q"])
+    result = CliRunner().invoke(
+        app, ["convert", str(images), "-o", str(tmp_path / "out"), "-f", "h5", *OLD_WINDOWS, "-q"]
+    )
     assert result.exit_code == 0, result.stderr
     notes = [line for line in result.stderr.splitlines() if line.strip()]
     assert notes == [
@@ -180,7 +186,7 @@ def test_convert_recovers_from_out_of_memory_with_a_note(images, tmp_path, monke
 
 def test_convert_out_of_memory_at_one_window_stops_with_exit_6(images, tmp_path, monkeypatch):
     fake_predictor(monkeypatch, FakeNet(limit=0))
-    result = convert(str(images), "-o", str(tmp_path / "out"), "-f", "h5", "--batch-size", "4")
+    result = convert(str(images), "-o", str(tmp_path / "out"), "-f", "h5", "--batch-size", "4", *OLD_WINDOWS)
     assert result.stderr.count("hsrecon: note:") == 2  # 4 → 2 → 1
     assert_one_error(result, 6, "out of memory", "--batch-size 4", "--window", "--device cpu")
     assert files_in(tmp_path / "out") == []  # the file in progress was removed, the batch stopped
@@ -228,7 +234,17 @@ def test_a_really_full_disk(images, tmp_path, fmt):
     big = images / "big.png"
     iio.imwrite(big, (np.random.default_rng(1).random((128, 160, 3)) * 70 + 10).astype(np.uint8))
     with tmpfs(tmp_path / "small", "size=1m") as out:
-        result = hsrecon("convert", str(big), str(images / "a.png"), "-o", str(out), "-f", fmt, "--stride", "64", "-q")
+        result = hsrecon(
+            "convert",
+            str(big),
+            str(images / "a.png"),
+            "-o",
+            str(out),
+            "-f",
+            fmt,
+            *NO_OVERLAP,
+            "-q",
+        )
         assert result.returncode == 5, result.stderr
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and "big" in lines[0] and "No space left on device" in lines[0], result.stderr
@@ -310,7 +326,7 @@ def test_nan_from_the_network_fails_that_file_only(images, tmp_path, monkeypatch
     iio.imwrite(images / "bright.png", np.full((40, 200, 3), 250, np.uint8))
     fake_predictor(monkeypatch, FakeNet(value=float("nan")))
     out = tmp_path / "out"
-    result = convert(str(images), "-o", str(out), "-f", "h5", "-f", "envi")
+    result = convert(str(images), "-o", str(out), "-f", "h5", "-f", "envi", *OLD_WINDOWS)
     assert_one_error(result, 1, "bright.png", "non-finite values", "window at (0, 0)")
     assert files_in(out) == ["a.h5", "a.hdr", "a.img", "b.h5", "b.hdr", "b.img"]
 
@@ -323,7 +339,7 @@ def test_overflowing_weights_are_caught_per_file(images, tmp_path):
     meta = make_meta(model, window_size=64, input_space="ntire2020-clean", weights_version="overflow")
     weights = save_weights(tmp_path / "overflow.safetensors", model.state_dict(), meta)
     out = tmp_path / "out"
-    result = convert(str(images), "-o", str(out), "-f", "h5", "--weights", str(weights), "--stride", "64")
+    result = convert(str(images), "-o", str(out), "-f", "h5", "--weights", str(weights), *NO_OVERLAP)
     assert result.exit_code == 1 and "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("hsrecon: error:")]
     assert len(errors) == 2 and all("non-finite values" in line for line in errors), result.stderr

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_cli import hsrecon
+from test_cli import NO_OVERLAP, hsrecon
 from test_io_rgb import _png
 
 from hsrecon.io import read_cube
@@ -138,7 +138,7 @@ def corpus_run(tmp_path_factory):
     good = _good_corpus(root)
     bad = _bad_corpus(root)
     out = root.parent / (root.name + "_out")
-    result = hsrecon("convert", str(root), "-o", str(out), "-r", "-f", "h5", "--stride", "64", "-q")
+    result = hsrecon("convert", str(root), "-o", str(out), "-r", "-f", "h5", *NO_OVERLAP, "-q")
     return result, out, good, bad
 
 

@@ -10,6 +10,7 @@ import torch
 from hsrecon.export import check_onnx, export_onnx
 from hsrecon.inference import FrozenBranch, freeze_constant_branch, prepare_model
 from hsrecon.model import build_model, fold_batchnorm
+from hsrecon.weights import load_weights
 
 
 def _inputs(size: int = 64) -> torch.Tensor:
@@ -59,3 +60,13 @@ def test_onnx_export_reproduces_torch(bundled_weights, tmp_path):
     path = export_onnx(bundled_weights, tmp_path / "model.onnx", window=64)
     assert check_onnx(bundled_weights, path, window=64) <= 1e-4
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_default_windows_run_the_frozen_unet_and_a_working_one_runs(bundled_weights):
+    """The default weights' measured window (192) still passes the probes (deviation 9.3e-6 < 1e-5); the
+    camera model's U-net works, so it keeps running there."""
+    assert isinstance(bundled_weights.predictor().model.unet, FrozenBranch)
+    camera = load_weights("camera")
+    assert not isinstance(camera.predictor().model.unet, FrozenBranch)
+    unfrozen, deviation = freeze_constant_branch(fold_batchnorm(bundled_weights.build()), 256)
+    assert not isinstance(unfrozen.unet, FrozenBranch) and deviation > 1e-5  # why 192, not 256 (docs/benchmarks.md)

@@ -59,8 +59,10 @@ def evaluate(synthetic_set, tmp_path_factory):
     def run(name: str, track: str) -> dict[str, dict]:
         report = folder / f"{name}-{track}.json"
         baselines = [arg for b in BASELINES for arg in ("--baseline", b)] if track == "realworld" else []
+        # The cards' scores were measured before images were padded by reflection (docs/benchmarks.md has
+        # both): with --pad 0 eval reproduces them to the last digit.
         result = hsrecon("eval", "--data", str(synthetic_set), "--weights", name, "--track", track,
-                         *baselines, "--json", str(report), "--quiet")  # fmt: skip
+                         *baselines, "--pad", "0", "--json", str(report), "--quiet")  # fmt: skip
         assert result.returncode == 0, result.stderr
         return {method: r["summary"] for method, r in json.loads(report.read_text())["methods"].items()}
 

@@ -100,3 +100,43 @@ def test_blend_weights_sum_to_one_and_outputs_stay_within_their_windows(height, 
             slack = 1e-5 * windows  # float32 rounding of sums of values up to the window count
             assert out.min() >= 1 - slack and out.max() <= windows + slack
             assert np.all(np.diff(out[..., 0], axis=1) >= -slack)  # windows are numbered left to right
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    height=st.integers(1, 70),
+    width=st.integers(1, 70),
+    size=st.sampled_from([4, 8, 16, 24]),
+    pad=st.integers(0, 20),
+    data=st.data(),
+)
+def test_padded_windows_with_an_edge_give_every_pixel_a_convex_mix(height, width, size, pad, data):
+    """With reflection around the image and windows' edges left out of the blend, every pixel still gets
+    exactly one from all-ones windows and a convex mix of the covering windows' constants, once."""
+    stride = data.draw(st.integers(1, size))
+    ramp = min(size - stride, size // 2)
+    edge = data.draw(st.integers(0, max(0, (ramp - 1) // 2)))
+    counter = iter(range(1, 1_000_000))
+
+    def constant_per_window(windows: np.ndarray) -> np.ndarray:
+        values = np.array([next(counter) for _ in range(len(windows))], np.float32)
+        return np.broadcast_to(values[:, None, None, None], (*windows.shape[:3], 2)).copy()
+
+    image = np.zeros((height, width, 3), np.float32)
+    for predict in (lambda windows: np.ones((*windows.shape[:3], 2), np.float32), constant_per_window):
+        out = np.full((height, width, 2), np.nan, np.float32)
+        rows: list[int] = []
+
+        def emit(y, r, out=out, rows=rows):
+            rows.extend(range(y, y + len(r)))
+            out[y : y + len(r)] = r
+
+        windows = stream_reconstruct(image, lambda r: r, predict, emit, bands=2, window=size, stride=stride, pad=pad,
+                                     edge=edge, batch_size=5)  # fmt: skip
+        assert rows == list(range(height))  # every row once, in order
+        assert np.isfinite(out).all()
+        if predict is not constant_per_window:
+            np.testing.assert_allclose(out, 1.0, rtol=0, atol=1e-5)
+        else:
+            slack = 1e-4 * windows
+            assert out.min() >= 1 - slack and out.max() <= windows + slack

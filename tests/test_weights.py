@@ -17,12 +17,14 @@ from hsrecon.weights import (
     DEFAULT_WEIGHTS,
     WAVELENGTHS_NM,
     WeightsError,
+    bundled_path,
     load_model,
     load_weights,
     make_meta,
     save_weights,
     sha256_of,
 )
+from hsrecon.windows import DEFAULT_PAD, Windowing
 
 
 def test_bundled_weights_metadata(bundled_weights):
@@ -187,3 +189,20 @@ def test_damaged_bundled_file_is_detected(tmp_path, monkeypatch, bundled_weights
 def test_model_is_in_eval_mode(bundled_model):
     assert isinstance(bundled_model, LWRDAN)
     assert not bundled_model.training
+
+
+def test_bundled_weights_carry_their_measured_windowing(bundled_weights, tmp_path):
+    """The window is a property of the weights: the bundled ones run as measured (docs/benchmarks.md), by
+    name or by path; other weights in the window they were trained on, with the default pad."""
+    assert bundled_weights.windowing() == Windowing(192, 172, pad=16, edge=7)
+    assert load_weights(bundled_path("ntire2020-clean")).windowing() == bundled_weights.windowing()
+    assert load_weights("camera").windowing() == Windowing(64, 32, pad=32, edge=0)  # its U-net works
+    assert bundled_weights.windowing(window=64) == Windowing(64, 32, pad=16, edge=7)  # another window: half
+    assert bundled_weights.windowing(window=64, stride=60).edge == 1  # the edge leaves a ramp in the overlap
+    meta = dataclasses.replace(bundled_weights.meta, weights_version="retrained")
+    other = load_weights(save_weights(tmp_path / "w.safetensors", bundled_weights.state_dict, meta))
+    assert other.tuned is None and other.windowing() == Windowing(64, 32, pad=DEFAULT_PAD, edge=0)
+    for option, value, message in (("window", 30, "window 30: must be"), ("stride", 200, "stride 200: must be"),
+                                   ("pad", -1, "pad -1: must be")):  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            bundled_weights.windowing(**{option: value})

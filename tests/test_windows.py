@@ -10,7 +10,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hsrecon.pipeline import stream_reconstruct
-from hsrecon.windows import RowBlender, axis_starts, blend_weights, pad_to_window, plan_windows
+from hsrecon.windows import (
+    RowBlender,
+    RowSource,
+    Windowing,
+    axis_starts,
+    blend_weights,
+    count_windows,
+    pad_to_window,
+    plan_windows,
+    reflect_index,
+)
 
 
 @given(length=st.integers(1, 400), size=st.sampled_from([4, 8, 16, 64]), data=st.data())
@@ -151,3 +161,41 @@ def test_memory_is_a_band_not_the_image(monkeypatch):
             image, lambda r: r, _identity_predict, lambda y, r: None, bands=3, window=16, stride=8, batch_size=4
         )
     assert largest[64] == largest[640] == largest[6400] <= 64
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "pad", "size"), [(5, 7, 3, 4), (1, 9, 4, 8), (6, 1, 2, 16), (40, 30, 16, 8)]
+)
+def test_row_source_is_the_image_reflected_around(height, width, pad, size):
+    """The canvas is numpy's reflection of the whole image by ``pad`` (and on to a window), made band by band."""
+    image = np.random.default_rng(0).random((height, width, 3)).astype(np.float32)
+    source = RowSource(image, lambda rows: rows * 2, size, pad)
+    canvas = np.concatenate([source(y, min(y + 3, source.padded_height)) for y in range(0, source.padded_height, 3)])
+    rows, cols = source.padded_height - height - pad, source.padded_width - width - pad
+    mode = "reflect" if min(height, width) > 1 else "edge"
+    if mode == "edge":
+        expected = (
+            2
+            * image[reflect_index(np.arange(-pad, height + rows), height)][
+                :, reflect_index(np.arange(-pad, width + cols), width)
+            ]
+        )
+    else:
+        expected = 2 * np.pad(image, ((pad, rows), (pad, cols), (0, 0)), mode=mode)
+    np.testing.assert_array_equal(canvas, expected)
+
+
+def test_blend_weights_with_an_edge_fade_across_the_overlap_and_sum_to_one():
+    weights = blend_weights(192, 172, edge=7)
+    profile = np.sqrt(np.diag(weights)).astype(np.float64)
+    assert (profile[:7] < 1e-5).all() and (profile[27:165] == 1).all()  # the edge, then the core as is
+    np.testing.assert_allclose(profile[172:] + profile[:20], 1.0, atol=1e-5)  # neighbours' overlap: one
+    assert np.array_equal(blend_weights(64, 32, edge=0), blend_weights(64, 32))
+    with pytest.raises(ValueError, match="leaves no ramp"):
+        blend_weights(64, 56, edge=4)
+
+
+def test_count_windows_counts_the_pad():
+    assert count_windows(100, 100, Windowing(64, 32)) == 3 * 3  # starts 0, 32, 36
+    assert count_windows(100, 100, Windowing(64, 32, pad=16)) == 4 * 4  # a 132-px canvas: 0, 32, 64, 68
+    assert count_windows(1, 1, Windowing(64, 32, pad=16)) == 1

@@ -24,11 +24,13 @@ if TYPE_CHECKING:
     import torch
 
     from hsrecon.weights import Weights
+    from hsrecon.windows import Windowing
 
 __all__ = [
     "INTERRUPTS",
     "Ablation",
     "Baseline",
+    "BatchSizeOption",
     "CubeDtype",
     "CubeFormat",
     "DeviceOption",
@@ -203,6 +205,10 @@ WeightsOption = Annotated[
     typer.Option("--weights", "-w", help="Bundled weights name or a .safetensors path (default: ntire2020-clean)."),
 ]
 DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
+_BATCH_HELP = (
+    "Windows per forward pass (default: about 131,000 pixels, 32 of 64 px or 4 of 192); lower it if memory runs out."
+)
+BatchSizeOption = Annotated[Optional[int], typer.Option(help=_BATCH_HELP)]
 
 
 def weights_or_exit(spec: Optional[str]) -> Weights:
@@ -225,16 +231,18 @@ def device_or_exit(requested: str) -> torch.device:
         raise fail(str(error), ExitCode.DEVICE) from None
 
 
-def windowing_or_exit(weights: Weights, window: int | None, stride: int | None, batch_size: int) -> tuple[int, int]:
-    """``--window``, ``--stride`` and ``--batch-size`` checked against the weights, defaults filled in;
-    a value given is checked as given (``--window 0`` is an error, not the default)."""
+def windowing_or_exit(
+    weights: Weights, window: int | None, stride: int | None, pad: int | None, batch_size: int | None
+) -> tuple[Windowing, int]:
+    """``--window``, ``--stride``, ``--pad`` and ``--batch-size`` checked against the weights, their
+    measured defaults filled in: (windowing, windows per forward pass)."""
     try:
-        window, stride = weights.windowing(window, stride)
+        windowing = weights.windowing(window, stride, pad)
     except ValueError as error:  # the library names the parameter first: "window 30: must be …"
         raise fail(f"--{error}", ExitCode.USAGE) from None
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise fail(f"--batch-size {batch_size}: must be at least 1", ExitCode.USAGE)
-    return window, stride
+    return windowing, batch_size or windowing.batch_size
 
 
 def exposure(text: str | float | None) -> float | None:

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from hsrecon.cli._common import (
     INTERRUPTS,
+    BatchSizeOption,
     CubeDtype,
     CubeFormat,
     DeviceOption,
@@ -123,12 +124,19 @@ def convert(
         Precision, typer.Option(parser=one_of(Precision, "--precision"), help="fp32, or fp16/bf16 on a GPU.")
     ] = Precision.FP32,
     window: Annotated[
-        Optional[int], typer.Option(help="Window size (default: the weights' training size, 64).")
+        Optional[int], typer.Option(help="Window size (default: the weights' own, measured: hsrecon info).")
     ] = None,
     stride: Annotated[
-        Optional[int], typer.Option(help="Step between windows (default: half the window); = window: no overlap.")
+        Optional[int],
+        typer.Option(
+            help="Step between windows (default: the weights' own, or half another window); = window: no overlap."
+        ),
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="Windows per forward pass; lower it if memory runs out.")] = 16,
+    pad: Annotated[
+        Optional[int],
+        typer.Option(help="Pixels of reflection around the image, cropped off (default: the weights' own)."),
+    ] = None,
+    batch_size: BatchSizeOption = None,
     dtype: Annotated[
         CubeDtype, typer.Option(parser=one_of(CubeDtype, "--dtype"), help="float32, or float16 (.h5 and .mat only).")
     ] = CubeDtype.FLOAT32,
@@ -166,15 +174,16 @@ def convert(
     loaded, target = weights_or_exit(weights), device_or_exit(device)
     if dtype is CubeDtype.FLOAT16 and CubeFormat.ENVI in formats:
         raise fail("--dtype float16: ENVI has no float16 type; use it with --format h5 or mat", ExitCode.USAGE)
-    window, stride = windowing_or_exit(loaded, window, stride, batch_size)
+    windowing, batch_size = windowing_or_exit(loaded, window, stride, pad, batch_size)
     if plausible:
         _plausible_or_exit(loaded)
     _check_report(html_report)
     share, share_text = _share_or_exit(shard)
     settings = ConvertSettings(
-        formats=tuple(dict.fromkeys(fmt.value for fmt in formats)), input_space=space, exposure=scale, window=window,
-        stride=stride, batch_size=batch_size, precision=precision.value, tta=tta, dtype=dtype.value,
-        interleave=interleave.value, overwrite=overwrite, preview=preview, plausible=plausible,
+        formats=tuple(dict.fromkeys(fmt.value for fmt in formats)), input_space=space, exposure=scale,
+        window=windowing.window, stride=windowing.stride, pad=windowing.pad, batch_size=batch_size,
+        precision=precision.value, tta=tta, dtype=dtype.value, interleave=interleave.value, overwrite=overwrite,
+        preview=preview, plausible=plausible,
     )  # fmt: skip
     shown = ConvertProgress(quiet)
     try:

@@ -20,6 +20,7 @@ from hsrecon import __version__
 from hsrecon.cli._common import (
     INTERRUPTS,
     Baseline,
+    BatchSizeOption,
     DeviceOption,
     ExitCode,
     Split,
@@ -59,7 +60,7 @@ _FORMATS = {
     "mrae_gain_mrae": "{:.5f}", "rmse_gain_ls": "{:.5f}",
 }  # fmt: skip
 _UNBOUNDED = 10_000  # columns: room to measure the table's natural width
-_NETWORK_ONLY = ("--weights", "--tta", "--baseline", "--window", "--stride", "--plausible")
+_NETWORK_ONLY = ("--weights", "--tta", "--baseline", "--window", "--stride", "--pad", "--plausible")
 
 
 def evaluate(
@@ -107,21 +108,27 @@ def evaluate(
         ),
     ] = None,
     window: Annotated[
-        Optional[int], typer.Option(help="Window size (default: the weights' training size, 64).")
+        Optional[int], typer.Option(help="Window size (default: the weights' own, measured: hsrecon info).")
     ] = None,
-    stride: Annotated[Optional[int], typer.Option(help="Step between windows (default: half the window).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 16,
+    stride: Annotated[
+        Optional[int], typer.Option(help="Step between windows (default: the weights' own, or half another window).")
+    ] = None,
+    pad: Annotated[
+        Optional[int],
+        typer.Option(help="Pixels of reflection around the image, cropped off (default: the weights' own)."),
+    ] = None,
+    batch_size: BatchSizeOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Score reconstructions: MRAE, RMSE, PSNR, SAM and SSIM per image and overall (docs/metrics.md)."""
-    network_only = (weights, tta, baseline, window, stride, plausible)
+    network_only = (weights, tta, baseline, window, stride, pad is not None, plausible)
     _check_mode(data, pred, gt, dict(zip(_NETWORK_ONLY, network_only, strict=True)))
     crop = _crop(crop, ntire2022)
     reports = {"json": json_report, "csv": csv_report, "report": html_report}
     _check_reports(reports)
     details = _report_collector(html_report, crop)
     network = {"weights": weights, "device": device, "split": split, "track": track, "tta": tta,
-               "baseline": baseline, "window": window, "stride": stride, "batch_size": batch_size,
+               "baseline": baseline, "window": window, "stride": stride, "pad": pad, "batch_size": batch_size,
                "plausible": plausible}  # fmt: skip
     shown = EvalProgress(quiet)
     try:
@@ -163,22 +170,22 @@ def _score_files(pred: Path, gt: Path, crop: int, shown: EvalProgress, details: 
 def _score_dataset(
     data: Path, crop: int, shown: EvalProgress, details: EvalReportCollector | None, *, weights: str | None,
     device: str, split: Split, track: Track,
-    tta: bool, baseline: list[Baseline] | None, window: int | None, stride: int | None, batch_size: int,
-    plausible: bool,
+    tta: bool, baseline: list[Baseline] | None, window: int | None, stride: int | None, pad: int | None,
+    batch_size: int | None, plausible: bool,
 ) -> Report:  # fmt: skip
     from hsrecon.evaluate import BaselineError, DatasetError, evaluate_dataset
     from hsrecon.inference import DeviceOutOfMemoryError
 
     loaded, target = weights_or_exit(weights), device_or_exit(device)
-    window, stride = windowing_or_exit(loaded, window, stride, batch_size)
+    windowing, batch_size = windowing_or_exit(loaded, window, stride, pad, batch_size)
     if plausible:
         _plausible_or_exit(loaded)
     try:
         with shown.progress:
             return evaluate_dataset(
-                data, loaded, device=target, split=split.value, track=track.value, window=window, stride=stride,
-                batch_size=batch_size, tta=tta, crop=crop, baselines=[b.value for b in baseline or ()],
-                plausible=plausible, events=shown, on_rows=details,
+                data, loaded, device=target, split=split.value, track=track.value, window=windowing.window,
+                stride=windowing.stride, pad=windowing.pad, batch_size=batch_size, tta=tta, crop=crop,
+                baselines=[b.value for b in baseline or ()], plausible=plausible, events=shown, on_rows=details,
             )  # fmt: skip
     except BaselineError as error:
         raise fail(f"--{error}", ExitCode.INPUT) from None

@@ -15,14 +15,14 @@ __all__ = ["export"]
 def export(
     onnx: Annotated[Path, typer.Option("--onnx", help="ONNX file to write.")],
     weights: WeightsOption = None,
-    window: Annotated[Optional[int], typer.Option(help="Window size (default: the weights' training size).")] = None,
+    window: Annotated[Optional[int], typer.Option(help="Window size (default: the weights' own).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing file.")] = False,
 ) -> None:
     """Export the network (inference form, one window size, dynamic batch) to ONNX, checked against torch."""
     from hsrecon.export import ExportError, export_checked
 
     loaded = weights_or_exit(weights)
-    size, _ = windowing_or_exit(loaded, window, None, 1)
+    size = windowing_or_exit(loaded, window, None, None, None)[0].window
     if onnx.exists() and not overwrite:
         raise fail(f"{onnx}: exists (use --overwrite to replace it)", ExitCode.OUTPUT)
     try:

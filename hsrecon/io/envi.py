@@ -44,6 +44,17 @@ ENVI_STANDARD_KEYS = frozenset(
 _TITLE = "hsrecon spectral reconstruction"
 
 
+def _band_planes(rows: np.ndarray, chunk_bytes: int = 1 << 20) -> np.ndarray:
+    """h×w×b rows → b×h×w planes, transposed a few rows at a time so that each piece stays in the cache
+    (a band at a time over the whole block reads all of it once per band)."""
+    h, w, b = rows.shape
+    planes = np.empty((b, h, w), dtype=rows.dtype)
+    step = max(1, chunk_bytes // (w * b * rows.itemsize))
+    for r0 in range(0, h, step):
+        planes[:, r0 : r0 + step] = rows[r0 : r0 + step].transpose(2, 0, 1)
+    return planes
+
+
 class EnviCubeWriter(CubeWriter):
     """Writes rows of ``NAME.img`` in place (preallocated, seek + write), then ``NAME.hdr`` on commit.
 
@@ -68,8 +79,9 @@ class EnviCubeWriter(CubeWriter):
         elif self.spec.interleave == "bil":  # file is H×B×W: one run of rows, bands inside each row
             self._write_at(y0 * b * w, rows.transpose(0, 2, 1))
         else:  # bsq, file is B×H×W: one run per band
+            planes = _band_planes(rows)
             for band in range(b):
-                self._write_at((band * self.height + y0) * w, rows[:, :, band])
+                self._write_at((band * self.height + y0) * w, planes[band])
 
     def _write_at(self, offset_values: int, block: np.ndarray) -> None:
         assert self._file is not None
