@@ -9,12 +9,13 @@ library's ``convert_file`` (read → window → infer → blend → write, the C
   overlap included) / model time;
 - **efficiency**: network GFLOP/s ÷ the measured fp32 matmul rate of the same device, same threads, same
   run (``torch.mm`` of 2048² float32, best of 5) — the ceiling the network is measured against;
-- **stages**: seconds in read, tile (transform + window extraction), model, blend, write.
+- **stages**: seconds in read, model, blend, the rest (transform, window extraction, blend weighting), and
+  write, which runs on its own thread beside the others (so it is not part of their sum).
 
 Run from the repository root::
 
     python -m benchmarks.bench_convert                       # 1, 12 and 48 MP, every device, default windows
-    python -m benchmarks.bench_convert --sizes 1 --stride 64 --batch-size 32 --json out.json
+    python -m benchmarks.bench_convert --sizes 1 --window 64 --stride 32 --pad 0 --json out.json   # the old ones
 
 It prints one Markdown table and writes JSON (``--json``).
 """
@@ -65,7 +66,7 @@ class Stages:
     """Seconds per stage, filled by wrapping the pipeline's pieces for one run."""
 
     def __init__(self) -> None:
-        self.seconds = {"read": 0.0, "tile": 0.0, "model": 0.0, "blend": 0.0, "write": 0.0}
+        self.seconds = {"read": 0.0, "rest": 0.0, "model": 0.0, "blend": 0.0, "write": 0.0}
         self.window_pixels = 0
 
     @contextmanager
@@ -79,18 +80,17 @@ class Stages:
 
 @contextmanager
 def instrumented(stages: Stages):
-    """Time the blender (minus the writes it triggers) by wrapping its methods for the duration."""
+    """Time the blender by wrapping its methods for the duration (rows it finishes are only handed to the
+    writer thread)."""
     add, finish = RowBlender.add, RowBlender.finish_rows
 
-    def timed_add(self, y, x, tile):
+    def timed_add(self, y, x, tile, **options):
         with stages.timing("blend"):
-            add(self, y, x, tile)
+            add(self, y, x, tile, **options)
 
     def timed_finish(self, upto):
-        before = stages.seconds["write"]
-        start = time.perf_counter()
-        finish(self, upto)
-        stages.seconds["blend"] += time.perf_counter() - start - (stages.seconds["write"] - before)
+        with stages.timing("blend"):
+            finish(self, upto)
 
     RowBlender.add, RowBlender.finish_rows = timed_add, timed_finish
     try:
@@ -142,7 +142,7 @@ def make_image(path: Path, megapixels: float) -> None:
     iio.imwrite(path, np.tile(tile, (height // 256 + 1, width // 256 + 1, 1))[:height, :width], compress_level=1)
 
 
-def run_one(image: Path, out: Path, predict: TorchPredictor, args, flops: float) -> dict:
+def run_one(image: Path, out: Path, weights, predict: TorchPredictor, windowing, args, flops: float) -> dict:
     stages = Stages()
     start = time.perf_counter()
     with stages.timing("read"):
@@ -152,14 +152,15 @@ def run_one(image: Path, out: Path, predict: TorchPredictor, args, flops: float)
     try:
         with instrumented(stages):
             result = convert_file(
-                image, out / image.stem, predict=TimedPredictor(predict, stages), formats=("envi",),
-                stride=args.stride, batch_size=args.batch_size, image=rgb, overwrite=True,
+                image, out / image.stem, weights=weights, predict=TimedPredictor(predict, stages), formats=("envi",),
+                window=windowing.window, stride=windowing.stride, pad=windowing.pad, batch_size=args.batch_size,
+                image=rgb, overwrite=True,
             )  # fmt: skip
     finally:
         pipeline_module.open_cube_writer = timed_writers.original
     total = time.perf_counter() - start
-    accounted = sum(v for k, v in stages.seconds.items() if k != "tile")
-    stages.seconds["tile"] = max(0.0, total - accounted)
+    accounted = sum(v for k, v in stages.seconds.items() if k not in ("rest", "write"))  # write: overlapped
+    stages.seconds["rest"] = max(0.0, total - accounted)
     model_seconds = stages.seconds["model"]
     return {
         # Peak of the whole process so far: sizes run in increasing order, so it is this size's peak.
@@ -177,33 +178,38 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=float, nargs="+", default=[1, 12, 48])
     parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when available")
+    parser.add_argument("--window", type=int, default=None, help="default: the weights' own windowing")
     parser.add_argument("--stride", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--pad", type=int, default=None)
+    parser.add_argument("--weights", default=None, help="bundled name or path (default: the default weights)")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the windowing's")
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--plain", action="store_true", help="the model as loaded: no BN folding, no freezing")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     devices = args.devices or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rows = []
-    print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    weights = load_weights(args.weights)
+    windowing = weights.windowing(args.window, args.stride, args.pad)
+    machine = platform.processor() or platform.machine()
+    print(f"{machine}, torch {torch.__version__}, {torch.get_num_threads()} threads; {weights.name}, {windowing}")
     print("| device | MP | end to end MP/s | model-only MP/s | e2e / model | network GFLOP/s | matmul GFLOP/s "
-          "| efficiency | peak RSS (MB) | read / tile / model / blend / write (s) |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| efficiency | peak RSS (MB) | read / model / blend / rest (s) | write, overlapped (s) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for device_name in devices:
             device = torch.device(device_name)
-            weights = load_weights()
             if args.plain:
                 predict = TorchPredictor(weights.build(), device=device, precision=args.precision)
             else:
-                predict = weights.predictor(device=device, precision=args.precision)
-            flops = flops_per_pixel(predict.model)  # the FLOPs the prepared network really executes
-            predict(np.zeros((args.batch_size, 64, 64, 3), np.float32))  # warm-up: first-call allocations
+                predict = weights.predictor(device=device, precision=args.precision, window=windowing.window)
+            flops = flops_per_pixel(predict.model, windowing.window)  # what the prepared network executes
+            predict(np.zeros((2, windowing.window, windowing.window, 3), np.float32))  # warm-up: allocations
             ceiling = matmul_gflops(device)
             for size in args.sizes:
                 image = Path(tmp) / f"synthetic_{size:g}.png"
                 make_image(image, size)
-                row = run_one(image, Path(tmp), predict, args, flops) | {
+                row = run_one(image, Path(tmp), weights, predict, windowing, args, flops) | {
                     "device": device_name,
                     "matmul_gflop_s": ceiling,
                 }
@@ -214,14 +220,14 @@ def main() -> None:
                     f"| {device_name} | {row['mp']:.1f} | {row['end_to_end_mp_s']:.3f} | {row['model_only_mp_s']:.3f} "
                     f"| {row['end_to_end_mp_s'] / row['model_only_mp_s']:.0%} | {row['network_gflop_s']:.1f} "
                     f"| {ceiling:.1f} | {row['efficiency']:.0%} | {row['peak_rss_mb']:.0f} "
-                    f"| {s['read']:.1f} / {s['tile']:.1f} / "
-                    f"{s['model']:.1f} / {s['blend']:.1f} / {s['write']:.1f} |",
+                    f"| {s['read']:.1f} / {s['model']:.1f} / {s['blend']:.1f} / {s['rest']:.1f} | {s['write']:.1f} |",
                     flush=True,
                 )
                 for leftover in Path(tmp).iterdir():
                     leftover.unlink()
     if args.json:
-        meta = {"machine": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads()}
+        meta = {"machine": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+                "windowing": str(windowing)}  # fmt: skip
         args.json.write_text(json.dumps({"meta": meta | vars(args) | {"json": str(args.json)}, "rows": rows}, indent=2))
 
 

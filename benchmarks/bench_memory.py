@@ -50,14 +50,19 @@ class StandIn:
         return windows @ self.matrix
 
 
-def child(image: Path, out: Path, stand_in: bool, stride: int | None) -> None:
+def child(image: Path, out: Path, stand_in: bool, windowing: list[int | None]) -> None:
     """Convert one image and print a JSON line: peak RSS (MB), seconds, megapixels."""
     from hsrecon.pipeline import convert_file
     from hsrecon.weights import load_weights
 
-    predict = StandIn() if stand_in else load_weights().predictor()
+    weights = load_weights()
+    window, stride, pad = windowing
+    predict = StandIn() if stand_in else weights.predictor(window=weights.windowing(window).window)
     started = time.perf_counter()
-    result = convert_file(image, out / image.stem, predict=predict, formats=("envi",), stride=stride)
+    result = convert_file(
+        image, out / image.stem, weights=weights, predict=predict, formats=("envi",), window=window, stride=stride,
+        pad=pad,
+    )  # fmt: skip
     seconds = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     output_mb = result.height * result.width * 31 * 4 / 2**20
@@ -68,13 +73,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=float, nargs="+", default=[1, 12])
     parser.add_argument("--stand-in", action="store_true")
+    parser.add_argument("--window", type=int, default=None, help="default: the weights' windowing")
     parser.add_argument("--stride", type=int, default=None)
+    parser.add_argument("--pad", type=int, default=None)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--workdir", type=Path, default=None, help="where images and cubes go (needs space)")
     parser.add_argument("--child", nargs=2, metavar=("IMAGE", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(Path(args.child[0]), Path(args.child[1]), args.stand_in, args.stride)
+        child(Path(args.child[0]), Path(args.child[1]), args.stand_in, [args.window, args.stride, args.pad])
         return
     rows = []
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
@@ -85,7 +92,9 @@ def main() -> None:
             make_image(image, size)
             command = [sys.executable, "-m", "benchmarks.bench_memory", "--child", str(image), tmp]
             command += ["--stand-in"] if args.stand_in else []
-            command += ["--stride", str(args.stride)] if args.stride else []
+            for option in ("window", "stride", "pad"):
+                value = getattr(args, option)
+                command += [f"--{option}", str(value)] if value is not None else []
             line = subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
             row = json.loads(line) | {"network": "stand-in" if args.stand_in else "LWRDAN"}
             rows.append(row)
