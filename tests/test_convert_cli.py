@@ -180,14 +180,19 @@ def test_ctrl_c_stops_cleanly_and_leaves_nothing_half_written(tmp_path):
     def temporaries() -> list[str]:
         return [name for name in os.listdir(out) if TEMP_PATTERN.fullmatch(name)] if out.is_dir() else []
 
-    deadline = time.monotonic() + 300
-    while not temporaries():
-        assert process.poll() is None, "the run ended before it wrote anything"
-        assert time.monotonic() < deadline, "the run never started writing"
-        time.sleep(0.002)
-    process.send_signal(signal.SIGSTOP)
-    finished = [name for name in os.listdir(out) if not TEMP_PATTERN.fullmatch(name)]
-    assert temporaries() and not finished, "stopped mid-file: temporaries only, no finished output"
+    try:
+        deadline = time.monotonic() + 300
+        while not temporaries():
+            assert process.poll() is None, "the run ended before it wrote anything"
+            assert time.monotonic() < deadline, "the run never started writing"
+            time.sleep(0.002)
+        process.send_signal(signal.SIGSTOP)
+        finished = [name for name in os.listdir(out) if not TEMP_PATTERN.fullmatch(name)]
+        assert temporaries() and not finished, "stopped mid-file: temporaries only, no finished output"
+    except BaseException:
+        process.kill()  # never leave a stopped child behind a failed test
+        process.communicate()
+        raise
     process.send_signal(signal.SIGINT)
     process.send_signal(signal.SIGCONT)
     _, stderr = process.communicate(timeout=300)

@@ -135,7 +135,7 @@ def test_plausible_mrae_map_and_otsu_beside_the_network(ntire2020, tmp_path, bun
     report = tmp_path / "r.json"
     result = invoke(
         "eval", "--data", str(ntire2020), "--plausible", "--baseline", "linear-mrae", "--baseline", "otsu2018",
-        "--stride", "64", "--device", "cpu", "--json", str(report),
+        "--window", "64", "--stride", "64", "--device", "cpu", "--json", str(report),
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr
     for text in ("network+plausible", "linear-mrae", "otsu2018", "MRAE g*", "RMSE g*", "after each image's best gain"):

@@ -86,7 +86,9 @@ def test_control_characters_and_markup_in_names_cannot_forge_or_restyle_lines(tm
     [
         (["--window", "100000"], "--window 100000: must be a multiple of 4 from 4 to 1024"),
         (["--window", "0"], "--window 0: must be a multiple of 4 from 4 to 1024"),
-        (["--stride", "0"], "--stride 0: must be between 1 and the window (64)"),
+        (["--stride", "0"], "--stride 0: must be between 1 and the window (192)"),
+        (["--pad", "-1"], "--pad -1: must be from 0 to 1024"),
+        (["--pad", "5000"], "--pad 5000: must be from 0 to 1024"),
         (["--exposure", "inf"], "--exposure 'inf': must be a positive finite number"),
         (["--exposure", "nan"], "--exposure 'nan': must be a positive finite number"),
         (["--batch-size", "0"], "--batch-size 0: must be at least 1"),
@@ -196,13 +198,18 @@ def _stop_mid_file(
     process = subprocess.Popen(
         [sys.executable, "-m", "hsrecon", *args], stderr=subprocess.PIPE, text=True, preexec_fn=dispositions
     )
-    deadline = time.monotonic() + 300
-    while not ready():
-        assert process.poll() is None, "the run ended before it wrote anything"
-        assert time.monotonic() < deadline, "the run never started writing"
-        time.sleep(0.002)
-    process.send_signal(signal.SIGSTOP)
-    assert _temporaries(out), "stopped mid-file"
+    try:
+        deadline = time.monotonic() + 300
+        while not ready():
+            assert process.poll() is None, "the run ended before it wrote anything"
+            assert time.monotonic() < deadline, "the run never started writing"
+            time.sleep(0.002)
+        process.send_signal(signal.SIGSTOP)
+        assert _temporaries(out), "stopped mid-file"
+    except BaseException:
+        process.kill()  # never leave a stopped child behind a failed test
+        process.communicate()
+        raise
     process.send_signal(sent)
     process.send_signal(signal.SIGCONT)
     return process

@@ -119,7 +119,9 @@ def test_eval_scores_the_projected_output_beside_the_plain_one(tmp_path, rng, bu
 
     root = make_ntire2020(tmp_path / "data", rng, train=(), valid=(451,), shape=(40, 48))
     pairs = discover(root)
-    network = NetworkMethod(bundled_weights.predictor(window=32), window=32, stride=16)
+    windowing = bundled_weights.windowing(32, 16)  # as reconstruct(window=32, stride=16) runs them
+    network = NetworkMethod(bundled_weights.predictor(window=32), window=32, stride=16, pad=windowing.pad,
+                            edge=windowing.edge)  # fmt: skip
     report = evaluate_pairs(pairs, {"network": network}, input_space="ntire2020-clean", plausible=("network",))
     assert list(report.results) == ["network", "network+plausible"]
     gt, _, _ = read_cube(pairs[0].cube)
