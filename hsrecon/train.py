@@ -39,7 +39,9 @@ from hsrecon.io.temps import atomic_file
 from hsrecon.model import LWRDAN, LWRDANConfig
 from hsrecon.weights import load_weights, make_meta, save_weights
 
-__all__ = ["TrainConfig", "TrainResult", "learning_rate", "recipe_loss", "ssim_loss", "train"]
+__all__ = [
+    "TrainConfig", "TrainResult", "learning_rate", "recipe_loss", "relative_gain", "sam_loss", "ssim_loss", "train",
+]  # fmt: skip
 
 
 @dataclass
@@ -57,6 +59,8 @@ class TrainConfig:
     lr_end: float = 1e-5
     ssim_weight: float = 1.0
     mrae_weight: float = 0.0
+    sam_weight: float = 0.0
+    gain_invariant: bool = False
     seed: int = 0
     init: str | None = None
     resume: bool = False
@@ -65,6 +69,8 @@ class TrainConfig:
     workers: int = 0
     validate_every: int = 1000
     checkpoint_every: int = 1000
+    samples_per_image: int = 16
+    cache_images: int = 8
     valid_images: int | None = None
     input_space: str | None = None
     model: dict = field(default_factory=dict)
@@ -107,8 +113,36 @@ def ssim_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 1.0 - ssim_per_band(pred, target).mean()
 
 
+MRAE_FLOOR = 1e-3  # the MRAE term's denominators are clamped here: a band holding no light has no relative error
+
+
+def relative_gain(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per sample (N), the gain g minimising Σ ((g·pred − target) / target)², the relative least squares.
+
+    A photo records no absolute radiance, so a photo model's loss may ignore one gain per image: multiplying
+    each window's prediction by its g before the MRAE term makes the term blind to scale and leaves spectral
+    shape and the relative values within the window to learn. Gradients flow through g.
+    """
+    ratio = pred / target.clamp_min(MRAE_FLOOR)
+    dims = tuple(range(1, pred.dim()))
+    return ratio.sum(dim=dims) / (ratio * ratio).sum(dim=dims).clamp_min(1e-12)
+
+
+def sam_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean spectral angle in radians over the pixels of N×B×H×W cubes (Kahan's 2·atan2 form: stable near 0)."""
+    u = pred / pred.norm(dim=1, keepdim=True).clamp_min(1e-8)
+    v = target / target.norm(dim=1, keepdim=True).clamp_min(1e-8)
+    difference = ((u - v) ** 2).sum(dim=1).add(1e-12).sqrt()
+    total = ((u + v) ** 2).sum(dim=1).add(1e-12).sqrt()
+    return (2.0 * torch.atan2(difference, total)).mean()
+
+
 def recipe_loss(pred: torch.Tensor, target: torch.Tensor, config: TrainConfig) -> tuple[torch.Tensor, dict]:
-    """``L2 + w_ssim (1 − SSIM) + w_mrae MRAE`` (eqs. 10–14), with its parts for the log."""
+    """``L2 + w_ssim (1 − SSIM) + w_mrae MRAE + w_sam SAM`` (eqs. 10–14 plus two options), with its parts.
+
+    ``gain_invariant``: the MRAE term is taken after each window's :func:`relative_gain` (SAM needs none); the
+    L2 term stays on the raw prediction, a weak anchor that keeps neighbouring windows at one scale.
+    """
     l2 = F.mse_loss(pred, target)
     parts = {"l2": l2}
     total = l2
@@ -116,8 +150,12 @@ def recipe_loss(pred: torch.Tensor, target: torch.Tensor, config: TrainConfig) -
         parts["ssim"] = ssim_loss(pred, target)
         total = total + config.ssim_weight * parts["ssim"]
     if config.mrae_weight:
-        parts["mrae"] = ((pred - target).abs() / target.clamp_min(1e-3)).mean()
+        scaled = pred * relative_gain(pred, target).view(-1, 1, 1, 1) if config.gain_invariant else pred
+        parts["mrae"] = ((scaled - target).abs() / target.clamp_min(MRAE_FLOOR)).mean()
         total = total + config.mrae_weight * parts["mrae"]
+    if config.sam_weight:
+        parts["sam"] = sam_loss(pred, target)
+        total = total + config.sam_weight * parts["sam"]
     return total, {k: float(v.detach()) for k, v in parts.items()}
 
 
@@ -223,7 +261,8 @@ def _load_checkpoint(path: Path, model: LWRDAN, optimizer) -> tuple[int, dict]:
 
 @torch.no_grad()
 def validate(model: LWRDAN, pairs: list[Pair], window: int, device: torch.device) -> dict[str, float]:
-    """Whole validation images reconstructed as convert does (blended windows); mean MRAE, RMSE, PSNR."""
+    """Whole validation images reconstructed as convert does (blended windows): mean MRAE, RMSE, PSNR, SAM,
+    and MRAE after one MRAE-optimal gain per image (``mrae_gain``, the score a photo model is chosen by)."""
     from hsrecon.inference import TorchPredictor
     from hsrecon.metrics import score
     from hsrecon.pipeline import stream_reconstruct
@@ -235,8 +274,9 @@ def validate(model: LWRDAN, pairs: list[Pair], window: int, device: torch.device
         out = np.empty_like(cube)
         stream_reconstruct(rgb, lambda r: r, predict, lambda y, r, out=out: out.__setitem__(slice(y, y + len(r)), r),
                            bands=cube.shape[-1], window=window)  # fmt: skip
-        results.append(score(out, cube))
-    return {name: float(np.mean([getattr(r, name) for r in results])) for name in ("mrae", "rmse", "psnr")}
+        results.append(score(out, cube, with_ssim=False))
+    names = {"mrae": "mrae", "rmse": "rmse", "psnr": "psnr", "sam": "sam", "mrae_gain": "mrae_gain_mrae"}
+    return {key: float(np.mean([getattr(r, name) for r in results])) for key, name in names.items()}
 
 
 # --- the loop --------------------------------------------------------------------------------------------
@@ -283,6 +323,7 @@ def train(config: TrainConfig, *, on_step: Callable[[int, float, float], None] |
     dataset = PatchDataset(
         train_pairs, window=config.window, seed=config.seed,
         length=max(remaining, 0) * config.batch_size, offset=(start * world + rank) * config.batch_size,
+        samples_per_image=config.samples_per_image, cache_images=config.cache_images,
     )  # fmt: skip
     # Rank r takes samples (step·world + r)·batch …: ranks never share a window; order is fixed by the seed.
     loader = torch.utils.data.DataLoader(
@@ -328,8 +369,9 @@ def _validate_and_save(model, optimizer, step, config, valid_pairs, device, rank
             dist.barrier()
         return best_mrae
     metrics = validate(model, valid_pairs, config.window, device) if valid_pairs else {}
-    improved = bool(metrics) and metrics["mrae"] < best_mrae
-    best_mrae = metrics["mrae"] if improved else best_mrae
+    chosen = metrics.get("mrae_gain" if config.gain_invariant else "mrae", math.inf)
+    improved = bool(metrics) and chosen < best_mrae
+    best_mrae = chosen if improved else best_mrae
     summary = {**metrics, "best_mrae": best_mrae}
     _log(config.output / "log.jsonl", {"step": step, "validation": metrics})
     _save_checkpoint(config.output / "last", model, optimizer, step, config, summary)

@@ -143,6 +143,13 @@ class Split(str, Enum):
     TRAIN = "train"
 
 
+class Pool(str, Enum):
+    """Synthetic recipe 2's pools of cameras and lamps (``hsrecon.data.photo``, ``hsrecon.data.scenes``)."""
+
+    TRAIN = "train"
+    HELDOUT = "heldout"
+
+
 class Track(str, Enum):
     """NTIRE 2020 RGB sets (``hsrecon.data.TRACKS``)."""
 

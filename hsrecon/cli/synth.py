@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from hsrecon.cli._common import ExitCode, Split, fail, one_of, safe, stderr, stdout
+from hsrecon.cli._common import ExitCode, Pool, Split, fail, one_of, safe, stderr, stdout
 
 __all__ = ["synth"]
 
@@ -29,22 +29,44 @@ def synth(
             help="Write only this split (train or valid), the same scenes as in the full set.",
         ),
     ] = None,
+    recipe: Annotated[
+        int, typer.Option(help="1: the camera models' set; 2: material classes, many cameras (docs/data.md).")
+    ] = 1,
+    valid_sensors: Annotated[
+        Pool,
+        typer.Option(
+            parser=one_of(Pool, "--valid-sensors"),
+            help="Recipe 2: cameras of the validation scenes, train or heldout (a camera training never sees).",
+        ),
+    ] = Pool.TRAIN,
+    valid_lights: Annotated[
+        Pool,
+        typer.Option(
+            parser=one_of(Pool, "--valid-lights"),
+            help="Recipe 2: indoor lamps of the validation scenes, train or heldout (lamps training never sees).",
+        ),
+    ] = Pool.TRAIN,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Make a synthetic training set from measured reflectances and illuminants (docs/data.md)."""
     from rich.progress import Progress
 
     from hsrecon.data.camera import DEFAULT_CAMERA
-    from hsrecon.data.synth import make_synthetic_dataset
+    from hsrecon.data.synth import check_recipe, make_synthetic_dataset
 
     if size % 4 or size < 4:
         raise fail(f"--size {size}: must be a positive multiple of 4", ExitCode.USAGE)
+    try:
+        check_recipe(recipe)
+    except ValueError as error:
+        raise fail(str(error), ExitCode.USAGE) from None
     with Progress(console=stderr, disable=quiet) as progress:
         task = progress.add_task("scenes", total=scenes)
         try:
             summary = make_synthetic_dataset(
                 output, scenes=scenes, size=(size, size), seed=seed, valid_fraction=valid_fraction,
                 camera=None if no_camera else (camera or DEFAULT_CAMERA), only=only.value if only else None,
+                recipe=recipe, valid_sensors=valid_sensors.value, valid_lights=valid_lights.value,
                 progress=lambda done, total: progress.update(task, completed=done),
             )  # fmt: skip
         except ValueError as error:

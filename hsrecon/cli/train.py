@@ -44,6 +44,10 @@ def train(
     lr_end: Annotated[float, typer.Option(help="Final learning rate (exponential decay).")] = 1e-5,
     ssim_weight: Annotated[float, typer.Option(help="Weight of the (1 − SSIM) term.")] = 1.0,
     mrae_weight: Annotated[float, typer.Option(help="Weight of an optional MRAE term.")] = 0.0,
+    sam_weight: Annotated[float, typer.Option(help="Weight of an optional spectral-angle term (radians).")] = 0.0,
+    gain_invariant: Annotated[
+        bool, typer.Option(help="Take the MRAE term after one best gain per window (photos: no absolute scale).")
+    ] = False,
     seed: Annotated[int, typer.Option(help="Seed: same seed, same run.")] = 0,
     init: Annotated[
         Optional[str], typer.Option(help="Start from these weights (fine-tuning), e.g. ntire2020-clean.")
@@ -54,6 +58,10 @@ def train(
     workers: Annotated[int, typer.Option(help="Data loading processes.")] = 0,
     validate_every: Annotated[int, typer.Option(help="Steps between validations and checkpoints.")] = 1000,
     valid_images: Annotated[Optional[int], typer.Option(help="Use only the first N validation images.")] = None,
+    samples_per_image: Annotated[
+        int, typer.Option(help="Consecutive windows cut from one image (1: every window of a batch from its own).")
+    ] = 16,
+    cache_images: Annotated[int, typer.Option(help="Training images kept in memory (small sets: all of them).")] = 8,
     ablate: Annotated[
         Optional[list[Ablation]],
         typer.Option(
@@ -73,7 +81,8 @@ def train(
         lr_start=lr_start, lr_end=lr_end, ssim_weight=ssim_weight, mrae_weight=mrae_weight, seed=seed, init=init,
         resume=resume, device=str(target), amp=amp, workers=workers,
         validate_every=validate_every, checkpoint_every=validate_every, valid_images=valid_images,
-        model={name.switch: False for name in ablate or ()},
+        sam_weight=sam_weight, gain_invariant=gain_invariant, samples_per_image=samples_per_image,
+        cache_images=cache_images, model={name.switch: False for name in ablate or ()},
     )  # fmt: skip
     raise typer.Exit(code=int(_run(config)))
 

@@ -46,13 +46,16 @@ __all__ = [
     "DEFAULT_CAMERA",
     "CameraSettings",
     "ColourMatrixFit",
+    "apply_white_balance",
     "bayer_masks",
     "camera_colour_matrix",
     "camera_raw_rgb",
     "camera_sensitivities",
     "decode_jpeg",
     "demosaic",
+    "digitize",
     "encode_jpeg",
+    "fit_colour_matrix",
     "render_camera",
     "render_camera_jpeg",
     "sensor_electrons",
@@ -190,9 +193,13 @@ def camera_colour_matrix(camera: str = DEFAULT_CAMERA) -> ColourMatrixFit:
     neutral stays neutral after white balance whatever the illuminant. One matrix for all illuminants, as a
     camera with a single (daylight) calibration would use.
     """
+    return fit_colour_matrix(camera_sensitivities(camera), camera)
+
+
+def fit_colour_matrix(sensitivities: np.ndarray, camera: str = "custom") -> ColourMatrixFit:
+    """:func:`camera_colour_matrix` for any sensitivities (31×3): e.g. a randomly perturbed camera."""
     reflectances, _ = measured_reflectances()
     light = illuminant_spectrum("D65")
-    sensitivities = camera_sensitivities(camera)
     raw = (reflectances * light) @ sensitivities / (light @ sensitivities)
     target = _srgb_linear_under(reflectances, light)
     matrix = fit_white_preserving_matrix(raw, target)  # rows sum to 1: white stays white
@@ -242,7 +249,7 @@ def sensor_electrons(raw: np.ndarray, settings: CameraSettings, rng: np.random.G
     return np.minimum(electrons, settings.full_well_electrons)
 
 
-def _digitize(electrons: np.ndarray, settings: CameraSettings) -> np.ndarray:
+def digitize(electrons: np.ndarray, settings: CameraSettings) -> np.ndarray:
     """ADC: electrons → integer codes of ``adc_bits`` → [0, 1] (1 = full well)."""
     top = 2**settings.adc_bits - 1
     codes = np.clip(np.round(electrons / settings.full_well_electrons * top), 0, top)
@@ -334,7 +341,7 @@ def white_balance_gains(rgb: np.ndarray, settings: CameraSettings, illuminant: n
     return reference[_GREEN] / reference
 
 
-def _balance(rgb: np.ndarray, gains: np.ndarray) -> np.ndarray:
+def apply_white_balance(rgb: np.ndarray, gains: np.ndarray) -> np.ndarray:
     """Apply gains scaled to a minimum of 1, clip at the sensor's white, rescale to green = 1 (dcraw's way)."""
     scaled = gains / gains.min()
     return np.minimum(rgb * scaled, 1.0) / scaled[_GREEN]
@@ -351,9 +358,9 @@ def _develop(
 ) -> np.ndarray:
     """Steps 1–7 of the module docstring, less JPEG: an H×W×3 uint8 sRGB image."""
     raw = camera_raw_rgb(cube, settings.camera)
-    signal = _digitize(sensor_electrons(raw, settings, rng), settings)
+    signal = digitize(sensor_electrons(raw, settings, rng), settings)
     rgb = demosaic(signal, settings.demosaic)
-    rgb = _balance(rgb, white_balance_gains(rgb, settings, illuminant))
+    rgb = apply_white_balance(rgb, white_balance_gains(rgb, settings, illuminant))
     linear = rgb @ camera_colour_matrix(settings.camera).matrix.T
     linear *= settings.full_well_electrons / settings.mean_green_electrons * settings.brightness
     return _to_srgb8(linear)

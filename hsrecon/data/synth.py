@@ -34,6 +34,9 @@ from scipy.ndimage import gaussian_filter
 from scipy.spatial import cKDTree
 
 from hsrecon.data.camera import DEFAULT_CAMERA, CameraSettings, render_camera_jpeg
+from hsrecon.data.fields import band_noise as _band_noise
+from hsrecon.data.fields import shape_mask as _shape_mask
+from hsrecon.data.fields import smooth_noise as _smooth_noise
 from hsrecon.physics import (
     REFLECTANCE_SETS,
     WAVELENGTHS_NM,
@@ -44,7 +47,7 @@ from hsrecon.physics import (
     render_ntire2020_clean,
 )
 
-__all__ = ["ILLUMINANTS", "Scene", "make_scene", "make_synthetic_dataset", "scene_name"]
+__all__ = ["ILLUMINANTS", "RECIPES", "Scene", "check_recipe", "make_scene", "make_synthetic_dataset", "scene_name"]
 
 ILLUMINANTS: dict[str, float] = {
     "D50": 0.17,
@@ -63,6 +66,9 @@ ILLUMINANTS: dict[str, float] = {
 MATERIALS: dict[str, float] = {"flat": 0.4, "mixture": 0.15, "gradient": 0.2, "texture": 0.25}
 P99_RANGE = (0.45, 0.85)
 _TEXTURE_FIELDS = 4
+RECIPES = (1, 2)
+"""Recipe 1: this module's scenes and one camera (the bundled ``camera`` models' data); recipe 2: material classes
+with their own looks and a different camera per photo (:mod:`hsrecon.data.scenes`, the ``photo`` model's data)."""
 
 
 @dataclass
@@ -76,27 +82,6 @@ class Scene:
 
 
 # -- random fields ------------------------------------------------------------------------------------
-
-
-def _band_noise(rng: np.random.Generator, height: int, width: int, low: float, high: float) -> np.ndarray:
-    """Gaussian noise whose spatial frequencies lie in [low, high] cycles/pixel, zero mean, unit std.
-
-    Periodic (made by FFT); a band holding no frequency of the grid gives zeros.
-    """
-    fy = np.fft.fftfreq(height)[:, None]
-    fx = np.fft.rfftfreq(width)[None, :]
-    radius = np.hypot(fy, fx)
-    band = (radius >= low) & (radius <= high) & (radius > 0)
-    shape = (height, width // 2 + 1)
-    spectrum = (rng.normal(size=shape) + 1j * rng.normal(size=shape)) * band
-    noise = np.fft.irfft2(spectrum, s=(height, width))
-    std = noise.std()
-    return (noise - noise.mean()) / std if std > 0 else np.zeros((height, width))
-
-
-def _smooth_noise(rng: np.random.Generator, height: int, width: int, cycles: float = 3.0) -> np.ndarray:
-    """Low-frequency noise: at most ``cycles`` periods across the image's longer side."""
-    return _band_noise(rng, height, width, 0.0, max(cycles, 1.5) / max(height, width))
 
 
 def _textures(rng: np.random.Generator, height: int, width: int) -> list[np.ndarray]:
@@ -123,19 +108,6 @@ def _voronoi(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     seeds = rng.uniform((0.0, 0.0), (height, width), size=(count, 2)) * (1.0, stretch)
     _, labels = cKDTree(seeds).query(np.stack([y.ravel(), x.ravel() * stretch], axis=1))
     return labels.reshape(height, width).astype(np.int32)
-
-
-def _shape_mask(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """A random ellipse or rotated rectangle, 5–35% of the shorter side in radius."""
-    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
-    cy, cx = rng.uniform(0, height), rng.uniform(0, width)
-    ry, rx = rng.uniform(0.05, 0.35, size=2) * min(height, width)
-    angle = rng.uniform(0, np.pi)
-    u = (x - cx) * np.cos(angle) + (y - cy) * np.sin(angle)
-    v = -(x - cx) * np.sin(angle) + (y - cy) * np.cos(angle)
-    if rng.random() < 0.5:
-        return (u / rx) ** 2 + (v / ry) ** 2 <= 1.0
-    return (np.abs(u) <= rx) & (np.abs(v) <= ry)
 
 
 def _layout(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -327,6 +299,15 @@ def _check_arguments(scenes: int, size: tuple[int, int], seed: int, valid_fracti
         raise ValueError(f"valid_fraction must be in [0, 1), got {valid_fraction}")
 
 
+def check_recipe(recipe: int, valid_sensors: str = "train", valid_lights: str = "train") -> None:
+    """ValueError naming the option when the recipe or a validation pool is not one this module makes."""
+    if recipe not in RECIPES:
+        raise ValueError(f"recipe must be one of {', '.join(map(str, RECIPES))}, got {recipe!r}")
+    for label, pool in (("valid_sensors", valid_sensors), ("valid_lights", valid_lights)):
+        if pool not in ("train", "heldout"):
+            raise ValueError(f"{label} must be train or heldout, got {pool!r}")
+
+
 def _camera_settings(camera: str | CameraSettings | None) -> CameraSettings | None:
     if camera is None or isinstance(camera, CameraSettings):
         return camera
@@ -362,6 +343,41 @@ def _write_scene(
     return facts
 
 
+def _write_cube_and_clean(out: Path, split: str, name: str, cube: np.ndarray, attrs: dict) -> dict[str, object]:
+    from hsrecon.io import open_cube_writer
+
+    spectral, clean, _ = (out / folder for folder in _FOLDERS[split])
+    height, width = cube.shape[:2]
+    with open_cube_writer(
+        spectral / name, "mat", height=height, width=width, wavelengths_nm=WAVELENGTHS_NM, attrs=attrs, overwrite=True
+    ) as writer:
+        writer.write_rows(0, cube)
+    rgb = quantize_ntire2020_clean(render_ntire2020_clean(cube))
+    _write_png(clean / f"{name}_clean.png", rgb)
+    return {"clean_mean": float(rgb.mean() / 255)}
+
+
+def _write_photo_scene(
+    out: Path, split: str, name: str, rngs: tuple[np.random.Generator, ...], size: tuple[int, int], pools: dict
+) -> dict[str, object]:
+    """Recipe 2: a scene of :mod:`hsrecon.data.scenes` photographed by :mod:`hsrecon.data.photo`; its facts."""
+    from hsrecon.data.photo import develop_photo, downscale, draw_photo_settings
+    from hsrecon.data.scenes import make_photo_scene
+
+    scene_rng, settings_rng, camera_rng = rngs
+    scene = make_photo_scene(scene_rng, *size, lights=pools["lights"])
+    settings = draw_photo_settings(settings_rng, pools["sensors"])
+    data, photo_facts = develop_photo(scene.cube, scene.white, settings, camera_rng, scene.factor)
+    cube = downscale(scene.cube, scene.factor).astype(np.float32)
+    attrs = {"source": "hsrecon synth --recipe 2", "illuminant": scene.lights[0]}
+    facts = _write_cube_and_clean(out, split, name, cube, attrs)
+    (out / _FOLDERS[split][2] / f"{name}_RealWorld.jpg").write_bytes(data)
+    return {
+        "illuminant": scene.lights[0], **scene.facts, **settings.facts(), **photo_facts, **facts,
+        "jpeg_bytes": len(data), **_value_stats(cube),
+    }  # fmt: skip
+
+
 def _summary(
     seed: int, scenes: int, size: tuple[int, int], valid_fraction: float, camera: CameraSettings | None
 ) -> dict[str, object]:
@@ -389,6 +405,34 @@ def _summary(
     }
 
 
+def _summary_v2(seed: int, scenes: int, size: tuple[int, int], valid_fraction: float, pools: dict) -> dict:
+    from hsrecon import __version__
+    from hsrecon.data.photo import AWB_MODES, SENSOR_POOLS
+    from hsrecon.data.scenes import INDOOR_LIGHTS, SCENE_KINDS
+    from hsrecon.data.spectra import material_library
+
+    return {
+        "generator": "hsrecon.data.synth",
+        "recipe": 2,
+        "hsrecon_version": __version__,
+        "colour_science_version": load_colour().__version__,
+        "numpy_version": np.__version__,
+        "seed": seed,
+        "scenes": scenes,
+        "size": list(size),
+        "valid_fraction": valid_fraction,
+        "pools": {"train": {"sensors": "train", "lights": "train"}, "valid": pools},
+        "sensors": {name: list(members) for name, members in SENSOR_POOLS.items()},
+        "indoor_lights": INDOOR_LIGHTS,
+        "scene_kinds": SCENE_KINDS,
+        "white_balance": AWB_MODES,
+        "materials": material_library().counts(),
+        "per_scene_seed": "numpy.random.default_rng([seed, index]) for the scene, [seed, index, 1] for the camera's "
+        "settings, [seed, index, 2] for its noise",
+        "files": [],
+    }
+
+
 def _aggregate(files: list[dict]) -> dict[str, object]:
     means = [f["mean"] for f in files]
     return {
@@ -412,6 +456,9 @@ def make_synthetic_dataset(
     noise: float = 0.0,
     only: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    recipe: int = 1,
+    valid_sensors: str = "train",
+    valid_lights: str = "train",
 ) -> dict[str, object]:
     """Write ``scenes`` synthetic scenes of ``size`` (H, W) under ``out`` in the NTIRE 2020 layout.
 
@@ -425,27 +472,45 @@ def make_synthetic_dataset(
 
     Each scene depends only on ``(seed, its number)``, so ``only="valid"`` writes just the validation
     scenes of the full set, identical to theirs in the full set (e.g. to check published numbers).
+
+    ``recipe=2`` (:mod:`hsrecon.data.scenes`, :mod:`hsrecon.data.photo`): material classes with their own
+    looks, several lights, a different camera and processing per photo; ``camera`` and ``noise`` do not apply.
+    Its training scenes always use the training pools of sensors and indoor lights; ``valid_sensors`` and
+    ``valid_lights`` (``train`` or ``heldout``) choose the validation scenes' pools, for held-out tests.
+    Recipe 1 stays byte for byte what it was (the bundled ``camera`` cards were scored on it).
     """
     _check_arguments(scenes, size, seed, valid_fraction)
     if only not in (None, *_FOLDERS):
         raise ValueError(f"only must be one of {', '.join(_FOLDERS)}, got {only!r}")
+    check_recipe(recipe, valid_sensors, valid_lights)
     out = Path(out)
     height, width = (int(s) for s in size)
-    settings = _camera_settings(camera)
+    settings = _camera_settings(camera) if recipe == 1 else CameraSettings()
     n_valid = _validation_count(scenes, valid_fraction)
     splits = ["train"] * (scenes - n_valid) + ["valid"] * n_valid
     wanted = set(splits) if only is None else {only} & set(splits)
     for split in wanted:
         for folder in _FOLDERS[split][: 3 if settings is not None else 2]:
             (out / folder).mkdir(parents=True, exist_ok=True)
-    summary = _summary(seed, scenes, (height, width), valid_fraction, settings) | ({"only": only} if only else {})
+    valid_pools = {"sensors": valid_sensors, "lights": valid_lights}
+    if recipe == 1:
+        summary = _summary(seed, scenes, (height, width), valid_fraction, settings)
+    else:
+        summary = _summary_v2(seed, scenes, (height, width), valid_fraction, valid_pools)
+    summary |= {"only": only} if only else {}
     for index, split in enumerate(splits, start=1):
         if split not in wanted:
             continue
-        scene = make_scene(np.random.default_rng([seed, index]), height, width, noise=noise)
         name = scene_name(index)
-        written = _write_scene(out, split, name, scene, settings, np.random.default_rng([seed, index, 1]))
-        summary["files"].append({"name": name, "split": split, **scene.facts, **written})
+        if recipe == 1:
+            scene = make_scene(np.random.default_rng([seed, index]), height, width, noise=noise)
+            written = _write_scene(out, split, name, scene, settings, np.random.default_rng([seed, index, 1]))
+            record = {**scene.facts, **written}
+        else:
+            pools = valid_pools if split == "valid" else {"sensors": "train", "lights": "train"}
+            rngs = tuple(np.random.default_rng([seed, index, *tail]) for tail in ((), (1,), (2,)))
+            record = _write_photo_scene(out, split, name, rngs, (height, width), pools)
+        summary["files"].append({"name": name, "split": split, **record})
         if progress is not None:
             progress(index, scenes)
     summary["statistics"] = _aggregate(summary["files"])
