@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
+from hsrecon.baselines import fit_mrae_map
 from hsrecon.data import discover
 from hsrecon.data.ntire import Pair
 from hsrecon.inputs import make_input_transform, network_space
 from hsrecon.io import read_cube
 from hsrecon.io.rgb import read_rgb
-from hsrecon.baselines import fit_mrae_map
 from hsrecon.metrics import gain_scores as metric_gain_scores
 from hsrecon.metrics import sam
 
