@@ -41,6 +41,7 @@ __all__ = [
     "daylight",
     "earthlib_folder",
     "earthlib_spectra",
+    "light_family",
     "light_spectrum",
     "material_library",
 ]
@@ -205,3 +206,18 @@ def light_spectrum(name: str) -> np.ndarray:
         if name.startswith("BB"):
             return blackbody(float(name[2:-1]))
     return _tabulated(name).copy()
+
+
+LIGHT_FAMILIES = ("daylight", "incandescent", "fluorescent", "LED")
+
+
+def light_family(name: str) -> str:
+    """The kind of a light named as :func:`light_spectrum` takes it (and recipe 1's CIE names): one of
+    :data:`LIGHT_FAMILIES`. CIE A, blackbodies and measured tungsten bulbs are incandescent."""
+    if name.startswith("D") and (name.endswith("K") or name[1:].isdigit()):
+        return "daylight"
+    if name.startswith("BB") or name in ("A", "60 A/W (Soft White)"):
+        return "incandescent"
+    if name.startswith("FL"):
+        return "fluorescent"
+    return "LED"
