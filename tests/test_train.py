@@ -13,8 +13,9 @@ import torch.multiprocessing as mp
 from test_cli import hsrecon
 from test_data_ntire import make_ntire2020
 
+from hsrecon.metrics import sam
 from hsrecon.model import LWRDANConfig
-from hsrecon.train import TrainConfig, learning_rate, ssim_per_band, train
+from hsrecon.train import TrainConfig, learning_rate, recipe_loss, relative_gain, sam_loss, ssim_per_band, train
 from hsrecon.weights import load_weights
 
 SMALL = LWRDANConfig(widths=(4, 8, 16), dense_width=8, blocks=(1, 1, 1, 1, 1)).to_dict()
@@ -44,6 +45,28 @@ def test_learning_rate_decays_from_1e3_to_1e5():
     assert learning_rate(100, config) == pytest.approx(1e-5)
 
 
+def test_photo_loss_ignores_one_gain_per_window_and_scores_spectral_shape():
+    """--gain-invariant: the MRAE term after each window's best relative gain; --sam-weight: mean angle."""
+    generator = torch.Generator().manual_seed(0)
+    target = torch.rand(3, 31, 16, 16, generator=generator) * 0.5 + 0.05
+    pred = target * (1 + 0.2 * torch.randn(3, 31, 16, 16, generator=generator))
+    config = TrainConfig(data=".", output=".", ssim_weight=0, mrae_weight=1, sam_weight=1, gain_invariant=True)
+    gains = torch.tensor([0.1, 3.0, 40.0]).view(-1, 1, 1, 1)
+    _, parts = recipe_loss(pred, target, config)
+    _, scaled = recipe_loss(pred * gains, target, config)
+    assert scaled["mrae"] == pytest.approx(parts["mrae"], rel=1e-5)
+    assert scaled["sam"] == pytest.approx(parts["sam"], rel=1e-5)
+    assert scaled["l2"] > 10 * parts["l2"]  # the plain L2 anchor still sees the scale
+    plain = TrainConfig(data=".", output=".", ssim_weight=0, mrae_weight=1)
+    assert recipe_loss(pred * gains, target, plain)[1]["mrae"] > 2 * parts["mrae"]
+    np.testing.assert_allclose(relative_gain(target * gains, target).numpy(), 1 / gains.view(-1).numpy(), rtol=1e-5)
+    # the SAM term is the metric's spectral angle (hsrecon.metrics.sam, in degrees), in radians
+    for image in range(3):
+        one = [t[image].permute(1, 2, 0).double().numpy() for t in (pred, target)]
+        expected = np.radians(sam(*one))
+        assert float(sam_loss(pred[image : image + 1], target[image : image + 1])) == pytest.approx(expected, rel=1e-4)
+
+
 def test_a_few_steps_lower_the_loss(tiny_set, tmp_path):
     result = train(_config(tiny_set, tmp_path / "run", steps=40, validate_every=40, lr_end=1e-3))
     records = [json.loads(line) for line in result.log.read_text().splitlines()]
@@ -51,7 +74,7 @@ def test_a_few_steps_lower_the_loss(tiny_set, tmp_path):
     assert len(losses) == 40
     assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
     validation = [r["validation"] for r in records if "validation" in r]
-    assert validation and {"mrae", "rmse", "psnr"} <= set(validation[-1])
+    assert validation and {"mrae", "rmse", "psnr", "sam", "mrae_gain"} <= set(validation[-1])
     weights = load_weights(tmp_path / "run" / "last.safetensors")
     assert weights.meta.config == LWRDANConfig.from_dict(SMALL)
     assert (tmp_path / "run" / "best.safetensors").exists()

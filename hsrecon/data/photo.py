@@ -59,6 +59,7 @@ __all__ = [
     "downscale",
     "draw_photo_settings",
     "filmic",
+    "gains_for",
     "sensor_sensitivities",
 ]
 
@@ -166,7 +167,8 @@ def _cct(spectrum: np.ndarray) -> float:
     return float(colour.temperature.xy_to_CCT(xyz[:2] / xyz.sum(), method="McCamy 1992"))
 
 
-def _gains_for(white_rgb: np.ndarray) -> np.ndarray:
+def gains_for(white_rgb: np.ndarray) -> np.ndarray:
+    """White-balance gains (green = 1) that make ``white_rgb`` (a camera's response to a white) neutral."""
     white_rgb = np.where(white_rgb > 0, white_rgb, white_rgb[_GREEN])
     return white_rgb[_GREEN] / white_rgb
 
@@ -184,16 +186,16 @@ def white_balance_gains(
     if mode == "auto":
         locus = light_spectrum(f"BB{cct:.0f}K" if cct < 5000 else f"D{min(cct, 25000):.0f}K")
         estimate = (locus @ sensitivities) * np.exp(rng.normal(0.0, settings.awb_error, size=3) * [1, 0, 1])
-        gains = _gains_for(estimate)
+        gains = gains_for(estimate)
         if cct < 4000:  # keep some of a warm light's cast, as phones and cameras do
             gains = gains**settings.awb_adaptation
     elif mode == "preset":
         preset = min(_PRESET_CCT, key=lambda key: abs(np.log(_PRESET_CCT[key] / cct)))
-        gains = _gains_for(light_spectrum(PRESETS[preset]) @ sensitivities)
+        gains = gains_for(light_spectrum(PRESETS[preset]) @ sensitivities)
     elif mode == "grey-world":
-        gains = _gains_for(unclipped.mean(axis=0))
+        gains = gains_for(unclipped.mean(axis=0))
     else:
-        gains = _gains_for(np.percentile(unclipped, 99.0, axis=0))
+        gains = gains_for(np.percentile(unclipped, 99.0, axis=0))
     return gains, {"light_cct": round(cct, 1)}
 
 
