@@ -291,9 +291,11 @@ class TrainResult:
 
 
 def _build_model(config: TrainConfig) -> LWRDAN:
+    """A new network from ``config.model``, or ``config.init``'s with ``config.model``'s settings over its config
+    (settings that keep every tensor's shape, such as dropout; any other mismatch fails loading the tensors)."""
     if config.init:
         loaded = load_weights(config.init)
-        model = LWRDAN(loaded.meta.config)
+        model = LWRDAN(LWRDANConfig.from_dict(loaded.meta.config.to_dict() | config.model))
         model.load_state_dict(loaded.state_dict)
         return model
     return LWRDAN(LWRDANConfig.from_dict(config.model) if config.model else None)

@@ -62,6 +62,9 @@ def train(
         int, typer.Option(help="Consecutive windows cut from one image (1: every window of a batch from its own).")
     ] = 16,
     cache_images: Annotated[int, typer.Option(help="Training images kept in memory (small sets: all of them).")] = 8,
+    dropout: Annotated[
+        Optional[float], typer.Option(help="Dropout rate of the U-net's deep path (default: the model's, 0.2).")
+    ] = None,
     ablate: Annotated[
         Optional[list[Ablation]],
         typer.Option(
@@ -74,6 +77,8 @@ def train(
     from hsrecon.train import TrainConfig
 
     target = device_or_exit(device)
+    if dropout is not None and not 0 <= dropout < 1:
+        raise fail(f"--dropout {dropout}: must be in [0, 1)", ExitCode.USAGE)
     if ablate and init:
         raise fail("--ablate builds a different network; it cannot start from --init weights", ExitCode.USAGE)
     config = TrainConfig(
@@ -82,7 +87,8 @@ def train(
         resume=resume, device=str(target), amp=amp, workers=workers,
         validate_every=validate_every, checkpoint_every=validate_every, valid_images=valid_images,
         sam_weight=sam_weight, gain_invariant=gain_invariant, samples_per_image=samples_per_image,
-        cache_images=cache_images, model={name.switch: False for name in ablate or ()},
+        cache_images=cache_images,
+        model={name.switch: False for name in ablate or ()} | ({"dropout": dropout} if dropout is not None else {}),
     )  # fmt: skip
     raise typer.Exit(code=int(_run(config)))
 
