@@ -1,4 +1,4 @@
-"""Recipe 2 of the synthetic set (the ``photo`` model's data), and recipe 1 unchanged byte for byte.
+"""Recipe 2 of the synthetic set (photos from many cameras), and recipe 1 unchanged byte for byte.
 
 Recipe 2's promises (``docs/data.md``): its spectra are earthlib's and colour-science's measured tables; every
 region is made of its material class's spectra; the held-out camera and lamps never appear in training scenes;

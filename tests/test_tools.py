@@ -1,12 +1,18 @@
-"""The measurement tools behind docs/training.md's per-pixel and per-illuminant tables compute what they say."""
+"""The measurement tools behind the per-pixel, per-illuminant and context tables (docs/training.md, docs/data.md)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from hsrecon.data import discover
+from hsrecon.data.photo import downscale
+from hsrecon.data.scenes import make_photo_scene
+from hsrecon.data.synth import make_synthetic_dataset
+from hsrecon.io import read_cube
+from tools.context_bounds import _scenes, grouped_maps
 from tools.per_pixel_bounds import knn_predictors
-from tools.scores_by_illuminant import markdown, mrae_by_illuminant
+from tools.scores_by_illuminant import markdown, mrae_by_illuminant, scores_by_illuminant
 
 
 def _mrae(prediction: np.ndarray, truth: np.ndarray) -> float:
@@ -41,3 +47,59 @@ def test_scores_by_illuminant_groups_and_averages():
     table = markdown(groups).splitlines()
     assert table[0] == "| method | A (1) | D65 (2) | all |"
     assert table[2] == "| network | 3.000 | 0.300 | 1.200 |"
+
+
+def test_scores_by_illuminant_takes_any_score_and_groups_recipe_2_lights_by_kind():
+    names = ("D6204K", "D65", "BB2900K", "A", "FL2", "LED-B1")
+    report = {"methods": {"network": {"images": [
+        {"name": name, "mrae": 9.0, "mrae_gain_mrae": float(i + 1)} for i, name in enumerate(names)
+    ]}}}  # fmt: skip
+    synth = {"files": [{"name": name, "illuminant": name} for name in names]}
+    groups = scores_by_illuminant(report, synth, "mrae_gain_mrae", families=True)["network"]
+    assert groups == {"daylight": [1.0, 2.0], "incandescent": [3.0, 4.0], "fluorescent": [5.0], "LED": [6.0]}
+    table = markdown({"network": groups}, digits=2).splitlines()
+    assert table[0] == "| method | LED (1) | daylight (2) | fluorescent (1) | incandescent (2) | all |"
+    assert table[2] == "| network | 6.00 | 1.50 | 5.00 | 3.50 | 3.50 |"
+
+
+def _grouped_scene(rng: np.random.Generator, maps: dict[int, np.ndarray], light: str) -> dict:
+    """A scene whose truth is exactly ``photo @ maps[label]`` for each pixel's label."""
+    labels = rng.integers(len(maps), size=(16, 16))
+    photo = rng.uniform(0.05, 1.0, size=(16, 16, 3))
+    truth = np.einsum("hwc,hwcb->hwb", photo, np.stack([maps[int(k)] for k in labels.ravel()]).reshape(16, 16, 3, 31))
+    return {"photo": photo, "truth": truth, "labels": labels, "light": light, "kind": "outdoor"}
+
+
+def test_context_bounds_maps_per_group_recover_what_one_map_cannot():
+    rng = np.random.default_rng(0)
+    maps = {k: rng.uniform(0.1, 1.0, size=(3, 31)) for k in range(3)}
+    train = [_grouped_scene(rng, maps, "daylight") for _ in range(4)]
+    test = [_grouped_scene(rng, maps, "daylight") for _ in range(2)]
+    per_class = grouped_maps(train, test, lambda scene, label: label)
+    one_map = grouped_maps(train, test, lambda scene, label: 0)
+    assert [light for *_, light in per_class] == ["daylight", "daylight"]
+    assert max(mrae for mrae, _, _ in per_class) < 1e-9 and max(angle for _, angle, _ in per_class) < 1e-4
+    assert min(mrae for mrae, _, _ in one_map) > 0.01 and min(angle for _, angle, _ in one_map) > 0.5
+    # a group no training scene holds falls back to the one map
+    unseen = grouped_maps(train, test, lambda scene, label: "new" if scene is test[0] else label)
+    assert unseen[0][:2] == pytest.approx(one_map[0][:2]) and unseen[1][0] < 1e-9
+
+
+def test_context_bounds_regenerates_the_stored_scenes_with_their_labels(tmp_path):
+    make_synthetic_dataset(tmp_path, scenes=4, size=(48, 48), seed=3, valid_fraction=0.5, recipe=2,
+                           valid_sensors="heldout")  # fmt: skip
+    scenes = _scenes(tmp_path, "valid", 1, None)
+    pairs = discover(tmp_path, split="valid", track="realworld")
+    assert len(scenes) == len(pairs) == 2
+    for scene, pair in zip(scenes, pairs, strict=True):
+        index = int(pair.cube.stem.rsplit("_", 1)[1])
+        regenerated = make_photo_scene(np.random.default_rng([3, index]), 48, 48, lights="train")
+        stored = read_cube(pair.cube)[0]
+        np.testing.assert_allclose(downscale(regenerated.cube, regenerated.factor), stored, atol=1e-6)
+        np.testing.assert_array_equal(scene["truth"], stored.astype(np.float64))
+        assert scene["labels"].shape == scene["ideal"].shape[:2] == scene["photo"].shape[:2] == (48, 48)
+        assert set(np.unique(scene["labels"])) <= set(range(8)) and scene["kind"] in ("indoor", "outdoor")
+    recipe_1 = tmp_path / "recipe1"
+    make_synthetic_dataset(recipe_1, scenes=2, size=(16, 16), seed=3, valid_fraction=0.5, camera=None)
+    with pytest.raises(SystemExit, match="not a recipe-2 set"):
+        _scenes(recipe_1, "valid", 1, None)

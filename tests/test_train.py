@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
-from test_cli import hsrecon
+from test_cli import assert_clean_failure, hsrecon
 from test_data_ntire import make_ntire2020
 
 from hsrecon.metrics import sam
@@ -135,6 +135,45 @@ def test_fine_tuning_starts_from_the_given_weights(tiny_set, tmp_path):
     changed = sum(not torch.equal(initial[k], v) for k, v in result.model.state_dict().items())
     assert 0 < changed  # trained one step from the authors' weights
     assert load_weights(tmp_path / "ft" / "last.safetensors").meta.input_space == "ntire2020-clean"
+
+
+def test_fine_tuning_can_change_the_dropout_rate(tiny_set, tmp_path):
+    """--init with --dropout: the authors' tensors, the authors' config but for the dropout rate."""
+    result = train(_config(tiny_set, tmp_path / "ft", steps=1, validate_every=1, model={"dropout": 0.0},
+                           init="ntire2020-clean"))  # fmt: skip
+    saved = load_weights(tmp_path / "ft" / "last.safetensors").meta.config
+    authors = load_weights("ntire2020-clean").meta.config
+    assert saved.dropout == 0.0 != authors.dropout
+    assert saved.to_dict() | {"dropout": authors.dropout} == authors.to_dict()
+    assert result.model.config.dropout == 0.0
+
+
+def test_gain_invariant_runs_keep_the_best_mrae_after_gain(tiny_set, tmp_path):
+    """A photo run is chosen by MRAE after one best gain per image (photos carry no absolute scale)."""
+    config = _config(tiny_set, tmp_path / "run", steps=2, validate_every=1, checkpoint_every=1,
+                     gain_invariant=True, mrae_weight=1, sam_weight=1, samples_per_image=1, cache_images=0)  # fmt: skip
+    result = train(config)
+    records = [json.loads(line) for line in result.log.read_text().splitlines()]
+    validation = [r["validation"] for r in records if "validation" in r]
+    assert len(validation) == 2 and all(v["mrae_gain"] < v["mrae"] for v in validation)
+    assert result.best_mrae == min(v["mrae_gain"] for v in validation)
+    losses = [r for r in records if "loss" in r]
+    assert all({"l2", "mrae", "sam"} <= set(r) for r in losses)
+
+
+@pytest.mark.parametrize(
+    ("option", "fragment"),
+    [
+        (["--samples-per-image", "0"], "--samples-per-image 0: must be at least 1"),
+        (["--cache-images", "-1"], "--cache-images -1: must be 0 or more"),
+        (["--sam-weight", "nan"], "--sam-weight nan: must be a finite number, 0 or more"),
+        (["--dropout", "1"], "--dropout 1.0: must be a number from 0 to 0.99"),
+    ],
+)
+def test_photo_training_options_out_of_range_are_one_line(tiny_set, tmp_path, option, fragment):
+    result = hsrecon("train", "--data", str(tiny_set), "-o", str(tmp_path / "run"), "--max-steps", "1", *option)
+    assert_clean_failure(result, 2, fragment)
+    assert not (tmp_path / "run").exists()
 
 
 def _parameter_digest(model: torch.nn.Module) -> str:

@@ -12,15 +12,6 @@ are, by construction, ``hsrecon eval``'s; ``tests/test_model_card.py`` re-runs e
         --train-command "hsrecon train --data synth300 -o runs/camera --track realworld --max-steps 9000 ..." \\
         --hardware "2-core x86-64 CPU (AVX-512), 1 thread" --minutes 101
 
-A photo model is also scored on held-out splits (``--heldout NAME=DIR`` with ``--heldout-command NAME=CMD``,
-the ``hsrecon synth`` command that regenerates DIR): photos from a camera or lights training never saw, with the
-per-pixel baselines fitted on DIR's training split beside it (:data:`HELDOUT_BASELINES`); the commands go into
-the provenance so a test can regenerate the splits and re-score::
-
-    python -m tools.package_weights runs/photo/last.safetensors -o weights/lwrdan_photo.safetensors \\
-        --version photo-1 --data runs/photo2k --tracks realworld --dataset-command "hsrecon synth ..." \\
-        --heldout sensor=runs/heldout-sensor --heldout-command "sensor=hsrecon synth ..." ...
-
 The output depends only on the checkpoint and the arguments, so it is byte for byte reproducible.
 """
 
@@ -37,8 +28,6 @@ from hsrecon.weights import WeightsMeta, load_weights, save_weights, sha256_of
 
 TRACKS = ("realworld", "clean")
 SCORES = ("mrae_mean", "mrae_median", "mrae_p95", "rmse_mean", "psnr_mean", "sam_mean", "ssim_mean")
-GAIN_SCORES = ("mrae_gain_mrae_mean", "rmse_gain_ls_mean")  # photos: after one best gain per image
-HELDOUT_BASELINES = ("linear-decoded", "linear-mrae", "otsu2018")
 # Settings of the run that describe the recipe (the rest are this machine's paths and switches).
 RECIPE_KEYS = (
     "track", "steps", "batch_size", "lr_start", "lr_end", "ssim_weight", "mrae_weight", "seed", "init", "window",
@@ -55,22 +44,9 @@ def eval_scores(weights: Path | str, data: Path, track: str, *extra: str) -> dic
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
         methods = json.loads(report.read_text())["methods"]
     return {
-        name: {"images": method["summary"]["images"], **{k: method["summary"][k] for k in SCORES + GAIN_SCORES}}
+        name: {"images": method["summary"]["images"], **{key: method["summary"][key] for key in SCORES}}
         for name, method in methods.items()
     }
-
-
-def heldout_scores(weights: Path | str, data: Path) -> dict[str, dict[str, float]]:
-    """The network and each per-pixel baseline (fitted on ``data``'s training split) on its validation photos."""
-    baselines = [arg for baseline in HELDOUT_BASELINES for arg in ("--baseline", baseline)]
-    return eval_scores(weights, data, "realworld", *baselines)
-
-
-def _pairs(values: list[str], option: str) -> dict[str, str]:
-    pairs = dict(value.split("=", 1) for value in values)
-    if len(pairs) != len(values) or any(not key for key in pairs):
-        raise SystemExit(f"{option}: give NAME=VALUE, each NAME once")
-    return pairs
 
 
 def packaged_meta(meta: WeightsMeta, args: argparse.Namespace, metrics: dict) -> WeightsMeta:
@@ -86,7 +62,7 @@ def packaged_meta(meta: WeightsMeta, args: argparse.Namespace, metrics: dict) ->
         "hardware": args.hardware,
         "wall_minutes": args.minutes,
         "licence": "MIT (hsrecon)",
-    } | ({"heldout": _pairs(args.heldout_command, "--heldout-command")} if args.heldout_command else {})
+    }
     return WeightsMeta(
         config=meta.config,
         window_size=meta.window_size,
@@ -114,20 +90,13 @@ def main() -> None:
     parser.add_argument(
         "--init", help="what the last stage started from, as --train-command names it (default: the run's --init)"
     )
-    parser.add_argument("--tracks", nargs="+", default=list(TRACKS), choices=TRACKS, help="renderings of --data")
-    parser.add_argument("--heldout", action="append", default=[], help="NAME=DIR, a held-out split (repeatable)")
-    parser.add_argument("--heldout-command", action="append", default=[], help="NAME=the synth command of it")
     args = parser.parse_args()
-    heldout = _pairs(args.heldout, "--heldout")
-    if set(heldout) != set(_pairs(args.heldout_command, "--heldout-command")):
-        raise SystemExit("each --heldout NAME needs its --heldout-command NAME=...")
 
     weights = load_weights(args.checkpoint)
     metrics = {
         f"synthetic valid, {track} rendering": eval_scores(args.checkpoint, args.data, track)["network"]
-        for track in args.tracks
+        for track in TRACKS
     }
-    metrics |= {f"held-out {name}": heldout_scores(args.checkpoint, Path(folder)) for name, folder in heldout.items()}
     save_weights(args.output, weights.state_dict, packaged_meta(weights.meta, args, metrics))
     print(json.dumps(metrics, indent=1))
     print(f"{args.output}: sha256 {sha256_of(args.output)}")

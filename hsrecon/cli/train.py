@@ -77,8 +77,14 @@ def train(
     from hsrecon.train import TrainConfig
 
     target = device_or_exit(device)
-    if dropout is not None and not 0 <= dropout < 1:
-        raise fail(f"--dropout {dropout}: must be in [0, 1)", ExitCode.USAGE)
+    if dropout is not None and not 0 <= dropout <= 0.99:  # the weights' metadata schema allows [0, 0.99]
+        raise fail(f"--dropout {dropout}: must be a number from 0 to 0.99", ExitCode.USAGE)
+    if samples_per_image < 1:
+        raise fail(f"--samples-per-image {samples_per_image}: must be at least 1", ExitCode.USAGE)
+    if cache_images < 0:
+        raise fail(f"--cache-images {cache_images}: must be 0 or more", ExitCode.USAGE)
+    if not 0 <= sam_weight < float("inf"):
+        raise fail(f"--sam-weight {sam_weight}: must be a finite number, 0 or more", ExitCode.USAGE)
     if ablate and init:
         raise fail("--ablate builds a different network; it cannot start from --init weights", ExitCode.USAGE)
     config = TrainConfig(

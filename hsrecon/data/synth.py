@@ -68,7 +68,7 @@ P99_RANGE = (0.45, 0.85)
 _TEXTURE_FIELDS = 4
 RECIPES = (1, 2)
 """Recipe 1: this module's scenes and one camera (the bundled ``camera`` models' data); recipe 2: material classes
-with their own looks and a different camera per photo (:mod:`hsrecon.data.scenes`, the ``photo`` model's data)."""
+with their own looks and a different camera per photo (:mod:`hsrecon.data.scenes`; no model trained on it ships)."""
 
 
 @dataclass
