@@ -189,7 +189,9 @@ def _stop_mid_file(
     continue it (see the Ctrl-C test)."""
 
     def ready() -> bool:
-        return out.is_dir() and bool(_temporaries(out)) and all((out / name).is_file() for name in after)
+        # ``after`` first: once those files are final, any temporary seen next belongs to the file in progress
+        # (checking temporaries first could see the last of ``after``'s, just before its rename)
+        return out.is_dir() and all((out / name).is_file() for name in after) and bool(_temporaries(out))
 
     def dispositions() -> None:
         for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
