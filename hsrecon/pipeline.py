@@ -129,6 +129,8 @@ def stream_reconstruct(
             raise NonFiniteOutputError(f"non-finite values in the network output for the window at {where}")
         torch.from_numpy(outputs).mul_(weighting)
         for (_, y, x), tile in zip(pending, outputs, strict=True):
+            if len(ys) > 1:
+                blender.finish_rows(y)  # a band's first window: the rows above it are final (buffer: one window)
             blender.add(y, x, tile, weighted=True)
         last_band, _, last_x = pending[-1]
         done = last_band if last_x == xs[-1] else last_band - 1

@@ -31,6 +31,7 @@ __all__ = [
     "BATCH_PIXELS",
     "DEFAULT_PAD",
     "DEFAULT_STRIDE_FRACTION",
+    "EMIT_ROWS",
     "RowBlender",
     "RowSource",
     "ShortImageBlender",
@@ -48,8 +49,12 @@ __all__ = [
 # Stride as a fraction of the window: chosen by measurement (docs/benchmarks.md, "Windows").
 DEFAULT_STRIDE_FRACTION = 0.5
 EDGE_WEIGHT = 1e-6  # the weight of a window's distorted edge: negligible, never zero
-# Pixels per forward pass by default: 32 windows of 64 px, 4 of 192 (measured in docs/benchmarks.md).
-BATCH_PIXELS = 1 << 17
+# Pixels per forward pass by default: 16 windows of 64 px, 2 of 192 (the fastest on a 2-core CPU, and less
+# memory than larger batches: docs/benchmarks.md).
+BATCH_PIXELS = 1 << 16
+# Rows handed on at a time: finished rows wait for the writer in pieces this high, not a whole stride
+# (172 rows of a 100 MP image's width are 250 MB).
+EMIT_ROWS = 32
 # Reflection around the image for weights without a measured windowing: enough for the outer pixels to get
 # context like any other (docs/benchmarks.md, "The image border").
 DEFAULT_PAD = 16
@@ -178,8 +183,9 @@ class RowBlender:
     Windows must arrive in raster order (as :func:`plan_windows` gives them). After the windows of a row
     band are all added, :meth:`finish_rows` emits every row above the next band's first row as
     ``emit(y0, rows)`` with ``rows`` of shape (h, width, channels), float32, normalised by the summed
-    weights. Memory: a buffer of one window's rows × width × channels (the band being added, which holds
-    the previous band's overlap).
+    weights, at most :data:`EMIT_ROWS` at a time. Memory: a buffer of one window's rows × width × channels
+    (the band being added, which holds the previous band's overlap), as long as each band's rows above it
+    are finished before its first window is added.
     """
 
     def __init__(self, width: int, channels: int, weights: np.ndarray, emit: Callable[[int, np.ndarray], None]) -> None:
@@ -215,7 +221,9 @@ class RowBlender:
         if not np.all(weight > 0):
             missing = int(np.argwhere(~(weight > 0))[0][0]) + self.base
             raise RuntimeError(f"row {missing} was not covered by any window")
-        self.emit(self.base, self.acc[:count] / weight[:, :, None])
+        for first in range(0, count, EMIT_ROWS):  # in pieces: what waits to be written stays small
+            last = min(first + EMIT_ROWS, count)
+            self.emit(self.base + first, self.acc[first:last] / weight[first:last, :, None])
         self._shift(count)
 
     def _ensure_capacity(self, end_row: int) -> None:

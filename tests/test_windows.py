@@ -199,3 +199,29 @@ def test_count_windows_counts_the_pad():
     assert count_windows(100, 100, Windowing(64, 32)) == 3 * 3  # starts 0, 32, 36
     assert count_windows(100, 100, Windowing(64, 32, pad=16)) == 4 * 4  # a 132-px canvas: 0, 32, 64, 68
     assert count_windows(1, 1, Windowing(64, 32, pad=16)) == 1
+
+
+def test_the_stream_holds_one_window_of_rows_and_hands_on_small_pieces(monkeypatch):
+    """Memory flat in the image: the blend buffer stays one window high even when a batch spans two bands
+    of windows, and finished rows go to the writer at most EMIT_ROWS at a time."""
+    from hsrecon.windows import EMIT_ROWS
+
+    heights: list[int] = []
+    original = RowBlender._ensure_capacity
+
+    def recording(self, end_row):
+        original(self, end_row)
+        heights.append(self.acc.shape[0])
+
+    monkeypatch.setattr(RowBlender, "_ensure_capacity", recording)
+    pixels = np.random.default_rng(3).integers(0, 256, (300, 90, 3), dtype=np.uint8)
+    pieces: list[tuple[int, int]] = []
+    stream_reconstruct(
+        pixels, lambda rows: rows.astype(np.float32) / 255, lambda x: np.repeat(x.mean(-1, keepdims=True), 4, -1),
+        lambda y0, rows: pieces.append((y0, rows.shape[0])), bands=4, windowing=Windowing(64, 40, 8, 4),
+        batch_size=3,
+    )  # fmt: skip
+    assert max(heights) == 64
+    assert max(height for _, height in pieces) <= EMIT_ROWS
+    assert [y0 for y0, _ in pieces] == list(itertools.accumulate([0] + [h for _, h in pieces[:-1]]))
+    assert sum(height for _, height in pieces) == 300
