@@ -262,3 +262,15 @@ def test_round_trip_without_plausible_and_refusal_for_photo_weights(small_images
     result = hsrecon("convert", plain, "-o", str(tmp_path / "p"), "--weights", str(photo), "--plausible")
     assert_clean_failure(result, 2, "--plausible needs weights that take clean-space input")
     assert not (tmp_path / "p").exists() or not any((tmp_path / "p").iterdir())
+
+
+def test_summary_keeps_file_names_whole_on_a_narrow_console(tmp_path):
+    """Piped output is 80 columns wide: names (up to 32 characters) stay whole rather than folded."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    name = "colorchecker_under_d65_01.png"  # 29 characters
+    iio.imwrite(folder / name, (np.random.default_rng(1).random((24, 32, 3)) * 200).astype(np.uint8))
+    result = hsrecon("convert", str(folder), "-o", str(tmp_path / "out"), "-f", "h5")
+    assert result.returncode == 0, result.stderr
+    table = [line for line in result.stderr.splitlines() if line[:1] in "┏┃┡│└"]
+    assert any(name in line for line in table), result.stderr

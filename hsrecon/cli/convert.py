@@ -328,8 +328,11 @@ class ConvertProgress:
 
 def _summary_table(summary: BatchSummary, seconds: float, share: str = "") -> Table:
     table = Table(title="hsrecon convert", title_justify="left")
-    for column in ("input", "size", "MP", "seconds", "MP/s", "exposure", "out of range", "round trip"):
-        table.add_column(column, justify="left" if column == "input" else "right", overflow="fold")
+    names = [safe(result.source.name) for result in summary.converted]
+    # names keep their width (up to 32) on a narrow or piped console: the table grows wider instead
+    table.add_column("input", overflow="fold", min_width=min(max(map(len, names), default=5), 32))
+    for column in ("size", "MP", "seconds", "MP/s", "exposure", "out of range", "round trip"):
+        table.add_column(column, justify="right", overflow="fold")
     for result in summary.converted:
         table.add_row(
             safe(result.source.name),
