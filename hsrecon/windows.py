@@ -32,6 +32,7 @@ __all__ = [
     "DEFAULT_PAD",
     "DEFAULT_STRIDE_FRACTION",
     "EMIT_ROWS",
+    "MAX_BATCH_PIXELS",
     "RowBlender",
     "RowSource",
     "ShortImageBlender",
@@ -52,6 +53,9 @@ EDGE_WEIGHT = 1e-6  # the weight of a window's distorted edge: negligible, never
 # Pixels per forward pass by default: 16 windows of 64 px, 2 of 192 (the fastest on a 2-core CPU, and less
 # memory than larger batches: docs/benchmarks.md).
 BATCH_PIXELS = 1 << 16
+# The most pixels one forward pass may take (--batch-size × window²): activations for 2²⁰ window pixels
+# already take gigabytes; a larger batch is refused rather than left to exhaust the machine's memory.
+MAX_BATCH_PIXELS = 1 << 20
 # Rows handed on at a time: finished rows wait for the writer in pieces this high, not a whole stride
 # (172 rows of a 100 MP image's width are 250 MB).
 EMIT_ROWS = 32

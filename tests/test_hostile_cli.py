@@ -92,6 +92,7 @@ def test_control_characters_and_markup_in_names_cannot_forge_or_restyle_lines(tm
         (["--exposure", "inf"], "--exposure 'inf': must be a positive finite number"),
         (["--exposure", "nan"], "--exposure 'nan': must be a positive finite number"),
         (["--batch-size", "0"], "--batch-size 0: must be at least 1"),
+        (["--batch-size", "100000"], "--batch-size 100000: at most 28 windows of 192 px (2^20 pixels per pass)"),
     ],
 )
 def test_impossible_option_values_exit_2(two, tmp_path, option, fragment):

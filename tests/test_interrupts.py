@@ -95,3 +95,18 @@ def test_short_names_keep_their_temporaries_as_before(tmp_path):
     assert TEMP_PATTERN.fullmatch(temp_name_for(tmp_path / "a.h5"))["final"] == "a.h5"
     two_long = [tmp_path / ("n" * 250 + suffix) for suffix in (".h5", ".img")]
     assert temp_stem(two_long[0]) != temp_stem(two_long[1])  # same prefix, different hashes
+
+
+def test_ctrl_c_while_the_command_line_loads_is_one_line_and_exit_130(tmp_path):
+    """An interrupt in the first tenths of a second, while typer and rich are imported: made
+    deterministic by a stand-in ``typer`` that is interrupted as it loads."""
+    import subprocess
+    import sys
+
+    (tmp_path / "typer.py").write_text("raise KeyboardInterrupt\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run(
+        [sys.executable, "-m", "hsrecon", "--help"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert result.returncode == 130, result.stderr
+    assert result.stderr.splitlines() == ["hsrecon: error: interrupted (SIGINT) while starting"]

@@ -249,6 +249,14 @@ def windowing_or_exit(
         raise fail(f"--{error}", ExitCode.USAGE) from None
     if batch_size is not None and batch_size < 1:
         raise fail(f"--batch-size {batch_size}: must be at least 1", ExitCode.USAGE)
+    from hsrecon.windows import MAX_BATCH_PIXELS
+
+    most = max(1, MAX_BATCH_PIXELS // windowing.window**2)
+    if batch_size is not None and batch_size > most:
+        raise fail(
+            f"--batch-size {batch_size}: at most {most} windows of {windowing.window} px (2^20 pixels per pass)",
+            ExitCode.USAGE,
+        )
     return windowing, batch_size or windowing.batch_size
 
 
