@@ -396,8 +396,12 @@ def _convert_one(item, image, convert, summary, fatal, callbacks) -> None:
     except ConcurrentOutputError as error:
         _record_skip(item, f"{item.source}: {error}", summary, on_skip, on_note)
     except OutputExistsError as error:
-        message = f"{error.path}: exists but is not a complete output; remove it, or pass --overwrite to replace it"
-        _record_failure(item, message, summary, on_fail)
+        if _finished_meanwhile(item, error.path):
+            note = f"{item.source}: {error.path.name} was finished meanwhile by another run; left as it is"
+            _record_skip(item, note, summary, on_skip, on_note)
+        else:
+            message = f"{error.path}: exists but is not a complete output; remove it, or pass --overwrite to replace it"
+            _record_failure(item, message, summary, on_fail)
     except OSError as error:
         if error.errno in _FATAL_ERRNOS:
             raise OutputFatalError(error.errno, _fatal_message(item, error)) from error
@@ -408,6 +412,12 @@ def _convert_one(item, image, convert, summary, fatal, callbacks) -> None:
         summary.converted.append(result)
         if on_done:
             on_done(item, result)
+
+
+def _finished_meanwhile(item: BatchItem, path: Path) -> bool:
+    """Whether ``path``, absent or incomplete when this run chose the formats to write and present when its
+    writer opened, is now a complete output: another run into the same folder finished it meanwhile."""
+    return any(path in output_files(item.stem, fmt) and is_complete(item.stem, fmt) for fmt in FORMATS)
 
 
 def _fatal_message(item: BatchItem, error: OSError) -> str:

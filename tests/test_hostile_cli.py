@@ -279,6 +279,36 @@ def test_stale_temporaries_of_any_format_are_swept_and_long_names_convert(tmp_pa
 # --- 12: two runs into one folder -------------------------------------------------------------------------
 
 
+def test_an_output_another_run_finishes_just_before_this_one_opens_it_is_kept(two, tmp_path, monkeypatch):
+    """Deterministic: the other run's a.h5 lands between this run's choice of formats and its writer's
+    opening (the window in which two real runs raced once); this run leaves it, with a note, exit 0."""
+    import shutil
+
+    import hsrecon.batch as batch
+
+    fake_predictor(monkeypatch, FakeNet())
+    first = tmp_path / "first"
+    assert CliRunner().invoke(app, ["convert", str(two), "-o", str(first), "-f", "h5", "-q"]).exit_code == 0
+    out = tmp_path / "out"
+    original, calls = batch.pending_formats, []
+
+    def other_run_commits_meanwhile(stem, formats, overwrite=False):
+        pending = original(stem, formats, overwrite)
+        calls.append(stem.name)
+        if stem.name == "a" and calls.count("a") == 2:  # 1: is it done? 2: which formats to write
+            shutil.copy(first / "a.h5", out / "a.h5")
+        return pending
+
+    monkeypatch.setattr(batch, "pending_formats", other_run_commits_meanwhile)
+    result = CliRunner().invoke(app, ["convert", str(two), "-o", str(out), "-f", "h5", "-q"])
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        f"hsrecon: note: {two / 'a.png'}: a.h5 was finished meanwhile by another run; left as it is"
+    ]
+    assert files_in(out) == ["a.h5", "b.h5"]
+    assert calls.count("a") == 2
+
+
 def test_a_file_another_run_is_writing_is_left_to_it(two, tmp_path, monkeypatch):
     """Deterministic: this test holds a live lock on a temporary of a.h5, as a running process would."""
     fake_predictor(monkeypatch, FakeNet())
