@@ -62,6 +62,8 @@ def test_info_table_shows_count_and_provenance():
     assert result.returncode == 0
     assert "233,059" in result.stdout
     assert "0de84ebed542c030701b704b7102c074bd7c223c" in result.stdout
+    assert "trained window" in result.stdout and "windows (convert, eval)" in result.stdout
+    assert "window: 192" in result.stdout  # the default weights' measured windows, beside the trained 64
 
 
 def test_info_with_bad_weights(tmp_path):

@@ -29,12 +29,16 @@ def info(
         stdout.print(_table(facts))
 
 
+# Labels that say more than their JSON key (the keys stay as they are for scripts).
+_LABELS = {"window_size": "trained window", "windowing": "windows (convert, eval)"}
+
+
 def _table(facts: dict) -> Table:
     table = Table(title=f"hsrecon {__version__}", show_header=False, title_justify="left")
     table.add_column(style="bold cyan")
     table.add_column(overflow="fold")
     for key, value in facts.items():
-        table.add_row(key.replace("_", " "), _cell(key, value))
+        table.add_row(_LABELS.get(key, key.replace("_", " ")), _cell(key, value))
     return table
 
 
