@@ -1,4 +1,4 @@
-"""Random fields the synthetic scenes are drawn with: band-limited noise and simple shapes.
+"""Random fields the synthetic scenes are drawn with (band-limited noise, simple shapes) and their one gain.
 
 Shared by both recipes (:mod:`hsrecon.data.synth`, :mod:`hsrecon.data.scenes`); the first recipe's scenes are
 byte-reproducible, so these functions' draws must not change.
@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["band_noise", "shape_mask", "smooth_noise"]
+__all__ = ["P99_RANGE", "band_noise", "scale_to_p99", "shape_mask", "smooth_noise"]
+
+# One gain per scene puts the radiance's 99th percentile at a uniform random level in this range.
+P99_RANGE = (0.45, 0.85)
 
 
 def band_noise(rng: np.random.Generator, height: int, width: int, low: float, high: float) -> np.ndarray:
@@ -43,3 +46,13 @@ def shape_mask(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     if rng.random() < 0.5:
         return (u / rx) ** 2 + (v / ry) ** 2 <= 1.0
     return (np.abs(u) <= rx) & (np.abs(v) <= ry)
+
+
+def scale_to_p99(radiance: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """One gain: the 99th percentile to a random level in :data:`P99_RANGE`, the maximum at most 1."""
+    p99 = float(np.percentile(radiance, 99))
+    gain = rng.uniform(*P99_RANGE) / p99 if p99 > 0 else 1.0
+    peak = float(radiance.max()) * gain
+    if peak > 1.0:
+        gain /= peak
+    return radiance * gain, gain

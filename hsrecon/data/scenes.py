@@ -47,13 +47,12 @@ import numpy as np
 from scipy.ndimage import gaussian_filter, shift
 from scipy.spatial import cKDTree
 
-from hsrecon.data.fields import band_noise, smooth_noise
+from hsrecon.data.fields import band_noise, scale_to_p99, smooth_noise
 from hsrecon.data.spectra import MATERIAL_CLASSES, MaterialLibrary, daylight, light_spectrum, material_library
 
 __all__ = ["INDOOR_LIGHTS", "LIGHT_POOLS", "PhotoScene", "make_photo_scene"]
 
 SCENE_KINDS = {"outdoor": 0.55, "indoor": 0.45}
-P99_RANGE = (0.45, 0.85)
 
 _FL = [f"FL{i}" for i in range(1, 13)]
 _LED = ["LED-B1", "LED-B2", "LED-B3", "LED-B4", "LED-B5", "LED-BH1", "LED-RGB1", "LED-V1", "LED-V2"]
@@ -504,16 +503,6 @@ def _indoor_light(rng, canvas: _Canvas, pool: str) -> tuple[np.ndarray, np.ndarr
 # --- the scene ------------------------------------------------------------------------------------------
 
 
-def _scale(radiance: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
-    """One gain: the 99th percentile to a random level in :data:`P99_RANGE`, the maximum at most 1."""
-    p99 = float(np.percentile(radiance, 99))
-    gain = rng.uniform(*P99_RANGE) / p99 if p99 > 0 else 1.0
-    peak = float(radiance.max()) * gain
-    if peak > 1.0:
-        gain /= peak
-    return radiance * gain, gain
-
-
 def make_photo_scene(rng: np.random.Generator, height: int, width: int, *, lights: str = "train") -> PhotoScene:
     """One recipe-2 scene of ``height``×``width`` output pixels (drawn at 1× or 2×; see the module docstring).
 
@@ -533,7 +522,7 @@ def make_photo_scene(rng: np.random.Generator, height: int, width: int, *, light
         counts = _indoor_layout(rng, canvas, light_dir)
         irradiance, white, names, light_facts = _indoor_light(rng, canvas, lights)
     radiance = canvas.reflectance * canvas.shading[..., None] * irradiance + canvas.gloss[..., None] * irradiance
-    radiance, gain = _scale(radiance, rng)
+    radiance, gain = scale_to_p99(radiance, rng)
     present = np.bincount(canvas.labels.ravel(), minlength=len(MATERIAL_CLASSES)) / canvas.labels.size
     facts = {
         "kind": kind,

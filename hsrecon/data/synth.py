@@ -34,6 +34,7 @@ from scipy.ndimage import gaussian_filter
 from scipy.spatial import cKDTree
 
 from hsrecon.data.camera import DEFAULT_CAMERA, CameraSettings, render_camera_jpeg
+from hsrecon.data.fields import P99_RANGE, scale_to_p99
 from hsrecon.data.fields import band_noise as _band_noise
 from hsrecon.data.fields import shape_mask as _shape_mask
 from hsrecon.data.fields import smooth_noise as _smooth_noise
@@ -64,7 +65,6 @@ ILLUMINANTS: dict[str, float] = {
 """Scene illuminants (colour-science ``SDS_ILLUMINANTS`` names) and their probabilities."""
 
 MATERIALS: dict[str, float] = {"flat": 0.4, "mixture": 0.15, "gradient": 0.2, "texture": 0.25}
-P99_RANGE = (0.45, 0.85)
 _TEXTURE_FIELDS = 4
 RECIPES = (1, 2)
 """Recipe 1: this module's scenes and one camera (the bundled ``camera`` models' data); recipe 2: material classes
@@ -221,16 +221,6 @@ def _choose_illuminant(rng: np.random.Generator) -> tuple[str, np.ndarray]:
 # -- scene --------------------------------------------------------------------------------------------
 
 
-def _scale(radiance: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
-    """One gain: the 99th percentile to a random level in :data:`P99_RANGE`, the maximum at most 1."""
-    p99 = float(np.percentile(radiance, 99))
-    gain = rng.uniform(*P99_RANGE) / p99 if p99 > 0 else 1.0
-    peak = float(radiance.max()) * gain
-    if peak > 1.0:
-        gain /= peak
-    return radiance * gain, gain
-
-
 def make_scene(rng: np.random.Generator, height: int, width: int, *, noise: float = 0.0) -> Scene:
     """One synthetic radiance scene (see the module docstring); ``noise`` adds Gaussian noise of that σ
     to the cube itself (sensor-independent, e.g. to mimic a noisy spectral camera; 0 by default)."""
@@ -242,7 +232,7 @@ def make_scene(rng: np.random.Generator, height: int, width: int, *, noise: floa
     specular, highlights = _highlights(rng, height, width)
     name, light = _choose_illuminant(rng)
     radiance = (reflectance * shading[..., None] + specular[..., None]) * light
-    radiance, gain = _scale(radiance, rng)
+    radiance, gain = scale_to_p99(radiance, rng)
     if noise > 0:
         radiance = radiance + rng.normal(0.0, noise, size=radiance.shape)
     cube = np.clip(radiance, 0.0, 1.0).astype(np.float32)
