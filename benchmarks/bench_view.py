@@ -32,7 +32,6 @@ import contextlib
 import json
 import os
 import resource
-import shutil
 import signal
 import statistics
 import subprocess
@@ -44,15 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from tools import chromium
 
 
 def evict(paths: list[Path]) -> None:
@@ -142,7 +133,7 @@ def _measure(served: dict, files: list[Path], clicks: int, cold: bool, seed: int
     pixels = [(int(rng.integers(width)), int(rng.integers(height))) for _ in range(clicks)]
     inside, outside, hover = [], [], []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=FLAGS)
+        browser = playwright.chromium.launch(executable_path=chromium.executable(), args=chromium.FLAGS)
         page = browser.new_context(viewport={"width": 1600, "height": 1000}, bypass_csp=True).new_page()
         page.set_default_timeout(600_000)  # a compressed cube's first view takes what it takes
         started = time.perf_counter()

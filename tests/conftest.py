@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from hsrecon.weights import load_weights
+from tools import chromium
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -47,27 +48,7 @@ def _deterministic_torch():
 
 # --- headless Chromium, for the browser tests (test_view_browser.py, test_report.py) ---------------------
 
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = ROOT / "artifacts"  # screenshots the browser tests keep (git-ignored)
-
-
-def chromium_executable() -> str | None:
-    """The system Chromium (Debian's ``chromium``; ``HSRECON_CHROMIUM`` names another), or None."""
-    import shutil
-
-    for name in (os.environ.get("HSRECON_CHROMIUM"), "chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name) if name else None
-        if found:
-            return found
-    return None
 
 
 @pytest.fixture(scope="module")
@@ -80,11 +61,11 @@ def browser():
         from playwright.sync_api import sync_playwright
     except ImportError:
         missing("playwright is not installed (pip install '.[test]')")
-    executable = chromium_executable()
+    executable = chromium.executable()
     if executable is None:
         missing("no Chromium found: apt-get install chromium (as .ci/run does), or set HSRECON_CHROMIUM")
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        launched = playwright.chromium.launch(executable_path=executable, args=chromium.FLAGS)
         yield launched
         launched.close()
 
@@ -95,3 +76,18 @@ def keep_screenshot(page, name: str) -> Path:
     path = ARTIFACTS / name
     page.screenshot(path=str(path))
     return path
+
+
+# --- cube files for the viewer and report tests --------------------------------------------------------
+
+WAVELENGTHS = np.arange(400.0, 701.0, 10.0)
+
+
+def write_cube(stem: Path, fmt: str, cube: np.ndarray, **options) -> Path:
+    """Write ``cube`` (H×W×31) as ``stem`` in ``fmt`` with hsrecon's writer; the file a reader opens."""
+    from hsrecon.io import open_cube_writer
+
+    height, width, _ = cube.shape
+    with open_cube_writer(stem, fmt, height=height, width=width, wavelengths_nm=WAVELENGTHS, **options) as writer:
+        writer.write_rows(0, cube)
+    return writer.paths[-1] if fmt == "envi" else writer.paths[0]

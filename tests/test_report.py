@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import keep_screenshot
+from conftest import WAVELENGTHS, keep_screenshot
+from conftest import write_cube as write
 from hsrecon.evaluate import Rows, evaluate_files
-from hsrecon.io import open_cube_writer
 from hsrecon.metrics import mrae, pixel_mrae
 from hsrecon.report import (
     ConvertEntry,
@@ -22,15 +22,6 @@ from hsrecon.report import (
     write_convert_report,
     write_eval_report,
 )
-
-WAVELENGTHS = np.arange(400.0, 701.0, 10.0)
-
-
-def write(stem, fmt, cube):
-    height, width, _ = cube.shape
-    with open_cube_writer(stem, fmt, height=height, width=width, wavelengths_nm=WAVELENGTHS) as writer:
-        writer.write_rows(0, cube)
-    return writer.paths[-1] if fmt == "envi" else writer.paths[0]
 
 
 def scene(rng, height, width, noise=0.08):

@@ -15,24 +15,16 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from conftest import keep_screenshot
-from hsrecon.io import open_cube_writer
+from conftest import WAVELENGTHS, keep_screenshot
+from conftest import write_cube as write
 from hsrecon.metrics import pixel_mrae, score
 from hsrecon.preview import cube_to_linear_srgb, cube_to_srgb, srgb_white
 from hsrecon.view import catalog as catalog_module
 from hsrecon.view.catalog import build_catalog
 from hsrecon.view.server import make_server
 
-WAVELENGTHS = np.arange(400.0, 701.0, 10.0)
 H, W = 30, 40
 SETTLED = "window.hsview && window.hsview.ready && window.hsview.pending === 0"
-
-
-def write(stem, fmt, cube, **options):
-    height, width, _ = cube.shape
-    with open_cube_writer(stem, fmt, height=height, width=width, wavelengths_nm=WAVELENGTHS, **options) as writer:
-        writer.write_rows(0, cube)
-    return writer.paths[-1] if fmt == "envi" else writer.paths[0]
 
 
 @pytest.fixture()

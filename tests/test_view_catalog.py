@@ -10,20 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import WAVELENGTHS
+from conftest import write_cube as write
 from hsrecon.io import open_cube_writer
 from hsrecon.metrics import band_relative_errors, mrae, pixel_mrae, score
 from hsrecon.view import catalog as catalog_module
 from hsrecon.view.catalog import ImageRequest, build_catalog
 from hsrecon.view.render import apply_colormap, colormap_lut, stretch_range
-
-WAVELENGTHS = np.arange(400.0, 701.0, 10.0)
-
-
-def write(stem, fmt, cube, **options):
-    height, width, _ = cube.shape
-    with open_cube_writer(stem, fmt, height=height, width=width, wavelengths_nm=WAVELENGTHS, **options) as writer:
-        writer.write_rows(0, cube)
-    return writer.paths[-1] if fmt == "envi" else writer.paths[0]
 
 
 @pytest.fixture()

@@ -15,16 +15,8 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from hsrecon.io import open_cube_writer
-
-WAVELENGTHS = np.arange(400.0, 701.0, 10.0)
-
-
-def write(stem, fmt, cube):
-    height, width, _ = cube.shape
-    with open_cube_writer(stem, fmt, height=height, width=width, wavelengths_nm=WAVELENGTHS) as writer:
-        writer.write_rows(0, cube)
-    return writer.paths[-1] if fmt == "envi" else writer.paths[0]
+from conftest import WAVELENGTHS
+from conftest import write_cube as write
 
 
 def hsrecon(*args: str) -> subprocess.CompletedProcess:

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 import scipy.io
 
-from hsrecon.io import open_cube_writer, read_cube
+from conftest import WAVELENGTHS
+from conftest import write_cube as write
+from hsrecon.io import read_cube
 from hsrecon.view import sources
 from hsrecon.view.sources import (
     EnviSource,
@@ -24,20 +26,12 @@ from hsrecon.view.sources import (
     region_shape,
 )
 
-WAVELENGTHS = np.arange(400.0, 701.0, 10.0)
 H, W = 70, 90  # crosses one 64-row and one 64-column chunk boundary
 
 
 @pytest.fixture()
 def cube(rng: np.random.Generator) -> np.ndarray:
     return (rng.random((H, W, 31), dtype=np.float32) * 3.0 - 0.5).astype(np.float32)
-
-
-def write(stem, fmt, cube, **options):
-    height, width, _ = cube.shape
-    with open_cube_writer(stem, fmt, height=height, width=width, wavelengths_nm=WAVELENGTHS, **options) as writer:
-        writer.write_rows(0, cube)
-    return writer.paths[-1] if fmt == "envi" else writer.paths[0]
 
 
 FORMATS = [("envi", {"interleave": "bsq"}), ("envi", {"interleave": "bil"}), ("envi", {"interleave": "bip"})]

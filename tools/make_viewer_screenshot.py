@@ -12,20 +12,12 @@ from __future__ import annotations
 
 import argparse
 import io
-import shutil
 from pathlib import Path
 
 from PIL import Image
 
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from tools import chromium
+
 PINS = ((0.17, 0.3), (0.5, 0.55), (0.83, 0.8))  # where to click, as fractions of the image
 
 
@@ -47,7 +39,7 @@ def main() -> None:
     server.start_in_thread()
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=FLAGS)
+            browser = playwright.chromium.launch(executable_path=chromium.executable(), args=chromium.FLAGS)
             page = browser.new_context(viewport={"width": 1280, "height": 720}, bypass_csp=True).new_page()
             page.goto(server.url)
             page.wait_for_function("window.hsview && window.hsview.ready && window.hsview.pending === 0")
