@@ -36,10 +36,13 @@ __all__ = [
     "DeviceOption",
     "ExitCode",
     "Interleave",
+    "PadOption",
     "Precision",
     "Split",
+    "StrideOption",
     "Track",
     "WeightsOption",
+    "WindowOption",
     "device_or_exit",
     "exposure",
     "fail",
@@ -213,9 +216,23 @@ WeightsOption = Annotated[
 ]
 DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
 _BATCH_HELP = (
-    "Windows per forward pass (default: about 131,000 pixels, 32 of 64 px or 4 of 192); lower it if memory runs out."
+    "Windows per forward pass (default: about 65,000 pixels, 16 of 64 px or 2 of 192; at most 2^20 pixels); "
+    "lower it if memory runs out."
 )
 BatchSizeOption = Annotated[Optional[int], typer.Option(help=_BATCH_HELP)]
+WindowOption = Annotated[
+    Optional[int], typer.Option(help="Window size (default: the weights' own, measured: hsrecon info).")
+]
+StrideOption = Annotated[
+    Optional[int],
+    typer.Option(
+        help="Step between windows (default: the weights' own, or half another window); = window: no overlap."
+    ),
+]
+PadOption = Annotated[
+    Optional[int],
+    typer.Option(help="Pixels of reflection around the image, cropped off (default: the weights' own)."),
+]
 
 
 def weights_or_exit(spec: Optional[str]) -> Weights:

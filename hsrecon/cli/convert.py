@@ -22,8 +22,11 @@ from hsrecon.cli._common import (
     DeviceOption,
     ExitCode,
     Interleave,
+    PadOption,
     Precision,
+    StrideOption,
     WeightsOption,
+    WindowOption,
     device_or_exit,
     exposure,
     fail,
@@ -123,19 +126,9 @@ def convert(
     precision: Annotated[
         Precision, typer.Option(parser=one_of(Precision, "--precision"), help="fp32, or fp16/bf16 on a GPU.")
     ] = Precision.FP32,
-    window: Annotated[
-        Optional[int], typer.Option(help="Window size (default: the weights' own, measured: hsrecon info).")
-    ] = None,
-    stride: Annotated[
-        Optional[int],
-        typer.Option(
-            help="Step between windows (default: the weights' own, or half another window); = window: no overlap."
-        ),
-    ] = None,
-    pad: Annotated[
-        Optional[int],
-        typer.Option(help="Pixels of reflection around the image, cropped off (default: the weights' own)."),
-    ] = None,
+    window: WindowOption = None,
+    stride: StrideOption = None,
+    pad: PadOption = None,
     batch_size: BatchSizeOption = None,
     dtype: Annotated[
         CubeDtype, typer.Option(parser=one_of(CubeDtype, "--dtype"), help="float32, or float16 (.h5 and .mat only).")

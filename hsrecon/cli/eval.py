@@ -23,9 +23,12 @@ from hsrecon.cli._common import (
     BatchSizeOption,
     DeviceOption,
     ExitCode,
+    PadOption,
     Split,
+    StrideOption,
     Track,
     WeightsOption,
+    WindowOption,
     device_or_exit,
     fail,
     interrupted,
@@ -107,16 +110,9 @@ def evaluate(
             "and spectra per image (docs/view.md).",
         ),
     ] = None,
-    window: Annotated[
-        Optional[int], typer.Option(help="Window size (default: the weights' own, measured: hsrecon info).")
-    ] = None,
-    stride: Annotated[
-        Optional[int], typer.Option(help="Step between windows (default: the weights' own, or half another window).")
-    ] = None,
-    pad: Annotated[
-        Optional[int],
-        typer.Option(help="Pixels of reflection around the image, cropped off (default: the weights' own)."),
-    ] = None,
+    window: WindowOption = None,
+    stride: StrideOption = None,
+    pad: PadOption = None,
     batch_size: BatchSizeOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
