@@ -112,7 +112,10 @@ class RootPolynomialMap(nn.Module):
     def __init__(self, matrix: torch.Tensor | np.ndarray, degree: int) -> None:
         super().__init__()
         _check_degree(degree)
-        matrix = torch.as_tensor(np.asarray(matrix), dtype=torch.float32)
+        if isinstance(matrix, torch.Tensor):  # possibly on the meta device (loaders count shapes there)
+            matrix = matrix.to(torch.float32)
+        else:
+            matrix = torch.as_tensor(np.asarray(matrix), dtype=torch.float32)
         if matrix.ndim != 2 or matrix.shape[0] != term_count(degree):
             raise ValueError(f"a degree-{degree} map needs a {term_count(degree)}×B matrix, got {tuple(matrix.shape)}")
         self.degree = degree

@@ -14,6 +14,7 @@ from hsrecon.cli._common import (
     Ablation,
     DeviceOption,
     ExitCode,
+    Prior,
     Track,
     device_or_exit,
     fail,
@@ -72,6 +73,14 @@ def train(
             help="Paper's ablations, from scratch: coordconv (no coordinate channels), cbam (no attention).",
         ),
     ] = None,
+    prior: Annotated[
+        Optional[Prior],
+        typer.Option(
+            parser=one_of(Prior, "--prior"),
+            help="Train the network over a per-pixel root-polynomial map (rpr2, rpr3), fitted first on the "
+            "training split: the network learns the correction (docs/training.md).",
+        ),
+    ] = None,
 ) -> None:
     """Train LWRDAN with the paper's recipe (L2 + 1 − SSIM, Adam 1e-3 → 1e-5, 64×64 windows, batch 8)."""
     from hsrecon.train import TrainConfig
@@ -85,8 +94,9 @@ def train(
         raise fail(f"--cache-images {cache_images}: must be 0 or more", ExitCode.USAGE)
     if not 0 <= sam_weight < float("inf"):
         raise fail(f"--sam-weight {sam_weight}: must be a finite number, 0 or more", ExitCode.USAGE)
-    if ablate and init:
-        raise fail("--ablate builds a different network; it cannot start from --init weights", ExitCode.USAGE)
+    if (ablate or prior) and init:
+        raise fail("--ablate and --prior build a different network; they cannot start from --init weights",
+                   ExitCode.USAGE)  # fmt: skip
     config = TrainConfig(
         data=data, output=output, track=track.value, steps=steps, max_minutes=max_minutes, batch_size=batch_size,
         lr_start=lr_start, lr_end=lr_end, ssim_weight=ssim_weight, mrae_weight=mrae_weight, seed=seed, init=init,
@@ -94,7 +104,8 @@ def train(
         validate_every=validate_every, checkpoint_every=validate_every, valid_images=valid_images,
         sam_weight=sam_weight, gain_invariant=gain_invariant, samples_per_image=samples_per_image,
         cache_images=cache_images,
-        model={name.switch: False for name in ablate or ()} | ({"dropout": dropout} if dropout is not None else {}),
+        model={name.switch: False for name in ablate or ()} | ({"dropout": dropout} if dropout is not None else {})
+        | ({"prior_degree": prior.degree} if prior else {}),
     )  # fmt: skip
     raise typer.Exit(code=int(_run(config)))
 
