@@ -153,6 +153,13 @@ class Pool(str, Enum):
     HELDOUT = "heldout"
 
 
+class Grouping(str, Enum):
+    """Ways ``eval --group-by`` pools scores by a dataset's labels (``hsrecon.groups.GROUPINGS``)."""
+
+    FAMILY = "family"
+    LIGHT = "light"
+
+
 class Prior(str, Enum):
     """Per-pixel priors a network can be trained over (``hsrecon.pixelmap``): root-polynomial maps by degree."""
 

@@ -27,7 +27,8 @@ The luxpy families are read from its data files when luxpy is installed (``pip i
 luxpy is GPL-3, so hsrecon never imports it and nothing derived from it is ever trained on or shipped:
 they serve only as held-out test families). Without luxpy those families are simply absent.
 
-Spectra are in [0, 1] (earthlib's clipped, as in recipe 2); duplicates within a family are kept (they are
+Spectra are in [0, 1] (earthlib's and luxpy's clipped, as in recipe 2) but for three of the 190 patches, which
+reach 1.047 as measured (optical brighteners); duplicates within a family are kept (they are
 what the source measured), duplicates across families do not occur in these sources.
 """
 
