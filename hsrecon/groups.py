@@ -50,9 +50,7 @@ class GroupedScores:
         self.heldout, self.training = set(pools.get("heldout", ())), set(pools.get("train", ()))
         self.lights = _main_lights(self.summary_file)
         if "family" in self.groupings and not self.legend:
-            raise GroupingError(
-                f"{self.root}: --group-by family needs per-pixel family labels (hsrecon synth --recipe 3)"
-            )
+            raise GroupingError(f"{self.root}: --group-by family needs family labels (hsrecon synth --recipe 3)")
         if "light" in self.groupings and not self.lights:
             raise GroupingError(f"{self.root}: --group-by light needs each scene's light (hsrecon synth's synth.json)")
         self.sums: dict[tuple[str, str, str], PointwiseSums] = defaultdict(PointwiseSums)
