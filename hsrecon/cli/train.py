@@ -78,7 +78,8 @@ def train(
         typer.Option(
             parser=one_of(Prior, "--prior"),
             help="Train the network over a per-pixel root-polynomial map (rpr2, rpr3), fitted first on the "
-            "training split: the network learns the correction (docs/training.md).",
+            "training split: the network learns the correction (docs/training.md); with --init, the given "
+            "network's features are kept and its correction starts at zero.",
         ),
     ] = None,
 ) -> None:
@@ -94,9 +95,8 @@ def train(
         raise fail(f"--cache-images {cache_images}: must be 0 or more", ExitCode.USAGE)
     if not 0 <= sam_weight < float("inf"):
         raise fail(f"--sam-weight {sam_weight}: must be a finite number, 0 or more", ExitCode.USAGE)
-    if (ablate or prior) and init:
-        raise fail("--ablate and --prior build a different network; they cannot start from --init weights",
-                   ExitCode.USAGE)  # fmt: skip
+    if ablate and init:
+        raise fail("--ablate builds a different network; it cannot start from --init weights", ExitCode.USAGE)
     config = TrainConfig(
         data=data, output=output, track=track.value, steps=steps, max_minutes=max_minutes, batch_size=batch_size,
         lr_start=lr_start, lr_end=lr_end, ssim_weight=ssim_weight, mrae_weight=mrae_weight, seed=seed, init=init,
