@@ -69,7 +69,9 @@ def test_data_table_json_and_csv(ntire2020, tmp_path, bundled_model):
     assert linear["summary"]["mrae_mean"] < 1e-5
     assert data["settings"]["baselines"]["linear"]["fit_images"] == 3
     rows = list(csv.DictReader(table.open()))
-    assert [row["status"] for row in rows].count("ok") == 4
+    # network, network+plausible (on by default for clean renderings: what convert writes) and linear, per image
+    assert [row["status"] for row in rows].count("ok") == 6
+    assert data["settings"]["plausible"] is True and len(data["methods"]["network+plausible"]["images"]) == 2
     mean_row = next(r for r in rows if r["method"] == "network" and r["name"] == "mean")
     assert float(mean_row["mrae"]) == pytest.approx(network["summary"]["mrae_mean"], rel=1e-12)
     after_gain = [image["mrae_gain_mrae"] for image in network["images"]]
@@ -184,6 +186,7 @@ def test_pred_gt_on_convert_outputs_in_three_formats(tmp_path, rng):
         "-f",
         "h5",
         *NO_OVERLAP,
+        "--no-plausible",  # the raw network on random values (projecting them aims at codes, not at this truth)
         "-q",
     )
     assert converted.returncode == 0, converted.stderr

@@ -23,6 +23,7 @@ from hsrecon.cli._common import (
     ExitCode,
     Interleave,
     PadOption,
+    PlausibleOption,
     Precision,
     StrideOption,
     WeightsOption,
@@ -34,6 +35,7 @@ from hsrecon.cli._common import (
     interrupted,
     one_of,
     out_of_memory_line,
+    plausible_or_exit,
     safe,
     say,
     stderr,
@@ -44,7 +46,6 @@ from hsrecon.cli._common import (
 if TYPE_CHECKING:
     from hsrecon.batch import BatchItem, BatchSummary, ConvertSettings
     from hsrecon.pipeline import ConvertResult
-    from hsrecon.weights import Weights
 
 __all__ = ["convert"]
 
@@ -139,13 +140,7 @@ def convert(
     overwrite: Annotated[bool, typer.Option(help="Redo outputs that already exist.")] = False,
     preview: Annotated[bool, typer.Option(help="Also write NAME.preview.png, the cube rendered to sRGB.")] = False,
     tta: Annotated[bool, typer.Option(help="Average the 8 flips/rotations of each window (8x slower).")] = False,
-    plausible: Annotated[
-        bool,
-        typer.Option(
-            help="Project every spectrum onto those that render exactly to its pixel (docs/input-spaces.md); "
-            "weights taking clean-space input only."
-        ),
-    ] = False,
+    plausible: PlausibleOption = None,
     shard: Annotated[
         Optional[Shard],
         typer.Option(parser=_shard, metavar="TEXT", help="Do only share K of N of the files, e.g. 1/4."),
@@ -168,8 +163,7 @@ def convert(
     if dtype is CubeDtype.FLOAT16 and CubeFormat.ENVI in formats:
         raise fail("--dtype float16: ENVI has no float16 type; use it with --format h5 or mat", ExitCode.USAGE)
     windowing, batch_size = windowing_or_exit(loaded, window, stride, pad, batch_size)
-    if plausible:
-        _plausible_or_exit(loaded)
+    plausible = plausible_or_exit(loaded, plausible, space)
     _check_report(html_report)
     share, share_text = _share_or_exit(shard)
     settings = ConvertSettings(
@@ -206,15 +200,6 @@ def convert(
         }
         _write_report(html_report, summary, settings, facts)
     raise typer.Exit(code=int(ExitCode.FAILED if summary.problems or summary.failed else ExitCode.OK))
-
-
-def _plausible_or_exit(loaded: Weights) -> None:
-    from hsrecon.plausible import check_weights_space
-
-    try:
-        check_weights_space(loaded.input_space, loaded.name)
-    except ValueError as error:
-        raise fail(str(error), ExitCode.USAGE) from None
 
 
 def _check_report(path: Path | None) -> None:

@@ -35,6 +35,7 @@ from hsrecon.cli._common import (
     interrupted,
     one_of,
     out_of_memory_line,
+    plausible_or_exit,
     safe,
     say,
     stderr,
@@ -47,7 +48,6 @@ if TYPE_CHECKING:
     from hsrecon.data import Pair
     from hsrecon.evaluate import Failure, ImageResult, Report
     from hsrecon.report import EvalReportCollector
-    from hsrecon.weights import Weights
 
 __all__ = ["evaluate"]
 
@@ -95,12 +95,15 @@ def evaluate(
         ),
     ] = None,
     plausible: Annotated[
-        bool,
+        Optional[bool],
         typer.Option(
-            help="Also score the network's output projected onto spectra that render exactly to the input, "
-            "as network+plausible (docs/input-spaces.md)."
+            "--plausible/--no-plausible",
+            help="Also score the network's output projected onto spectra that render exactly to the input, as "
+            "network+plausible (docs/input-spaces.md): what convert writes. Default: on for weights taking "
+            "clean-space input, off otherwise; --no-plausible scores the raw output alone.",
+            show_default=False,
         ),
-    ] = False,
+    ] = None,
     json_report: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON.")] = None,
     csv_report: Annotated[Optional[Path], typer.Option("--csv", help="Write the scores as CSV.")] = None,
     html_report: Annotated[
@@ -230,15 +233,15 @@ def _score_dataset(
     data: Path, crop: int, shown: EvalProgress, details: EvalReportCollector | None, *, weights: str | None,
     device: str, split: Split, track: Track,
     tta: bool, baseline: list[Baseline] | None, window: int | None, stride: int | None, pad: int | None,
-    batch_size: int | None, plausible: bool,
+    batch_size: int | None, plausible: bool | None,
 ) -> Report:  # fmt: skip
+    from hsrecon.data import track_space
     from hsrecon.evaluate import BaselineError, DatasetError, evaluate_dataset
     from hsrecon.inference import DeviceOutOfMemoryError
 
     loaded, target = weights_or_exit(weights), device_or_exit(device)
     windowing, batch_size = windowing_or_exit(loaded, window, stride, pad, batch_size)
-    if plausible:
-        _plausible_or_exit(loaded)
+    plausible = plausible_or_exit(loaded, plausible, track_space(track.value))
     try:
         with shown.progress:
             return evaluate_dataset(
@@ -252,15 +255,6 @@ def _score_dataset(
         raise fail(str(error), ExitCode.INPUT) from None
     except DeviceOutOfMemoryError as error:  # stops the run: every other image would fail the same way
         raise fail(out_of_memory_line(error, batch_size), ExitCode.DEVICE) from None
-
-
-def _plausible_or_exit(loaded: Weights) -> None:
-    from hsrecon.plausible import check_weights_space
-
-    try:
-        check_weights_space(loaded.input_space, loaded.name)
-    except ValueError as error:
-        raise fail(str(error), ExitCode.USAGE) from None
 
 
 def _check_mode(data: Path | None, pred: Path | None, gt: Path | None, network_options: dict) -> None:
