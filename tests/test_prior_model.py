@@ -19,7 +19,7 @@ from test_data_ntire import make_ntire2020
 from hsrecon.data import discover
 from hsrecon.model import LWRDAN, LWRDANConfig, count_parameters
 from hsrecon.pixelmap import RootPolynomialMap, choose_ridge, root_polynomial_terms
-from hsrecon.train import TrainConfig, _mrae, _sample_pixels, fit_prior, train
+from hsrecon.train import TrainConfig, _build_model, _mrae, _sample_pixels, fit_prior, train
 from hsrecon.weights import WeightsError, load_weights, make_meta, save_weights
 
 SMALL = {"widths": (4, 8, 16), "dense_width": 8, "blocks": (1, 1, 1, 1, 1)}
@@ -102,10 +102,17 @@ def test_training_fits_the_prior_on_the_training_split_first(tiny_set, tmp_path)
     assert torch.count_nonzero(weights.state_dict["prior.matrix"]) == 6 * 31
 
 
-def test_prior_cli_choices_and_conflicts(tiny_set, tmp_path):
+def test_prior_cli_rejects_unknown_degree(tiny_set, tmp_path):
     assert_clean_failure(hsrecon("train", "--data", str(tiny_set), "-o", str(tmp_path / "a"), "--prior", "rpr4"),
                          2, "--prior 'rpr4': choose from rpr2, rpr3")  # fmt: skip
-    assert_clean_failure(
-        hsrecon("train", "--data", str(tiny_set), "-o", str(tmp_path / "b"), "--prior", "rpr2", "--init",
-                "ntire2020-clean"), 2, "cannot start from --init",
-    )  # fmt: skip
+
+
+def test_prior_over_init_keeps_features_and_starts_as_its_prior(tiny_set, tmp_path):
+    """--prior with --init (design (b) fine-tuned): the authors' features kept, the correction zeroed."""
+    config = TrainConfig(data=tiny_set, output=tmp_path / "run", init="ntire2020-clean", model={"prior_degree": 2})
+    model, needs_fit = _build_model(config)
+    loaded = load_weights("ntire2020-clean").state_dict
+    assert needs_fit
+    assert torch.count_nonzero(model.fusion.weight) == 0 and torch.count_nonzero(model.fusion.bias) == 0
+    kept = [name for name in loaded if not name.startswith("fusion.")]
+    assert kept and all(torch.equal(model.state_dict()[name], loaded[name]) for name in kept)
