@@ -16,6 +16,7 @@ against a few milliseconds in torch.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -26,11 +27,17 @@ from hsrecon.physics import load_colour
 __all__ = [
     "DEGREES",
     "RIDGE_GRID",
+    "VALID_EVERY",
+    "PixelMapFit",
     "RootPolynomialMap",
+    "carve_validation",
     "choose_ridge",
     "fit_root_polynomial",
+    "fit_with_validation",
+    "relative_error",
     "root_polynomial_terms",
     "term_count",
+    "term_names",
 ]
 
 DEGREES = (1, 2, 3)
@@ -53,6 +60,16 @@ def term_count(degree: int) -> int:
     """How many root-polynomial terms a degree has (3, 6, 13)."""
     _check_degree(degree)
     return len(_TERMS[degree])
+
+
+def term_names(degree: int) -> tuple[str, ...]:
+    """The terms in order, as a reader writes them: ``r``, ``√(rg)``, ``∛(rgg)``."""
+    _check_degree(degree)
+    roots = {1: "", 2: "√", 3: "∛"}
+    return tuple(
+        f"{roots[root]}({''.join('rgb'[i] for i in indices)})" if root > 1 else "rgb"[indices[0]]
+        for indices, root in _TERMS[degree]
+    )
 
 
 def _check_degree(degree: int) -> None:
@@ -102,20 +119,37 @@ def choose_ridge(
     return best, matrices[best], results
 
 
+def _torch_terms(channels: tuple[torch.Tensor, ...], degree: int) -> list[torch.Tensor]:
+    """The terms of :func:`root_polynomial_terms` from the three channels (any shape, one dtype), signed roots."""
+    out = []
+    for indices, root in _TERMS[degree]:
+        product = channels[indices[0]]
+        for index in indices[1:]:
+            product = product * channels[index]
+        if root == 1:
+            out.append(product)
+        else:
+            magnitude = product.abs().sqrt() if root == 2 else product.abs().pow(1.0 / root)
+            out.append(magnitude.copysign(product))
+    return out
+
+
 class RootPolynomialMap(nn.Module):
     """N×3×H×W → N×B×H×W: the root-polynomial terms of each pixel times a fitted terms×B matrix.
 
     The same terms as :func:`root_polynomial_terms` (signed roots), computed in the input's dtype on its
-    device. ``matrix`` is a buffer, so it travels with ``state_dict`` and ``.to()``.
+    device. ``matrix`` is a buffer (``dtype``, float32 unless asked), so it travels with ``state_dict`` and
+    ``.to()``. :meth:`map_pixels`
+    does the same on channels-last pixels (…×3 → …×B), the layout convert's rows come in.
     """
 
-    def __init__(self, matrix: torch.Tensor | np.ndarray, degree: int) -> None:
+    def __init__(self, matrix: torch.Tensor | np.ndarray, degree: int, *, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         _check_degree(degree)
         if isinstance(matrix, torch.Tensor):  # possibly on the meta device (loaders count shapes there)
-            matrix = matrix.to(torch.float32)
+            matrix = matrix.to(dtype)
         else:
-            matrix = torch.as_tensor(np.asarray(matrix), dtype=torch.float32)
+            matrix = torch.as_tensor(np.asarray(matrix), dtype=dtype)
         if matrix.ndim != 2 or matrix.shape[0] != term_count(degree):
             raise ValueError(f"a degree-{degree} map needs a {term_count(degree)}×B matrix, got {tuple(matrix.shape)}")
         self.degree = degree
@@ -127,14 +161,80 @@ class RootPolynomialMap(nn.Module):
 
     def terms(self, x: torch.Tensor) -> torch.Tensor:
         """N×3×H×W → N×terms×H×W."""
-        channels = x.unbind(1)
-        out = []
-        for indices, root in _TERMS[self.degree]:
-            product = channels[indices[0]]
-            for index in indices[1:]:
-                product = product * channels[index]
-            out.append(product if root == 1 else torch.sign(product) * product.abs().pow(1.0 / root))
-        return torch.stack(out, dim=1)
+        return torch.stack(_torch_terms(x.unbind(1), self.degree), dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.einsum("nthw,tb->nbhw", self.terms(x), self.matrix.to(x.dtype))
+
+    def map_pixels(self, x: torch.Tensor) -> torch.Tensor:
+        """…×3 → …×B, channels last. The terms are stacked first (terms × pixels, each a contiguous row)
+        and multiplied transposed, so no pixel-major copy of the terms is made."""
+        flat = x.reshape(-1, 3)
+        terms = torch.stack(_torch_terms(flat.unbind(1), self.degree))
+        return (terms.mT @ self.matrix.to(x.dtype)).reshape(*x.shape[:-1], self.bands)
+
+
+# --- fitting on a dataset's pixels, the ridge chosen on pixels the fit did not see ----------------------
+
+VALID_EVERY = 5
+"""Every 5th training image (the 5th, 10th, …) is the validation part the ridge is chosen on."""
+
+
+def relative_error(prediction: np.ndarray, truth: np.ndarray) -> float:
+    """MRAE over all values with truth ≠ 0 (the challenges' convention, pooled over pixels)."""
+    prediction, truth = np.asarray(prediction, dtype=np.float64), np.asarray(truth, dtype=np.float64)
+    nonzero = truth != 0
+    return float(np.mean(np.abs(prediction[nonzero] - truth[nonzero]) / np.abs(truth[nonzero])))
+
+
+def carve_validation(counts: list[int]) -> list[np.ndarray]:
+    """Per image, which of its ``counts[i]`` samples are validation (boolean masks): whole images, every
+    :data:`VALID_EVERY`-th (the last one when there are fewer than that, but at least two), so the ridge
+    is chosen on scenes the fit never saw; a single image gives every other sample instead."""
+    if len(counts) == 1:
+        return [np.arange(counts[0]) % 2 == 1]
+    held = {i for i in range(len(counts)) if i % VALID_EVERY == VALID_EVERY - 1} or {len(counts) - 1}
+    return [np.full(count, i in held) for i, count in enumerate(counts)]
+
+
+@dataclass(frozen=True)
+class PixelMapFit:
+    """A root-polynomial map fitted on a dataset's samples: the ridge chosen on the validation part
+    (:func:`carve_validation`) by MRAE, then the matrix refitted on every sample with that ridge."""
+
+    degree: int
+    matrix: np.ndarray  # terms×B, float64
+    ridge: float
+    scores: dict[float, float]  # validation MRAE per ridge tried
+    images: int
+    pixels: int
+    valid_images: int
+    valid_pixels: int
+
+    def facts(self) -> dict:
+        """What a report or a weights file records of the fit (JSON-ready)."""
+        return {
+            "degree": self.degree,
+            "ridge": self.ridge,
+            "ridge_chosen_by": "lowest MRAE on the validation part; then refitted on every sample",
+            "valid_mrae_per_ridge": {f"{ridge:g}": score for ridge, score in self.scores.items()},
+            "fit_images": self.images,
+            "fit_pixels": self.pixels,
+            "valid_images": self.valid_images,
+            "valid_pixels": self.valid_pixels,
+        }
+
+
+def fit_with_validation(
+    inputs: list[np.ndarray], targets: list[np.ndarray], degree: int, grid: tuple[float, ...] = RIDGE_GRID
+) -> PixelMapFit:
+    """Fit a degree-``degree`` map on per-image samples (``inputs[i]`` n×3, ``targets[i]`` n×B): the ridge
+    from ``grid`` with the lowest validation MRAE, the matrix from every sample with it."""
+    masks = carve_validation([len(x) for x in inputs])
+    x, y, held = np.concatenate(inputs), np.concatenate(targets), np.concatenate(masks)
+    ridge, _, scores = choose_ridge((x[~held], y[~held]), (x[held], y[held]), degree, relative_error, grid)
+    whole = sum(bool(mask.all()) for mask in masks)
+    return PixelMapFit(
+        degree=degree, matrix=fit_root_polynomial(x, y, degree, ridge), ridge=ridge, scores=scores,
+        images=len(inputs), pixels=len(x), valid_images=whole, valid_pixels=int(held.sum()),
+    )  # fmt: skip
