@@ -40,7 +40,7 @@ from hsrecon.io.temps import atomic_file
 from hsrecon.metrics import NTIRE2022_CROP, MetricAccumulator, Scores, score
 from hsrecon.physics import WAVELENGTHS_NM
 from hsrecon.pipeline import NonFiniteOutputError, stream_reconstruct
-from hsrecon.pixelmap import PixelMapFit, RootPolynomialMap, fit_with_validation
+from hsrecon.pixelmap import PixelMapFit, apply_map, fit_with_validation
 from hsrecon.plausible import check_weights_space, project, rendering_for
 from hsrecon.weights import Weights
 
@@ -275,10 +275,8 @@ class RootPolynomialBaseline:
     skipped: tuple[str, ...] = ()
 
     def __call__(self, pixels: np.ndarray, transform: InputTransform, emit: Emit) -> None:
-        mapping = RootPolynomialMap(self.fit.matrix, self.fit.degree, dtype=torch.float64)  # as fitted
         for y0, rgb in _row_blocks(pixels, transform, self.input_space):
-            with torch.inference_mode():
-                emit(y0, mapping.map_pixels(torch.from_numpy(rgb)).numpy().astype(np.float32))
+            emit(y0, apply_map(rgb, self.fit.matrix, self.fit.degree).astype(np.float32))
 
 
 def _row_blocks(pixels: np.ndarray, transform: InputTransform, space: str | None):

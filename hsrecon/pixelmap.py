@@ -25,15 +25,18 @@ from torch import nn
 from hsrecon.physics import load_colour
 
 __all__ = [
+    "APPLY_CHUNK",
     "DEGREES",
     "RIDGE_GRID",
     "VALID_EVERY",
     "PixelMapFit",
     "RootPolynomialMap",
+    "apply_map",
     "carve_validation",
     "choose_ridge",
     "fit_root_polynomial",
     "fit_with_validation",
+    "pixel_terms",
     "relative_error",
     "root_polynomial_terms",
     "term_count",
@@ -119,19 +122,44 @@ def choose_ridge(
     return best, matrices[best], results
 
 
-def _torch_terms(channels: tuple[torch.Tensor, ...], degree: int) -> list[torch.Tensor]:
-    """The terms of :func:`root_polynomial_terms` from the three channels (any shape, one dtype), signed roots."""
+def _signed_root_terms(channels: tuple, degree: int, library) -> list:
+    """The terms of :func:`root_polynomial_terms` from the three channels (arrays of one shape and dtype),
+    signed roots, computed with ``library`` (numpy or torch: the same arithmetic in either)."""
     out = []
     for indices, root in _TERMS[degree]:
         product = channels[indices[0]]
         for index in indices[1:]:
             product = product * channels[index]
-        if root == 1:
-            out.append(product)
-        else:
-            magnitude = product.abs().sqrt() if root == 2 else product.abs().pow(1.0 / root)
-            out.append(magnitude.copysign(product))
+        out.append(product if root == 1 else library.copysign(library.abs(product) ** (1.0 / root), product))
     return out
+
+
+def pixel_terms(pixels: np.ndarray, degree: int) -> np.ndarray:
+    """n×3 pixels → terms×n, in the pixels' dtype, by numpy (:func:`root_polynomial_terms` is the reference,
+    in float64; this is its arithmetic on arrays of any float type, for :func:`apply_map`)."""
+    _check_degree(degree)
+    channels = tuple(np.ascontiguousarray(pixels.T))
+    return np.stack(_signed_root_terms(channels, degree, np))
+
+
+APPLY_CHUNK = 2048
+"""Pixels per product in :func:`apply_map`: small enough that the BLAS runs it on one thread, in cache."""
+
+
+def apply_map(pixels: np.ndarray, matrix: np.ndarray, degree: int) -> np.ndarray:
+    """…×3 pixels → …×B spectra, ``terms(pixels) @ matrix`` in the arrays' dtype, on the CPU.
+
+    In chunks of :data:`APPLY_CHUNK` pixels: numpy's elementwise arithmetic runs on one thread and a small
+    matrix product does too, so nothing waits for a second thread. On a 2-core machine shared with other
+    work, one 65,536-pixel product that wakes every BLAS thread measured 10× slower than the same product
+    in chunks (and torch's threaded elementwise operations 10–100× slower); the other core is left to
+    convert's reader and writer."""
+    flat = pixels.reshape(-1, pixels.shape[-1])
+    out = np.empty((len(flat), matrix.shape[1]), dtype=np.result_type(flat, matrix))
+    for start in range(0, len(flat), APPLY_CHUNK):
+        part = slice(start, start + APPLY_CHUNK)
+        np.matmul(pixel_terms(flat[part], degree).T, matrix, out=out[part])
+    return out.reshape(*pixels.shape[:-1], matrix.shape[1])
 
 
 class RootPolynomialMap(nn.Module):
@@ -161,7 +189,7 @@ class RootPolynomialMap(nn.Module):
 
     def terms(self, x: torch.Tensor) -> torch.Tensor:
         """N×3×H×W → N×terms×H×W."""
-        return torch.stack(_torch_terms(x.unbind(1), self.degree), dim=1)
+        return torch.stack(_signed_root_terms(x.unbind(1), self.degree, torch), dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.einsum("nthw,tb->nbhw", self.terms(x), self.matrix.to(x.dtype))
@@ -170,7 +198,7 @@ class RootPolynomialMap(nn.Module):
         """…×3 → …×B, channels last. The terms are stacked first (terms × pixels, each a contiguous row)
         and multiplied transposed, so no pixel-major copy of the terms is made."""
         flat = x.reshape(-1, 3)
-        terms = torch.stack(_torch_terms(flat.unbind(1), self.degree))
+        terms = torch.stack(_signed_root_terms(flat.unbind(1), self.degree, torch))
         return (terms.mT @ self.matrix.to(x.dtype)).reshape(*x.shape[:-1], self.bands)
 
 
@@ -217,7 +245,8 @@ class PixelMapFit:
             "degree": self.degree,
             "ridge": self.ridge,
             "ridge_chosen_by": "lowest MRAE on the validation part; then refitted on every sample",
-            "valid_mrae_per_ridge": {f"{ridge:g}": score for ridge, score in self.scores.items()},
+            "ridges_tried": list(self.scores),
+            "valid_mrae_per_ridge": [float(f"{score:.6g}") for score in self.scores.values()],
             "fit_images": self.images,
             "fit_pixels": self.pixels,
             "valid_images": self.valid_images,

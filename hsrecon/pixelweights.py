@@ -26,7 +26,7 @@ import torch
 from hsrecon.inputs import InputTransform, make_input_transform, network_space
 from hsrecon.io.rgb import RGBImage
 from hsrecon.physics import WAVELENGTHS_NM
-from hsrecon.pixelmap import RootPolynomialMap, term_count, term_names
+from hsrecon.pixelmap import RootPolynomialMap, apply_map, term_count, term_names
 from hsrecon.weights_schema import PIXEL_MAP_KIND, check_pixel_map_fields
 from hsrecon.windows import Windowing
 
@@ -113,7 +113,9 @@ def check_pixel_map_tensors(meta: PixelMapMeta, state: dict[str, torch.Tensor]) 
 
 
 class PixelMapPredictor:
-    """Batches N×h×w×3 (float32, any h and w) → N×h×w×B: the map on every pixel, on one device, float32.
+    """Batches N×h×w×3 (float32, any h and w) → N×h×w×B: the map on every pixel, on one device, float32:
+    numpy on the CPU (:func:`hsrecon.pixelmap.apply_map`), the torch module elsewhere (same numbers to
+    float32 rounding, tested).
 
     A per-pixel map costs a few multiply-adds per band, so it always runs in float32 (``precision`` changes
     nothing) and the self-ensemble's flips cannot change a pixel (``tta`` changes nothing); ``on_note``
@@ -131,6 +133,7 @@ class PixelMapPredictor:
     ) -> None:
         self.device = torch.device(device)
         self.module = module.to(self.device).eval()
+        self._matrix = module.matrix.detach().cpu().numpy()
         if on_note is not None and (precision != "fp32" or tta):
             asked = ", ".join(flag for flag, on in (("--precision " + precision, precision != "fp32"),
                                                      ("--tta", tta)) if on)  # fmt: skip
@@ -138,7 +141,10 @@ class PixelMapPredictor:
 
     @torch.inference_mode()
     def __call__(self, windows: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(self.device)
+        windows = np.asarray(windows, dtype=np.float32)
+        if self.device.type == "cpu":  # numpy in small chunks: no thread wakes for so little work
+            return apply_map(windows, self._matrix, self.module.degree)
+        x = torch.from_numpy(np.ascontiguousarray(windows)).to(self.device)
         return self.module.map_pixels(x).cpu().numpy()
 
 

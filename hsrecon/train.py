@@ -37,7 +37,7 @@ from hsrecon.data import Pair, discover, track_space
 from hsrecon.data.patches import PatchDataset, load_pair
 from hsrecon.io.temps import atomic_file
 from hsrecon.model import LWRDAN, LWRDANConfig
-from hsrecon.weights import load_weights, make_meta, save_weights
+from hsrecon.weights import Weights, WeightsError, load_weights, make_meta, save_weights
 
 __all__ = [
     "TrainConfig", "TrainResult", "learning_rate", "recipe_loss", "relative_gain", "sam_loss", "ssim_loss", "train",
@@ -296,6 +296,8 @@ def _build_model(config: TrainConfig) -> LWRDAN:
     (settings that keep every tensor's shape, such as dropout; any other mismatch fails loading the tensors)."""
     if config.init:
         loaded = load_weights(config.init)
+        if not isinstance(loaded, Weights):
+            raise WeightsError(f"{loaded.path}: a per-pixel {loaded.kind} map, not a network to start from")
         model = LWRDAN(LWRDANConfig.from_dict(loaded.meta.config.to_dict() | config.model))
         model.load_state_dict(loaded.state_dict)
         return model

@@ -107,6 +107,7 @@ def test_option_choices_are_the_librarys():
     from hsrecon.io.base import DTYPES, FORMATS, INTERLEAVES
     from hsrecon.metrics import NTIRE2022_CROP as LIBRARY_CROP
     from hsrecon.model import ABLATION_SWITCHES
+    from hsrecon.pixelfit import MODELS
 
     def values(kind):
         return tuple(member.value for member in kind)
@@ -116,6 +117,7 @@ def test_option_choices_are_the_librarys():
     assert values(cli.Precision) == tuple(PRECISIONS)
     assert values(cli.Split) == SPLITS and values(cli.Track) == TRACKS
     assert values(cli.Baseline) == BASELINES
+    assert values(cli.Model) == ("lwrdan", *MODELS)
     assert sorted(member.switch for member in cli.Ablation) == sorted(ABLATION_SWITCHES)
     assert NTIRE2022_CROP == LIBRARY_CROP
 
