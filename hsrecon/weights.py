@@ -153,8 +153,8 @@ BUNDLED: dict[str, BundledWeights] = {
         name="rpr2-clean-provisional",
         filename="rpr2_clean_provisional.safetensors",
         sha256="7bfdd4828a3b1af9463160e95e64a184f3690e5124875996c1df9fe178761a77",
-        summary="provisional per-pixel root-polynomial map (degree 2) for clean renderings, fitted on a small "
-        "synthetic set; ~100x faster than the network (weights/README.md)",
+        summary="provisional: a per-pixel root-polynomial map (degree 2) for clean renderings, fitted on a small "
+        "synthetic set; beats the default on held-out synthetic scenes, ~13x faster (weights/README.md)",
     ),
 }
 DEFAULT_WEIGHTS = "ntire2020-clean"
