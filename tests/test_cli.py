@@ -54,7 +54,7 @@ def test_info_json():
     assert facts["input_space"] == "ntire2020-clean"
     assert facts["provenance"]["source"].startswith("dsabarinathan/LightWeightModel")
     assert facts["device"] == "cpu"
-    assert list(facts["bundled_weights"]) == ["ntire2020-clean", "camera", "camera-l2"]
+    assert list(facts["bundled_weights"]) == ["ntire2020-clean", "camera", "camera-l2", "rpr2-clean-provisional"]
 
 
 def test_info_table_shows_count_and_provenance():
