@@ -95,7 +95,8 @@ def stream_reconstruct(
     number of windows run, ``batch_size`` at a time (default: :attr:`Windowing.batch_size`).
     ``on_windows(n)`` reports progress after each batch. NaN or infinity in an
     output raises :class:`NonFiniteOutputError` naming the window (image coordinates of its top-left
-    pixel), before any of that batch's rows are emitted.
+    pixel), before any of that batch's rows are emitted. Windows of one pixel, stride 1, no pad (a per-pixel
+    map's windowing) need no cutting or blending: they run as blocks of whole rows (:func:`_stream_pixels`).
     """
     if windowing is None:
         windowing = Windowing(window, stride or default_stride(window), pad, edge)

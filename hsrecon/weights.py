@@ -11,6 +11,10 @@ needs to run them is asked of it, never worked out again elsewhere: the window t
 the stride to use (:meth:`Weights.windowing`), how files reach their input space
 (:meth:`Weights.transform`), and the one route to the fast inference form (:meth:`Weights.predictor`).
 
+A file whose metadata says ``"kind": "root-polynomial"`` is a per-pixel map, not a network: the same loader
+checks it against its own schema and returns a :class:`~hsrecon.pixelweights.PixelMapWeights`, which answers
+the same questions (:func:`load_weights`, :func:`as_weights` and :func:`describe` take either).
+
 The bundled weights (the authors' NTIRE 2020 clean-track model, converted) ship inside the package and
 are found with ``importlib.resources`` after a plain ``pip install .``; in a source checkout they are
 read from the repository's ``weights/`` folder.
