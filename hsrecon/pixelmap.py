@@ -166,18 +166,17 @@ class RootPolynomialMap(nn.Module):
     """N×3×H×W → N×B×H×W: the root-polynomial terms of each pixel times a fitted terms×B matrix.
 
     The same terms as :func:`root_polynomial_terms` (signed roots), computed in the input's dtype on its
-    device. ``matrix`` is a buffer (``dtype``, float32 unless asked), so it travels with ``state_dict`` and
-    ``.to()``. :meth:`map_pixels`
-    does the same on channels-last pixels (…×3 → …×B), the layout convert's rows come in.
+    device. ``matrix`` is a buffer, so it travels with ``state_dict`` and ``.to()``. :meth:`map_pixels` does
+    the same on channels-last pixels (…×3 → …×B), the layout convert's rows come in.
     """
 
-    def __init__(self, matrix: torch.Tensor | np.ndarray, degree: int, *, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(self, matrix: torch.Tensor | np.ndarray, degree: int) -> None:
         super().__init__()
         _check_degree(degree)
         if isinstance(matrix, torch.Tensor):  # possibly on the meta device (loaders count shapes there)
-            matrix = matrix.to(dtype)
+            matrix = matrix.to(torch.float32)
         else:
-            matrix = torch.as_tensor(np.asarray(matrix), dtype=dtype)
+            matrix = torch.as_tensor(np.asarray(matrix), dtype=torch.float32)
         if matrix.ndim != 2 or matrix.shape[0] != term_count(degree):
             raise ValueError(f"a degree-{degree} map needs a {term_count(degree)}×B matrix, got {tuple(matrix.shape)}")
         self.degree = degree
