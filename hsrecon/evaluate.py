@@ -40,6 +40,7 @@ from hsrecon.io.temps import atomic_file
 from hsrecon.metrics import NTIRE2022_CROP, MetricAccumulator, Scores, score
 from hsrecon.physics import WAVELENGTHS_NM
 from hsrecon.pipeline import NonFiniteOutputError, stream_reconstruct
+from hsrecon.pixelmap import PixelMapFit, apply_map, fit_with_validation
 from hsrecon.plausible import check_weights_space, project, rendering_for
 from hsrecon.weights import Weights
 
@@ -57,6 +58,7 @@ __all__ = [
     "LinearBaseline",
     "NetworkMethod",
     "Report",
+    "RootPolynomialBaseline",
     "Rows",
     "RowsObserver",
     "conventions",
@@ -65,9 +67,11 @@ __all__ = [
     "evaluate_files",
     "evaluate_pairs",
     "fit_linear_baseline",
+    "fit_root_polynomial_baseline",
     "pair_cube_files",
     "plausible_name",
     "summarize",
+    "training_samples",
     "write_csv",
     "write_json",
 ]
@@ -256,11 +260,32 @@ class LinearBaseline:
     loss: str = "l2"
 
     def __call__(self, pixels: np.ndarray, transform: InputTransform, emit: Emit) -> None:
-        if self.input_space is not None and canonical_space(self.input_space) != transform.space:
-            transform = make_input_transform(pixels, self.input_space, max_code=transform.max_code)
-        for y0 in range(0, pixels.shape[0], BASELINE_BLOCK_ROWS):
-            rgb = np.asarray(transform(pixels[y0 : y0 + BASELINE_BLOCK_ROWS]), dtype=np.float64)
+        for y0, rgb in _row_blocks(pixels, transform, self.input_space):
             emit(y0, (rgb @ self.matrix).astype(np.float32))
+
+
+@dataclass(frozen=True)
+class RootPolynomialBaseline:
+    """A root-polynomial map (:mod:`hsrecon.pixelmap`) as a method: ``cube = terms(rgb) @ matrix`` per pixel,
+    in float64, ``rgb`` in the ``input_space`` it was fitted in (as :class:`LinearBaseline`). Fitted by
+    :func:`fit_root_polynomial_baseline`, its ridge chosen on a validation part of the training pixels."""
+
+    fit: PixelMapFit
+    input_space: str
+    skipped: tuple[str, ...] = ()
+
+    def __call__(self, pixels: np.ndarray, transform: InputTransform, emit: Emit) -> None:
+        for y0, rgb in _row_blocks(pixels, transform, self.input_space):
+            emit(y0, apply_map(rgb, self.fit.matrix, self.fit.degree).astype(np.float32))
+
+
+def _row_blocks(pixels: np.ndarray, transform: InputTransform, space: str | None):
+    """(first row, rows in ``space`` as float64) for blocks of :data:`BASELINE_BLOCK_ROWS` rows: ``transform``'s
+    own values when it is that space (or ``space`` is None), else the image through ``space``'s transform."""
+    if space is not None and canonical_space(space) != transform.space:
+        transform = make_input_transform(pixels, space, max_code=transform.max_code)
+    for y0 in range(0, pixels.shape[0], BASELINE_BLOCK_ROWS):
+        yield y0, np.asarray(transform(pixels[y0 : y0 + BASELINE_BLOCK_ROWS]), dtype=np.float64)
 
 
 def _grid_step(height: int, width: int, samples: int) -> int:
@@ -285,18 +310,7 @@ def fit_linear_baseline(
     """
     if loss not in ("l2", "mrae"):
         raise ValueError(f"loss must be 'l2' or 'mrae', got {loss!r}")
-    per_image = max(64, samples // max(len(pairs), 1))
-    inputs, targets, skipped = [], [], []
-    for pair in pairs:
-        try:
-            rgb, cube = _training_sample(pair, input_space, per_image)
-        except (ValueError, OSError) as error:
-            skipped.append(_one_line(pair.cube, error))
-        else:
-            inputs.append(rgb)
-            targets.append(cube)
-        if on_image is not None:
-            on_image(pair)
+    inputs, targets, skipped = training_samples(pairs, input_space=input_space, samples=samples, on_image=on_image)
     if not inputs:
         raise ValueError(f"no usable training pairs for the linear baseline ({'; '.join(skipped[:2])})")
     x, y = np.concatenate(inputs), np.concatenate(targets)
@@ -313,6 +327,50 @@ def fit_linear_baseline(
         input_space=input_space,
         loss=loss,
     )
+
+
+def training_samples(
+    pairs: Sequence[Pair],
+    *,
+    input_space: str,
+    samples: int = BASELINE_SAMPLES,
+    on_image: Callable[[Pair], None] | None = None,
+) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
+    """Per usable pair, a regular grid of about ``samples / len(pairs)`` pixels (at least 64): (RGB n×3 in
+    ``input_space``, spectra n×B, float64), and one line per pair left out (unreadable, mis-shaped).
+    What every per-pixel map is fitted on (:func:`fit_linear_baseline`, :func:`fit_root_polynomial_baseline`,
+    ``hsrecon train --model rpr2``)."""
+    per_image = max(64, samples // max(len(pairs), 1))
+    inputs, targets, skipped = [], [], []
+    for pair in pairs:
+        try:
+            rgb, cube = _training_sample(pair, input_space, per_image)
+        except (ValueError, OSError) as error:
+            skipped.append(_one_line(pair.cube, error))
+        else:
+            inputs.append(rgb)
+            targets.append(cube)
+        if on_image is not None:
+            on_image(pair)
+    return inputs, targets, skipped
+
+
+def fit_root_polynomial_baseline(
+    pairs: Sequence[Pair],
+    *,
+    degree: int,
+    input_space: str,
+    samples: int = BASELINE_SAMPLES,
+    on_image: Callable[[Pair], None] | None = None,
+) -> RootPolynomialBaseline:
+    """A root-polynomial map of ``degree`` fitted on training pairs (:func:`training_samples`), the ridge
+    chosen on a validation part carved out of them (:func:`hsrecon.pixelmap.fit_with_validation`).
+    ValueError when no pair is usable."""
+    inputs, targets, skipped = training_samples(pairs, input_space=input_space, samples=samples, on_image=on_image)
+    if not inputs:
+        raise ValueError(f"no usable training pairs for the root-polynomial map ({'; '.join(skipped[:2])})")
+    fit = fit_with_validation(inputs, targets, degree)
+    return RootPolynomialBaseline(fit=fit, input_space=input_space, skipped=tuple(skipped))
 
 
 def _training_sample(pair: Pair, input_space: str, per_image: int) -> tuple[np.ndarray, np.ndarray]:
@@ -480,13 +538,15 @@ def _fail(report: Report, failure: Failure, on_failure: Callable[[Failure], None
 
 # --- a dataset, as ``hsrecon eval --data`` scores it -------------------------------------------------------
 
-BASELINES = ("linear", "linear-stored", "linear-decoded", "linear-mrae", "otsu2018")
+BASELINES = ("linear", "linear-stored", "linear-decoded", "linear-mrae", "otsu2018", "rpr2", "rpr3")
 """Baseline names: the least-squares 3→31 map fitted on the network's input, on the RGB files' values as
 stored (value/max), or on the files decoded to clean space as the default weights see them (sRGB curve
 undone, 3×3 matrix, automatic exposure; the same as stored for the clean track); ``linear-mrae``, the map
 fitted for minimum MRAE in ``linear-decoded``'s space (:func:`hsrecon.baselines.fit_mrae_map`); and
 ``otsu2018``, colour-science's Otsu 2018 reflectance recovery × the illuminant, fitted on nothing of ours
-(:class:`hsrecon.baselines.Otsu2018Baseline`)."""
+(:class:`hsrecon.baselines.Otsu2018Baseline`); ``rpr2`` and ``rpr3``, root-polynomial maps of degree 2 and 3
+(Finlayson et al. 2015, :class:`RootPolynomialBaseline`) fitted in ``linear-decoded``'s space, their ridge
+chosen on a validation part of the training pixels."""
 
 
 class DatasetError(ValueError):
@@ -610,6 +670,11 @@ def _baseline(root: Path, track: str, network_input: str, name: str, events: Eva
         method = "colour-science Otsu 2018 reflectance recovery x illuminant (docs/metrics.md)"
         return Otsu2018Baseline(track_space(track)), {"method": method, "file_space": track_space(track)}
     fit_space = _baseline_space(name, network_input, track)
+    if name in ("rpr2", "rpr3"):
+        rpr = _fit_baseline(root, track, fit_space, name, events, degree=int(name[-1]))
+        method = f"root-polynomial degree {rpr.fit.degree} (Finlayson 2015), least squares, ridge chosen on validation"
+        return rpr, {"method": method, "fit_space": fit_space, **rpr.fit.facts(),
+                     f"matrix_{len(rpr.fit.matrix)}x{rpr.fit.matrix.shape[1]}": rpr.fit.matrix.tolist()}  # fmt: skip
     loss = "mrae" if name == "linear-mrae" else "l2"
     baseline = _fit_baseline(root, track, fit_space, name, events, loss)
     method = "linear 3→31 minimum MRAE (IRLS)" if loss == "mrae" else "linear 3→31 least squares"
@@ -622,22 +687,25 @@ def _baseline_space(name: str, network_input: str, track: str) -> str:
         return network_input
     if name == "linear-stored":
         return "ntire2020-clean"  # that transform is value/max, exposure 1
-    if name in ("linear-decoded", "linear-mrae"):
+    if name in ("linear-decoded", "linear-mrae", "rpr2", "rpr3"):
         return network_space("ntire2020-clean", track_space(track))[0]
     raise BaselineError(f"baseline {name!r}: choose from {', '.join(BASELINES)}")
 
 
 def _fit_baseline(
-    root: Path, track: str, space: str, name: str, events: EvalEvents, loss: str = "l2"
-) -> LinearBaseline:
+    root: Path, track: str, space: str, name: str, events: EvalEvents, loss: str = "l2", degree: int | None = None
+) -> LinearBaseline | RootPolynomialBaseline:
+    """A fitted map (root-polynomial of ``degree``, else linear for ``loss``) on the training split."""
     pairs, _, _ = _scan(root, "train", track, f"baseline {name} needs a training split: ")
     if not pairs:
         raise BaselineError(f"baseline {name}: {root} has no complete training pairs to fit it on")
     events.fitting(name, len(pairs))
+    on_image = lambda pair: events.fitted_image(name)  # noqa: E731 - one callback, two fits
     try:
-        baseline = fit_linear_baseline(
-            pairs, input_space=space, on_image=lambda pair: events.fitted_image(name), loss=loss
-        )
+        if degree is not None:
+            baseline = fit_root_polynomial_baseline(pairs, degree=degree, input_space=space, on_image=on_image)
+        else:
+            baseline = fit_linear_baseline(pairs, input_space=space, on_image=on_image, loss=loss)
     except ValueError as error:
         raise BaselineError(f"baseline {name}: {error}") from None
     for line in baseline.skipped:

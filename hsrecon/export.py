@@ -87,7 +87,10 @@ class ExportResult:
 
 def export_checked(weights: Weights, path: str | os.PathLike, *, window: int | None = None) -> ExportResult:
     """Export, then check with onnxruntime when it is installed; a file that fails the check is removed
-    (:class:`ExportError`), so no graph that does not reproduce torch is left behind."""
+    (:class:`ExportError`), so no graph that does not reproduce torch is left behind. Per-pixel maps
+    (:class:`~hsrecon.pixelweights.PixelMapWeights`) have no network to export: ExportError."""
+    if getattr(weights, "per_pixel", False):
+        raise ExportError(f"{weights.name}: a per-pixel map has no network to export")
     window = weights.windowing(window).window
     path = export_onnx(weights, path, window=window)
     try:

@@ -95,12 +95,15 @@ def stream_reconstruct(
     number of windows run, ``batch_size`` at a time (default: :attr:`Windowing.batch_size`).
     ``on_windows(n)`` reports progress after each batch. NaN or infinity in an
     output raises :class:`NonFiniteOutputError` naming the window (image coordinates of its top-left
-    pixel), before any of that batch's rows are emitted.
+    pixel), before any of that batch's rows are emitted. Windows of one pixel, stride 1, no pad (a per-pixel
+    map's windowing) need no cutting or blending: they run as blocks of whole rows (:func:`_stream_pixels`).
     """
     if windowing is None:
         windowing = Windowing(window, stride or default_stride(window), pad, edge)
     window, stride, pad, edge = windowing.window, windowing.stride, windowing.pad, windowing.edge
     batch_size = batch_size or windowing.batch_size
+    if (window, stride, pad) == (1, 1, 0):  # one pixel alone (a per-pixel map): no cut, overlap or blend
+        return _stream_pixels(pixels, transform, predict, emit, batch_size, on_windows)
     source = RowSource(pixels, transform, window, pad)
     height, width = source.height, source.width
     ys = axis_starts(source.padded_height, window, stride)
@@ -150,6 +153,32 @@ def stream_reconstruct(
     if pending:
         run_batch()
     return len(ys) * len(xs)
+
+
+def _stream_pixels(
+    pixels: np.ndarray,
+    transform: Callable[[np.ndarray], np.ndarray],
+    predict: Predictor,
+    emit: Callable[[int, np.ndarray], None],
+    batch_size: int,
+    on_windows: Callable[[int], None] | None,
+) -> int:
+    """:func:`stream_reconstruct` for 1-pixel windows, stride 1, no pad: the same outputs (each pixel is
+    its own window, weighted 1) with none of the cost. Blocks of whole rows, about ``batch_size`` pixels
+    each (at least one row), go to ``predict`` as one batch of 1×1 windows, a reshape, not a copy."""
+    height, width = pixels.shape[:2]
+    rows = max(1, batch_size // max(width, 1))
+    for y0 in range(0, height, rows):
+        block = np.asarray(transform(pixels[y0 : y0 + rows]), dtype=np.float32)
+        outputs = np.require(predict(block.reshape(-1, 1, 1, block.shape[-1])), np.float32, ["C"])
+        if not _all_finite(outputs):
+            index = int(np.argwhere(~np.isfinite(outputs))[0][0])
+            where = f"({y0 + index // width}, {index % width})"
+            raise NonFiniteOutputError(f"non-finite values in the network output for the window at {where}")
+        emit(y0, outputs.reshape(block.shape[0], width, -1))
+        if on_windows is not None:
+            on_windows(block.shape[0] * width)
+    return height * width
 
 
 def reconstruct(

@@ -37,7 +37,7 @@ from hsrecon.data import Pair, discover, track_space
 from hsrecon.data.patches import PatchDataset, load_pair
 from hsrecon.io.temps import atomic_file
 from hsrecon.model import LWRDAN, LWRDANConfig
-from hsrecon.weights import load_weights, make_meta, save_weights
+from hsrecon.weights import Weights, WeightsError, load_weights, make_meta, save_weights
 
 __all__ = [
     "TrainConfig", "TrainResult", "learning_rate", "recipe_loss", "relative_gain", "sam_loss", "ssim_loss", "train",
@@ -304,6 +304,8 @@ def _build_model(config: TrainConfig) -> tuple[LWRDAN, bool]:
         model = LWRDAN(LWRDANConfig.from_dict(config.model) if config.model else None)
         return model, bool(model.config.prior_degree)
     loaded = load_weights(config.init)
+    if not isinstance(loaded, Weights):
+        raise WeightsError(f"{loaded.path}: a per-pixel {loaded.kind} map, not a network to start from")
     model = LWRDAN(LWRDANConfig.from_dict(loaded.meta.config.to_dict() | config.model))
     adds_prior = bool(model.config.prior_degree) and not loaded.meta.config.prior_degree
     if not adds_prior:
@@ -316,38 +318,21 @@ def _build_model(config: TrainConfig) -> tuple[LWRDAN, bool]:
     return model, True
 
 
-PRIOR_PIXELS_PER_IMAGE = 1024
+def fit_prior(model: LWRDAN, train_pairs: list[Pair]) -> dict:
+    """Fit the model's root-polynomial prior (``prior_degree``) as every per-pixel map is fitted
+    (:func:`hsrecon.evaluate.fit_root_polynomial_baseline`: a grid of training pixels, the ridge chosen by MRAE
+    on every 5th training image), on the values the network sees (value/max); returns what was fitted.
+    The validation split stays for choosing checkpoints."""
+    from hsrecon.evaluate import fit_root_polynomial_baseline
 
-
-def _sample_pixels(pairs: list[Pair], seed: int, per_image: int = PRIOR_PIXELS_PER_IMAGE) -> tuple[np.ndarray, ...]:
-    """(RGB n×3, spectra n×B) of ``per_image`` random pixels of each pair, as training sees them (value/max)."""
-    rng = np.random.default_rng(seed)
-    rgbs, cubes = [], []
-    for pair in pairs:
-        rgb, cube = load_pair(pair)
-        flat = rng.choice(rgb.shape[0] * rgb.shape[1], size=min(per_image, rgb.shape[0] * rgb.shape[1]), replace=False)
-        rgbs.append(rgb.reshape(-1, rgb.shape[-1])[flat])
-        cubes.append(cube.reshape(-1, cube.shape[-1])[flat])
-    return np.concatenate(rgbs).astype(np.float64), np.concatenate(cubes).astype(np.float64)
-
-
-def _mrae(prediction: np.ndarray, truth: np.ndarray) -> float:
-    valid = truth > 0
-    return float(np.mean(np.abs(prediction - truth)[valid] / truth[valid]))
-
-
-def fit_prior(model: LWRDAN, train_pairs: list[Pair], valid_pairs: list[Pair], seed: int) -> dict:
-    """Fit the model's root-polynomial prior (``prior_degree``) by least squares on training pixels, its ridge
-    chosen by MRAE on validation pixels (:func:`hsrecon.pixelmap.choose_ridge`); returns what was fitted."""
-    from hsrecon.pixelmap import choose_ridge
-
-    degree = model.config.prior_degree
-    train_set = _sample_pixels(train_pairs, seed)
-    valid_set = _sample_pixels(valid_pairs or train_pairs[-max(1, len(train_pairs) // 10) :], seed + 1)
-    ridge, matrix, scores = choose_ridge(train_set, valid_set, degree, _mrae)
+    fit = fit_root_polynomial_baseline(train_pairs, degree=model.config.prior_degree, input_space=STORED_SPACE).fit
     with torch.no_grad():
-        model.prior.matrix.copy_(torch.from_numpy(matrix))
-    return {"degree": degree, "ridge": ridge, "valid_mrae": scores[ridge], "train_pixels": len(train_set[0])}
+        model.prior.matrix.copy_(torch.from_numpy(fit.matrix))
+    return {"degree": fit.degree, "ridge": fit.ridge, "valid_mrae": fit.scores[fit.ridge], "train_pixels": fit.pixels}
+
+
+STORED_SPACE = "ntire2020-clean"
+"""The input space whose transform is the files' values over their maximum, exposure 1: what training feeds."""
 
 
 def train(config: TrainConfig, *, on_step: Callable[[int, float, float], None] | None = None) -> TrainResult:
@@ -371,7 +356,7 @@ def train(config: TrainConfig, *, on_step: Callable[[int, float, float], None] |
     train_pairs = discover(config.data, split="train", track=config.track)
     valid_pairs = discover(config.data, split="valid", track=config.track)[: config.valid_images]
     if unfitted_prior and start == 0:
-        config.prior_fit = fit_prior(model, train_pairs, valid_pairs, config.seed)
+        config.prior_fit = fit_prior(model, train_pairs)
     remaining = config.steps - start
     dataset = PatchDataset(
         train_pairs, window=config.window, seed=config.seed,

@@ -11,6 +11,10 @@ needs to run them is asked of it, never worked out again elsewhere: the window t
 the stride to use (:meth:`Weights.windowing`), how files reach their input space
 (:meth:`Weights.transform`), and the one route to the fast inference form (:meth:`Weights.predictor`).
 
+A file whose metadata says ``"kind": "root-polynomial"`` is a per-pixel map, not a network: the same loader
+checks it against its own schema and returns a :class:`~hsrecon.pixelweights.PixelMapWeights`, which answers
+the same questions (:func:`load_weights`, :func:`as_weights` and :func:`describe` take either).
+
 The bundled weights (the authors' NTIRE 2020 clean-track model, converted) ship inside the package and
 are found with ``importlib.resources`` after a plain ``pip install .``; in a source checkout they are
 read from the repository's ``weights/`` folder.
@@ -40,6 +44,8 @@ from hsrecon.io.rgb import RGBImage
 from hsrecon.io.temps import atomic_file
 from hsrecon.model import LWRDAN, LWRDANConfig, count_parameters, count_trainable, flops_per_pixel
 from hsrecon.physics import WAVELENGTHS_NM
+from hsrecon.pixelmap import RootPolynomialMap
+from hsrecon.pixelweights import PixelMapMeta, PixelMapWeights, check_pixel_map_tensors, declared_kind
 from hsrecon.weights_schema import MAX_WINDOW, check_meta_fields, check_parameter_budget, check_safetensors_header
 from hsrecon.windows import DEFAULT_PAD, Windowing, default_stride
 
@@ -146,6 +152,13 @@ BUNDLED: dict[str, BundledWeights] = {
         summary="for camera photos (sRGB JPEG), lower absolute error (RMSE) than camera and better on daylight; "
         "trained by hsrecon on its synthetic set (weights/README.md)",
         windowing=Windowing(window=64, stride=32, pad=32, edge=0),
+    ),
+    "rpr2-clean-provisional": BundledWeights(
+        name="rpr2-clean-provisional",
+        filename="rpr2_clean_provisional.safetensors",
+        sha256="7bfdd4828a3b1af9463160e95e64a184f3690e5124875996c1df9fe178761a77",
+        summary="provisional: a per-pixel root-polynomial map (degree 2) for clean renderings, fitted on a small "
+        "synthetic set; beats the default on held-out synthetic scenes, ~13x faster (weights/README.md)",
     ),
 }
 DEFAULT_WEIGHTS = "ntire2020-clean"
@@ -332,18 +345,25 @@ class Weights:
         return TorchPredictor(model, device=device, precision=precision, tta=tta, on_note=on_note)
 
 
-def as_weights(source: Weights | LWRDAN | str | os.PathLike | None = None) -> Weights:
-    """Weights from what a caller holds: loaded weights, a bare network (:meth:`Weights.from_model`), or a
-    bundled name or path to load (None: the default weights)."""
-    if isinstance(source, Weights):
+def as_weights(
+    source: Weights | PixelMapWeights | LWRDAN | RootPolynomialMap | str | os.PathLike | None = None,
+) -> Weights | PixelMapWeights:
+    """Weights from what a caller holds: loaded weights, a bare network (:meth:`Weights.from_model`) or
+    per-pixel map (:meth:`PixelMapWeights.from_module`), or a bundled name or path to load (None: the
+    default weights)."""
+    if isinstance(source, Weights | PixelMapWeights):
         return source
     if isinstance(source, LWRDAN):
         return Weights.from_model(source)
+    if isinstance(source, RootPolynomialMap):
+        return PixelMapWeights.from_module(source)
     return load_weights(source)
 
 
-def load_weights(spec: str | os.PathLike | None = None) -> Weights:
-    """Read and check a weights file (a bundled name, a path, or ``None`` for the default weights)."""
+def load_weights(spec: str | os.PathLike | None = None) -> Weights | PixelMapWeights:
+    """Read and check a weights file (a bundled name, a path, or ``None`` for the default weights): a
+    network's (:class:`Weights`) or a per-pixel map's (:class:`~hsrecon.pixelweights.PixelMapWeights`), as
+    its metadata's ``kind`` says."""
     path = resolve_weights(spec)
     if not path.is_file():
         looks_like_a_name = isinstance(spec, str) and not path.suffix and os.sep not in spec
@@ -359,25 +379,44 @@ def load_weights(spec: str | os.PathLike | None = None) -> Weights:
             state = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 - safe_open is not a dict
     except Exception as error:  # safetensors raises its own untyped errors
         raise WeightsError(f"{path}: unreadable safetensors data ({error})") from None
+    if isinstance(meta, PixelMapMeta):
+        return _pixel_map(path, meta, state)
     _check_tensors(path, meta, state)
     bundled = next((entry for entry in BUNDLED.values() if entry.sha256 == digest), None)
     return Weights(path=path, meta=meta, state_dict=state, tuned=bundled.windowing if bundled else None)
 
 
-def _parse_meta(path: Path, metadata: dict) -> WeightsMeta:
+def _parse_meta(path: Path, metadata: dict) -> WeightsMeta | PixelMapMeta:
     if "hsrecon" not in metadata:
         raise WeightsError(f"{path}: safetensors without hsrecon metadata, so not hsrecon weights")
+    kind = declared_kind(metadata["hsrecon"])
+    if kind not in (None, PixelMapMeta.kind):
+        shown = repr(kind) if len(repr(kind)) <= 40 else repr(kind)[:37] + "..."
+        raise WeightsError(
+            f"{path}: weights of kind {shown}, unknown to this hsrecon (it reads LWRDAN and {PixelMapMeta.kind})"
+        )
     try:
-        meta = WeightsMeta.from_json(metadata["hsrecon"])
+        meta = (WeightsMeta if kind is None else PixelMapMeta).from_json(metadata["hsrecon"])
     except (ValueError, KeyError, TypeError, RecursionError) as error:
         raise WeightsError(f"{path}: invalid hsrecon metadata ({error})") from None
     if meta.format != FORMAT or meta.format_version > FORMAT_VERSION:
         raise WeightsError(f"{path}: weights format {meta.format} v{meta.format_version} is newer than this hsrecon")
+    if isinstance(meta, PixelMapMeta):
+        return meta
     if len(meta.wavelengths_nm) != meta.config.out_bands:
         raise WeightsError(
             f"{path}: metadata lists {len(meta.wavelengths_nm)} wavelengths for {meta.config.out_bands} bands"
         )
     return meta
+
+
+def _pixel_map(path: Path, meta: PixelMapMeta, state: dict[str, torch.Tensor]) -> PixelMapWeights:
+    """A per-pixel map's weights, its one tensor checked against its metadata."""
+    try:
+        matrix = check_pixel_map_tensors(meta, state)
+    except ValueError as error:
+        raise WeightsError(f"{path}: {error}") from None
+    return PixelMapWeights(path=path, meta=meta, matrix=matrix)
 
 
 def _check_bundled_digest(path: Path, digest: str, entry: BundledWeights) -> None:
@@ -411,8 +450,11 @@ def load_model(spec: str | os.PathLike | None = None, *, device: str | torch.dev
     return load_weights(spec).build(device=device)
 
 
-def describe(weights: Weights, device: str | torch.device) -> dict:
+def describe(weights: Weights | PixelMapWeights, device: str | torch.device) -> dict:
     """What ``hsrecon info`` shows: the model, these weights and their provenance, the device, the bundled set."""
+    if isinstance(weights, PixelMapWeights):
+        bundled = {name: entry.summary for name, entry in BUNDLED.items()}
+        return {"hsrecon_version": __version__, **weights.facts(), "device": str(device), "bundled_weights": bundled}
     model = weights.build()
     meta = weights.meta
     return {

@@ -31,6 +31,7 @@ __all__ = [
     "check_config",
     "check_meta_fields",
     "check_parameter_budget",
+    "check_pixel_map_fields",
     "check_safetensors_header",
 ]
 
@@ -138,6 +139,15 @@ def check_meta_fields(data: object) -> None:
     _int_in("window_size", data["window_size"], *LIMITS["window_size"])
     if data["window_size"] % 4:
         raise ValueError(f"window_size: expected a multiple of 4, found {data['window_size']}")
+    _check_common_fields(data)
+    for key in ("num_params", "trainable_params"):
+        if key in data:
+            _int_in(key, data[key], 0, MAX_PARAMETERS)
+
+
+def _check_common_fields(data: Mapping) -> None:
+    """The fields every kind of weights file shares: strings, wavelengths, format version, the free-form
+    objects."""
     for key in ("input_space", "weights_version", "format"):
         if key in data and (not isinstance(data[key], str) or not 0 < len(data[key]) <= 200):
             raise ValueError(f"{key}: expected a string of 1 to 200 characters, found {_describe(data[key])}")
@@ -147,14 +157,37 @@ def check_meta_fields(data: object) -> None:
         raise ValueError(f"input_space: {error}") from None
     if "wavelengths_nm" in data:
         _check_wavelengths(data["wavelengths_nm"])
-    for key in ("num_params", "trainable_params"):
-        if key in data:
-            _int_in(key, data[key], 0, MAX_PARAMETERS)
     if "format_version" in data:
         _int_in("format_version", data["format_version"], *LIMITS["format_version"])
     for key in ("provenance", "training", "metrics"):
         if key in data and not isinstance(data[key], Mapping):
             raise ValueError(f"{key}: expected an object, found {_describe(data[key])}")
+
+
+PIXEL_MAP_KIND = "root-polynomial"
+PIXEL_MAP_DEGREES = (1, 2, 3)
+MAX_RIDGE = 1e6
+
+
+def check_pixel_map_fields(data: object) -> None:
+    """Types and ranges of a per-pixel root-polynomial map's metadata (``kind`` ``root-polynomial``):
+    ``degree`` 1–3, ``input_space`` ``ntire2020-clean`` (the map acts on clean-space values; photos reach
+    it through the input transform), ``ridge`` a number ≥ 0, ``weights_version`` and ``wavelengths_nm``
+    as for any weights; no key of a network's (``config``, ``window_size``)."""
+    if not isinstance(data, Mapping):
+        raise ValueError(f"expected a JSON object, found {_describe(data)}")
+    if data.get("kind") != PIXEL_MAP_KIND:
+        raise ValueError(f"kind: expected {PIXEL_MAP_KIND!r}, found {_describe(data.get('kind'))}")
+    for key in ("degree", "input_space", "weights_version", "wavelengths_nm", "ridge"):
+        if key not in data:
+            raise ValueError(f"missing key {key!r}")
+    _int_in("degree", data["degree"], PIXEL_MAP_DEGREES[0], PIXEL_MAP_DEGREES[-1])
+    _number_in("ridge", data["ridge"], 0.0, MAX_RIDGE)
+    _check_common_fields(data)
+    if canonical_space(data["input_space"]) != "ntire2020-clean":
+        raise ValueError(
+            f"input_space: a root-polynomial map takes ntire2020-clean values, found {data['input_space']!r}"
+        )
 
 
 def check_parameter_budget(config: object) -> int:

@@ -54,7 +54,7 @@ def test_info_json():
     assert facts["input_space"] == "ntire2020-clean"
     assert facts["provenance"]["source"].startswith("dsabarinathan/LightWeightModel")
     assert facts["device"] == "cpu"
-    assert list(facts["bundled_weights"]) == ["ntire2020-clean", "camera", "camera-l2"]
+    assert list(facts["bundled_weights"]) == ["ntire2020-clean", "camera", "camera-l2", "rpr2-clean-provisional"]
 
 
 def test_info_table_shows_count_and_provenance():
@@ -107,6 +107,7 @@ def test_option_choices_are_the_librarys():
     from hsrecon.io.base import DTYPES, FORMATS, INTERLEAVES
     from hsrecon.metrics import NTIRE2022_CROP as LIBRARY_CROP
     from hsrecon.model import ABLATION_SWITCHES
+    from hsrecon.pixelfit import MODELS
 
     def values(kind):
         return tuple(member.value for member in kind)
@@ -116,6 +117,7 @@ def test_option_choices_are_the_librarys():
     assert values(cli.Precision) == tuple(PRECISIONS)
     assert values(cli.Split) == SPLITS and values(cli.Track) == TRACKS
     assert values(cli.Baseline) == BASELINES
+    assert values(cli.Model) == ("lwrdan", *MODELS)
     assert sorted(member.switch for member in cli.Ablation) == sorted(ABLATION_SWITCHES)
     assert NTIRE2022_CROP == LIBRARY_CROP
 

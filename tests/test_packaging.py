@@ -31,6 +31,7 @@ def test_wheel_contains_weights_card_and_licence(wheel):
         "lwrdan_ntire2020_clean.safetensors",
         "lwrdan_camera.safetensors",
         "lwrdan_camera_l2.safetensors",
+        "rpr2_clean_provisional.safetensors",
         "LICENSE-LightWeightModel",
         "README.md",
     ):
@@ -43,7 +44,7 @@ def test_installed_package_finds_bundled_weights(wheel, tmp_path):
     zipfile.ZipFile(wheel).extractall(site)
     code = (
         "from hsrecon.weights import load_weights as l; w = l(); print(w.path); print(w.meta.num_params); "
-        "l('camera'); l('camera-l2')"
+        "l('camera'); l('camera-l2'); print(l('rpr2-clean-provisional').path.parent == w.path.parent)"
     )
     result = subprocess.run(
         [sys.executable, "-c", code],
@@ -54,9 +55,9 @@ def test_installed_package_finds_bundled_weights(wheel, tmp_path):
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    path, count = result.stdout.split()
+    path, count, same_folder = result.stdout.split()
     assert path.startswith(str(site / "hsrecon" / "_weights"))
-    assert count == "233059"
+    assert count == "233059" and same_folder == "True"
 
 
 def test_wheel_carries_the_viewers_page(wheel):

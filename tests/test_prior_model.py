@@ -17,9 +17,11 @@ from test_cli import assert_clean_failure, hsrecon
 from test_data_ntire import make_ntire2020
 
 from hsrecon.data import discover
+from hsrecon.data.patches import load_pair
+from hsrecon.evaluate import fit_root_polynomial_baseline
 from hsrecon.model import LWRDAN, LWRDANConfig, count_parameters
-from hsrecon.pixelmap import RootPolynomialMap, choose_ridge, root_polynomial_terms
-from hsrecon.train import TrainConfig, _build_model, _mrae, _sample_pixels, fit_prior, train
+from hsrecon.pixelmap import RootPolynomialMap, root_polynomial_terms
+from hsrecon.train import TrainConfig, _build_model, fit_prior, train
 from hsrecon.weights import WeightsError, load_weights, make_meta, save_weights
 
 SMALL = {"widths": (4, 8, 16), "dense_width": 8, "blocks": (1, 1, 1, 1, 1)}
@@ -83,14 +85,14 @@ def tiny_set(tmp_path):
 def test_training_fits_the_prior_on_the_training_split_first(tiny_set, tmp_path):
     model = LWRDAN(LWRDANConfig(**SMALL, prior_degree=2))
     train_pairs, valid_pairs = discover(tiny_set, "train"), discover(tiny_set, "valid")
-    facts = fit_prior(model, train_pairs, valid_pairs, seed=4)
-    ridge, matrix, scores = choose_ridge(_sample_pixels(train_pairs, 4), _sample_pixels(valid_pairs, 5), 2, _mrae)
-    assert facts["ridge"] == ridge and facts["valid_mrae"] == scores[ridge]
-    np.testing.assert_allclose(model.prior.matrix.numpy(), matrix, rtol=1e-6)
-    rgb, _ = _sample_pixels(valid_pairs, 5)
+    facts = fit_prior(model, train_pairs)
+    fit = fit_root_polynomial_baseline(train_pairs, degree=2, input_space="ntire2020-clean").fit
+    assert facts["ridge"] == fit.ridge and facts["valid_mrae"] == fit.scores[fit.ridge]
+    np.testing.assert_allclose(model.prior.matrix.numpy(), fit.matrix, rtol=1e-6)
+    rgb = load_pair(valid_pairs[0])[0].reshape(-1, 3).astype(np.float64)  # what training feeds: value/max
     with torch.no_grad():
-        out = RootPolynomialMap(matrix, 2)(torch.from_numpy(rgb.T.reshape(1, 3, 1, -1).copy()).float())
-    np.testing.assert_allclose(out.numpy().reshape(31, -1).T, root_polynomial_terms(rgb, 2) @ matrix, rtol=1e-4,
+        out = RootPolynomialMap(fit.matrix, 2)(torch.from_numpy(rgb.T.reshape(1, 3, 1, -1).copy()).float())
+    np.testing.assert_allclose(out.numpy().reshape(31, -1).T, root_polynomial_terms(rgb, 2) @ fit.matrix, rtol=1e-4,
                                atol=1e-6)  # fmt: skip
 
     config = TrainConfig(data=tiny_set, output=tmp_path / "run", steps=2, batch_size=2, validate_every=2,

@@ -98,7 +98,8 @@ def test_an_unknown_name_lists_the_bundled_ones():
     with pytest.raises(WeightsError) as info:
         load_weights("camera-l3")
     assert str(info.value) == (
-        "camera-l3: no such weights file or bundled name (bundled: ntire2020-clean, camera, camera-l2)"
+        "camera-l3: no such weights file or bundled name (bundled: ntire2020-clean, camera, camera-l2, "
+        "rpr2-clean-provisional)"
     )
 
 

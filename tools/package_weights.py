@@ -13,6 +13,17 @@ are, by construction, ``hsrecon eval``'s; ``tests/test_model_card.py`` re-runs e
         --hardware "2-core x86-64 CPU (AVX-512), 1 thread" --minutes 101
 
 The output depends only on the checkpoint and the arguments, so it is byte for byte reproducible.
+
+A per-pixel root-polynomial map is fitted and packaged in the same call (``--fit rpr2`` instead of a
+checkpoint): the fit ``hsrecon train --model rpr2`` makes (seconds), its metadata rewritten for shipping the
+same way, scored on the dataset's validation split (clean rendering). Refitting the bundled map on other
+data is this one command with another ``--data`` / ``--dataset-command`` / ``--version``::
+
+    python -m tools.package_weights --fit rpr2 --data /work/synth40 \\
+        -o weights/rpr2_clean_provisional.safetensors --version rpr2-clean-provisional-1 \\
+        --dataset-command "hsrecon synth -o synth40 --scenes 40 --size 128 --seed 5"
+
+then put the printed SHA-256 in ``hsrecon.weights.BUNDLED`` and the scores in ``weights/README.md``.
 """
 
 from __future__ import annotations
@@ -24,6 +35,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from hsrecon.pixelfit import MODELS, fit_pixel_map
+from hsrecon.pixelweights import PixelMapMeta
 from hsrecon.weights import WeightsMeta, load_weights, save_weights, sha256_of
 
 TRACKS = ("realworld", "clean")
@@ -77,20 +90,80 @@ def packaged_meta(meta: WeightsMeta, args: argparse.Namespace, metrics: dict) ->
     )
 
 
+# What a packaged map's training facts keep (the rest names this machine's folders).
+PIXEL_FACT_KEYS = ("layout", "split", "track", "file_space", "fit_space", "terms", "degree", "ridge", "ridge_chosen_by",
+                   "ridges_tried", "valid_mrae_per_ridge", "valid_mrae", "fit_images", "fit_pixels", "valid_images",
+                   "valid_pixels", "skipped")  # fmt: skip
+
+
+def packaged_pixel_map(meta: PixelMapMeta, args: argparse.Namespace, metrics: dict) -> PixelMapMeta:
+    """A fitted map's metadata for shipping: the dataset as its command, the exact fit command, the scores."""
+    folder = args.data.name
+    command = f"hsrecon train --model {args.fit} --data {folder} --track {args.track} -o {args.version}.safetensors"
+    provenance = {
+        "trainer": meta.provenance["trainer"],
+        "method": meta.provenance["method"],
+        "dataset": args.dataset_command,
+        "command": command,
+        "packaged_by": f"python -m tools.package_weights --fit {args.fit} --data {folder} --track {args.track} "
+        f"--version {args.version}",
+        "status": args.status,
+        "licence": "MIT (hsrecon)",
+    }
+    training = {"data": folder, **{key: meta.training[key] for key in PIXEL_FACT_KEYS if key in meta.training}}
+    return PixelMapMeta(
+        degree=meta.degree,
+        weights_version=args.version,
+        ridge=meta.ridge,
+        input_space=meta.input_space,
+        wavelengths_nm=meta.wavelengths_nm,
+        provenance=provenance,
+        training=training,
+        metrics=metrics,
+    )
+
+
+def package_pixel_map(args: argparse.Namespace) -> None:
+    """``--fit rpr2|rpr3``: fit on ``--data``, score on its validation split, write ``--output``."""
+    weights = fit_pixel_map(args.data, MODELS[args.fit], track=args.track, version=args.version)
+    with tempfile.TemporaryDirectory() as folder:
+        fitted = Path(folder) / "fitted.safetensors"
+        save_weights(fitted, weights.state_dict, weights.meta)
+        metrics = {f"synthetic valid, {args.track} rendering": eval_scores(fitted, args.data, args.track)["network"]}
+    save_weights(args.output, weights.state_dict, packaged_pixel_map(weights.meta, args, metrics))
+    print(json.dumps(metrics, indent=1))
+    print(f"{args.output}: sha256 {sha256_of(args.output)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("checkpoint", type=Path, nargs="?", help="a training run's weights (not with --fit)")
+    parser.add_argument("--fit", choices=sorted(MODELS), help="fit and package a per-pixel map instead")
     parser.add_argument("-o", "--output", type=Path, required=True)
     parser.add_argument("--version", required=True, help="weights_version, e.g. camera-1")
     parser.add_argument("--data", type=Path, required=True, help="the dataset folder (its validation split is scored)")
     parser.add_argument("--dataset-command", required=True)
-    parser.add_argument("--train-command", required=True)
-    parser.add_argument("--hardware", required=True)
-    parser.add_argument("--minutes", type=float, required=True)
+    parser.add_argument("--train-command")
+    parser.add_argument("--hardware")
+    parser.add_argument("--minutes", type=float)
     parser.add_argument(
         "--init", help="what the last stage started from, as --train-command names it (default: the run's --init)"
     )
+    parser.add_argument("--track", default="clean", choices=TRACKS, help="--fit: the rendering to fit on")
+    parser.add_argument(
+        "--status",
+        default="provisional: fitted on a small recipe-1 synthetic set; to be refitted on training data v3",
+        help="--fit: what the card says of the map",
+    )
     args = parser.parse_args()
+    if (args.checkpoint is None) == (args.fit is None):
+        parser.error("give a checkpoint or --fit rpr2|rpr3, not both")
+    if args.fit:
+        package_pixel_map(args)
+        return
+    missing = [flag for flag in ("train_command", "hardware", "minutes") if getattr(args, flag) is None]
+    if missing:
+        parser.error(f"a checkpoint needs --{', --'.join(m.replace('_', '-') for m in missing)}")
 
     weights = load_weights(args.checkpoint)
     metrics = {

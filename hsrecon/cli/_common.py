@@ -36,6 +36,7 @@ __all__ = [
     "DeviceOption",
     "ExitCode",
     "Interleave",
+    "Model",
     "PadOption",
     "Precision",
     "Split",
@@ -186,6 +187,16 @@ class Baseline(str, Enum):
     LINEAR_DECODED = "linear-decoded"
     LINEAR_MRAE = "linear-mrae"
     OTSU2018 = "otsu2018"
+    RPR2 = "rpr2"
+    RPR3 = "rpr3"
+
+
+class Model(str, Enum):
+    """``train --model`` names: the network, or a per-pixel map (``hsrecon.pixelfit.MODELS``)."""
+
+    LWRDAN = "lwrdan"
+    RPR2 = "rpr2"
+    RPR3 = "rpr3"
 
 
 class Ablation(str, Enum):

@@ -91,7 +91,8 @@ def evaluate(
             help="Also score a baseline (repeatable): a least-squares 3→31 map fitted on the train split, on the "
             "network's input ('linear'), the files' values ('linear-stored') or them in clean space "
             "('linear-decoded'); the map fitted there for minimum MRAE ('linear-mrae'); colour-science's "
-            "Otsu 2018 reflectance recovery x the illuminant ('otsu2018').",
+            "Otsu 2018 reflectance recovery x the illuminant ('otsu2018'); root-polynomial maps of degree 2 or 3 "
+            "fitted in clean space, ridge chosen on validation ('rpr2', 'rpr3').",
         ),
     ] = None,
     plausible: Annotated[

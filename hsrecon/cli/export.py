@@ -22,6 +22,9 @@ def export(
     from hsrecon.export import ExportError, export_checked
 
     loaded = weights_or_exit(weights)
+    if getattr(loaded, "per_pixel", False):
+        raise fail(f"{loaded.name}: a per-pixel map has no network to export; its matrix is the file's one tensor "
+                   "(safetensors), applied as docs/formats.md says", ExitCode.USAGE)  # fmt: skip
     size = windowing_or_exit(loaded, window, None, None, None)[0].window
     if onnx.exists() and not overwrite:
         raise fail(f"{onnx}: exists (use --overwrite to replace it)", ExitCode.OUTPUT)

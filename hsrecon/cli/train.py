@@ -14,6 +14,7 @@ from hsrecon.cli._common import (
     Ablation,
     DeviceOption,
     ExitCode,
+    Model,
     Prior,
     Track,
     device_or_exit,
@@ -28,10 +29,19 @@ __all__ = ["train"]
 
 
 def train(
+    ctx: typer.Context,
     data: Annotated[Path, typer.Option("--data", help="Dataset folder in an NTIRE 2020 or 2022 layout.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Run folder: checkpoints and log.")] = Path(
         "runs/train"
     ),
+    model: Annotated[
+        Model,
+        typer.Option(
+            parser=one_of(Model, "--model"),
+            help="lwrdan (the network, the paper's recipe), or a per-pixel root-polynomial map fitted in closed "
+            "form in seconds, rpr2 or rpr3 (degree 2 or 3), written to RUN/best.safetensors (docs/training.md).",
+        ),
+    ] = Model.LWRDAN,
     track: Annotated[
         Track,
         typer.Option(parser=one_of(Track, "--track"), help="clean or realworld (which RGB images to learn from)."),
@@ -83,7 +93,12 @@ def train(
         ),
     ] = None,
 ) -> None:
-    """Train LWRDAN with the paper's recipe (L2 + 1 − SSIM, Adam 1e-3 → 1e-5, 64×64 windows, batch 8)."""
+    """Train LWRDAN with the paper's recipe (L2 + 1 − SSIM, Adam 1e-3 → 1e-5, 64×64 windows, batch 8), or fit a
+    per-pixel root-polynomial map (--model rpr2|rpr3)."""
+    if model is not Model.LWRDAN:
+        from hsrecon.cli.fit_map import fit_map
+
+        raise typer.Exit(code=int(fit_map(ctx, model.value, data, output, track.value)))
     from hsrecon.train import TrainConfig
 
     target = device_or_exit(device)

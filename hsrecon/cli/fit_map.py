@@ -1,0 +1,76 @@
+"""``hsrecon train --model rpr2|rpr3``: a per-pixel root-polynomial map fitted in closed form, written as weights.
+
+The network's training options (steps, learning rates, device, …) mean nothing to a least-squares fit: one
+given on the command line is refused in one line (exit code 2) rather than silently ignored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from hsrecon.cli._common import INTERRUPTS, ExitCode, fail, interrupted, safe, say, stderr
+
+__all__ = ["MAP_OPTIONS", "fit_map", "weights_path"]
+
+MAP_OPTIONS = ("data", "output", "track", "model")
+"""The ``train`` options a per-pixel map uses; every other one is the network's."""
+
+
+def weights_path(output: Path) -> Path:
+    """Where the weights go: ``output`` itself when it names a ``.safetensors`` file, else ``output/best.safetensors``
+    (a run folder, as a network's training writes)."""
+    return output if output.suffix == ".safetensors" else output / "best.safetensors"
+
+
+def _refuse_network_options(ctx: typer.Context, model: str) -> None:
+    for param in ctx.command.params:
+        if param.name in MAP_OPTIONS or param.name is None:
+            continue
+        source = ctx.get_parameter_source(param.name)
+        if source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT"):
+            flag = max(param.opts, key=len)
+            raise fail(f"{flag}: trains the network; --model {model} is a closed-form fit and takes only "
+                       "--data, --output and --track", ExitCode.USAGE)  # fmt: skip
+
+
+def fit_map(ctx: typer.Context, model: str, data: Path, output: Path, track: str) -> ExitCode:
+    """Fit the per-pixel map ``model`` on ``data``'s training split and write it (progress on stderr)."""
+    _refuse_network_options(ctx, model)
+    from hsrecon.pixelfit import fit_pixel_map, model_degree
+    from hsrecon.weights import save_weights
+
+    target = weights_path(output)
+    if target.is_dir():
+        raise fail(f"{target}: is a directory", ExitCode.OUTPUT)
+    progress = Progress(TextColumn(f"fit {model}"), BarColumn(), MofNCompleteColumn(), TextColumn("images"),
+                        TimeElapsedColumn(), console=stderr)  # fmt: skip
+    task = progress.add_task("read", total=None)
+    try:
+        with progress:
+            weights = fit_pixel_map(
+                data, model_degree(model), track=track,
+                on_start=lambda images: progress.update(task, total=images),
+                on_image=lambda pair: progress.advance(task),
+                on_skip=lambda line: say("note", f"left out {line}", progress.console),
+            )  # fmt: skip
+        target.parent.mkdir(parents=True, exist_ok=True)
+        save_weights(target, weights.state_dict, weights.meta)
+    except ValueError as error:
+        raise fail(str(error), ExitCode.INPUT) from None
+    except OSError as error:
+        raise fail(f"{target}: cannot write ({error.strerror or error})", ExitCode.OUTPUT) from None
+    except INTERRUPTS as error:
+        raise interrupted(error, "nothing was written; rerun to fit (it takes seconds)") from None
+    facts = weights.meta.training
+    stderr.print(
+        safe(
+            f"fitted {model} on {facts['fit_images']} images ({facts['fit_pixels']:,} pixels) of {data}; ridge "
+            f"{weights.meta.ridge:g} chosen on {facts['valid_pixels']:,} pixels of {facts['valid_images']} images "
+            f"set aside (MRAE {facts['valid_mrae']:.4f} there); wrote {target}"
+        ),
+        highlight=False,
+    )
+    return ExitCode.OK

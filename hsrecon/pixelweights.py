@@ -1,0 +1,281 @@
+"""Per-pixel weights: a root-polynomial map (:mod:`hsrecon.pixelmap`) shipped and run like a network's weights.
+
+A map fitted once is a small matrix (6×31 for degree 2) that turns each pixel's root-polynomial terms into
+its spectrum. It travels as an hsrecon weights file (safetensors, one ``matrix`` tensor, the ``hsrecon``
+metadata JSON with ``"kind": "root-polynomial"``: degree, input space, wavelengths, ridge, provenance,
+training data) and is loaded by the same checked loader as a network (:func:`hsrecon.weights.load_weights`),
+which returns a :class:`PixelMapWeights` for it: a model descriptor (as spandrel's) answering what callers
+ask of :class:`~hsrecon.weights.Weights` — name, meta, input space and transform, windowing, predictor,
+``info``'s facts — so ``convert``, ``eval --weights``, ``reconstruct`` and ``as_weights`` run it unchanged.
+
+It reads each pixel alone, so it needs no windows, context, overlap or blending: its windowing is one
+pixel (window 1, stride 1, pad 0), which :func:`hsrecon.pipeline.stream_reconstruct` runs as blocks of
+whole rows, a few matrix products per block (``docs/benchmarks.md`` has its speed beside the network's).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hsrecon.inputs import InputTransform, make_input_transform, network_space
+from hsrecon.io.rgb import RGBImage
+from hsrecon.physics import WAVELENGTHS_NM
+from hsrecon.pixelmap import RootPolynomialMap, apply_map, term_count, term_names
+from hsrecon.weights_schema import PIXEL_MAP_KIND, check_pixel_map_fields
+from hsrecon.windows import Windowing
+
+__all__ = [
+    "MATRIX_KEY",
+    "PIXEL_WINDOWING",
+    "PixelMapMeta",
+    "PixelMapPredictor",
+    "PixelMapWeights",
+    "check_pixel_map_tensors",
+    "declared_kind",
+]
+
+MATRIX_KEY = "matrix"
+PIXEL_WINDOWING = Windowing(window=1, stride=1, pad=0, edge=0)
+"""A per-pixel map's windowing: each pixel alone, no overlap, no reflection. ``stream_reconstruct`` runs
+it as blocks of whole rows (``batch_size`` pixels each, default 2¹⁶)."""
+_FORMAT = "hsrecon-weights"
+_FORMAT_VERSION = 1
+
+
+def declared_kind(text: str) -> object:
+    """The ``kind`` the ``hsrecon`` metadata JSON ``text`` declares: None for a network's metadata (it has
+    none) and for anything unreadable (the network's checks then say why)."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return data.get("kind") if isinstance(data, dict) else None
+
+
+@dataclass(frozen=True)
+class PixelMapMeta:
+    """What a per-pixel map's weights file says about itself (the ``hsrecon`` metadata key, JSON)."""
+
+    degree: int
+    weights_version: str
+    ridge: float = 0.0
+    input_space: str = "ntire2020-clean"
+    wavelengths_nm: tuple[float, ...] = WAVELENGTHS_NM
+    provenance: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    kind: str = PIXEL_MAP_KIND
+    format: str = _FORMAT
+    format_version: int = _FORMAT_VERSION
+
+    @property
+    def bands(self) -> int:
+        return len(self.wavelengths_nm)
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["wavelengths_nm"] = list(self.wavelengths_nm)
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> PixelMapMeta:
+        """Parse and check (:func:`hsrecon.weights_schema.check_pixel_map_fields`); ValueError naming the field."""
+        data = json.loads(text)
+        check_pixel_map_fields(data)
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown metadata keys {sorted(unknown)} for a {PIXEL_MAP_KIND} map")
+        data["wavelengths_nm"] = tuple(float(w) for w in data["wavelengths_nm"])
+        data["ridge"] = float(data["ridge"])
+        return cls(**data)
+
+
+def check_pixel_map_tensors(meta: PixelMapMeta, state: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The one ``matrix`` tensor a map of ``meta`` needs: terms × bands, floating point, finite; ValueError
+    naming what is wrong. Returns it as float32 (the precision the map runs in)."""
+    if set(state) != {MATRIX_KEY}:
+        raise ValueError(f"a {PIXEL_MAP_KIND} map holds one tensor {MATRIX_KEY!r}, found {sorted(state)[:4]}")
+    matrix = state[MATRIX_KEY]
+    expected = (term_count(meta.degree), meta.bands)
+    if tuple(matrix.shape) != expected:
+        raise ValueError(f"{MATRIX_KEY} has shape {tuple(matrix.shape)}, a degree-{meta.degree} map needs {expected}")
+    if not matrix.is_floating_point():
+        raise ValueError(f"{MATRIX_KEY} holds {matrix.dtype}, not floating-point values")
+    if not torch.isfinite(matrix).all():
+        raise ValueError(f"{MATRIX_KEY} contains NaN or infinite values")
+    return matrix.to(torch.float32)
+
+
+class PixelMapPredictor:
+    """Batches N×h×w×3 (float32, any h and w) → N×h×w×B: the map on every pixel, on one device, float32:
+    numpy on the CPU (:func:`hsrecon.pixelmap.apply_map`), the torch module elsewhere (same numbers to
+    float32 rounding, tested).
+
+    A per-pixel map costs a few multiply-adds per band, so it always runs in float32 (``precision`` changes
+    nothing) and the self-ensemble's flips cannot change a pixel (``tta`` changes nothing); ``on_note``
+    says so once when either was asked for.
+    """
+
+    def __init__(
+        self,
+        module: RootPolynomialMap,
+        *,
+        device: str | torch.device = "cpu",
+        precision: str = "fp32",
+        tta: bool = False,
+        on_note: Callable[[str], None] | None = None,
+    ) -> None:
+        self.device = torch.device(device)
+        self.module = module.to(self.device).eval()
+        self._matrix = module.matrix.detach().cpu().numpy()
+        if on_note is not None and (precision != "fp32" or tta):
+            asked = ", ".join(flag for flag, on in (("--precision " + precision, precision != "fp32"),
+                                                     ("--tta", tta)) if on)  # fmt: skip
+            on_note(f"a per-pixel map runs in float32 and is the same under flips: {asked} changes nothing")
+
+    @torch.inference_mode()
+    def __call__(self, windows: np.ndarray) -> np.ndarray:
+        windows = np.asarray(windows, dtype=np.float32)
+        if self.device.type == "cpu":  # numpy in small chunks: no thread wakes for so little work
+            return apply_map(windows, self._matrix, self.module.degree)
+        x = torch.from_numpy(np.ascontiguousarray(windows)).to(self.device)
+        return self.module.map_pixels(x).cpu().numpy()
+
+
+@dataclass
+class PixelMapWeights:
+    """A checked per-pixel root-polynomial map and what running it needs (the descriptor callers of
+    :class:`~hsrecon.weights.Weights` use): ``path`` the file (None: made in memory), ``meta`` its
+    metadata, ``matrix`` terms×B float32."""
+
+    path: Path | None
+    meta: PixelMapMeta
+    matrix: torch.Tensor
+    tuned: Windowing | None = None
+
+    kind = PIXEL_MAP_KIND
+    per_pixel = True
+
+    @classmethod
+    def from_matrix(cls, matrix: np.ndarray | torch.Tensor, degree: int, **fields: object) -> PixelMapWeights:
+        """Weights of a fitted ``matrix`` in memory (checked as a file's would be); ``fields`` fill
+        :class:`PixelMapMeta` (``weights_version`` defaults to ``in memory``)."""
+        meta = PixelMapMeta(degree=degree, **{"weights_version": "in memory", **fields})  # type: ignore[arg-type]
+        check_pixel_map_fields(json.loads(meta.to_json()))
+        tensor = torch.as_tensor(np.asarray(matrix)).to(torch.float32)
+        return cls(path=None, meta=meta, matrix=check_pixel_map_tensors(meta, {MATRIX_KEY: tensor}))
+
+    @classmethod
+    def from_module(cls, module: RootPolynomialMap, *, version: str = "in memory") -> PixelMapWeights:
+        """Weights of a :class:`~hsrecon.pixelmap.RootPolynomialMap` in memory (31 bands at 400…700 nm)."""
+        return cls.from_matrix(module.matrix.detach().cpu(), module.degree, weights_version=version)
+
+    @property
+    def name(self) -> str:
+        """How outputs and reports name these weights: file name and version."""
+        return f"{self.path.name if self.path else f'rpr{self.meta.degree}'} ({self.meta.weights_version})"
+
+    @property
+    def degree(self) -> int:
+        return self.meta.degree
+
+    @property
+    def input_space(self) -> str:
+        return self.meta.input_space
+
+    @property
+    def bands(self) -> int:
+        return self.meta.bands
+
+    @property
+    def window(self) -> int:
+        return PIXEL_WINDOWING.window
+
+    @property
+    def trained_window(self) -> int:
+        """One pixel: the map never saw more than one."""
+        return PIXEL_WINDOWING.window
+
+    @property
+    def size_multiple(self) -> int:
+        return 1
+
+    @property
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The tensors of its file (as :attr:`Weights.state_dict <hsrecon.weights.Weights>`)."""
+        return {MATRIX_KEY: self.matrix}
+
+    def windowing(self, window: int | None = None, stride: int | None = None, pad: int | None = None) -> Windowing:
+        """Always :data:`PIXEL_WINDOWING`: the map reads each pixel alone, so any other window, stride or
+        pad would only cost time; ValueError naming the parameter for one given."""
+        for name, value, only in (("window", window, 1), ("stride", stride, 1), ("pad", pad, 0)):
+            if value is not None and value != only:
+                raise ValueError(f"{name} {value}: per-pixel weights read each pixel alone, so {name} is {only}")
+        return PIXEL_WINDOWING
+
+    def feed_space(self, file_space: str | None = None) -> tuple[str, str | None]:
+        """As for clean-space network weights (:func:`hsrecon.inputs.network_space`): files in any space are
+        converted to clean space, where the map was fitted."""
+        return network_space(self.input_space, file_space)
+
+    def transform(
+        self,
+        image: RGBImage | np.ndarray,
+        file_space: str | None = None,
+        *,
+        exposure: float | None = None,
+        max_code: float | None = None,
+    ) -> InputTransform:
+        """The transform taking ``image`` (holding ``file_space``) to the map's input."""
+        space, _ = self.feed_space(file_space)
+        return make_input_transform(image, space, max_code=max_code, exposure=exposure)
+
+    def build(self, *, device: str | torch.device = "cpu") -> RootPolynomialMap:
+        """The map as a torch module (N×3×H×W → N×B×H×W), on ``device``."""
+        return RootPolynomialMap(self.matrix, self.degree).eval().to(device)
+
+    def inference_model(self, window: int | None = None) -> RootPolynomialMap:
+        """The module itself: there is nothing to fold or freeze."""
+        self.windowing(window)
+        return self.build()
+
+    def predictor(
+        self,
+        *,
+        device: str | torch.device = "cpu",
+        precision: str = "fp32",
+        tta: bool = False,
+        window: int | None = None,
+        on_note: Callable[[str], None] | None = None,
+    ) -> PixelMapPredictor:
+        """Batches of pixels → spectra on ``device`` (:class:`PixelMapPredictor`)."""
+        self.windowing(window)
+        return PixelMapPredictor(self.build(), device=device, precision=precision, tta=tta, on_note=on_note)
+
+    def facts(self) -> dict:
+        """What ``hsrecon info`` shows of a per-pixel map (beside the version, device and bundled names)."""
+        terms, bands = term_count(self.degree), self.bands
+        return {
+            "model": f"root-polynomial regression, degree {self.degree} (Finlayson, Mackiewicz & Hurlbert 2015), "
+            "each pixel alone",
+            "kind": self.kind,
+            "degree": self.degree,
+            "terms": ", ".join(term_names(self.degree)),
+            "matrix": f"{terms}×{bands} ({terms * bands} values)",
+            "ridge": self.meta.ridge,
+            "gflop_per_megapixel": round(2 * terms * bands * 1e6 / 1e9, 3),
+            "windowing": asdict(PIXEL_WINDOWING),
+            "input_space": self.input_space,
+            "bands": bands,
+            "wavelengths_nm": [self.meta.wavelengths_nm[0], self.meta.wavelengths_nm[-1]],
+            "weights_path": str(self.path),
+            "weights_version": self.meta.weights_version,
+            "provenance": self.meta.provenance,
+            "training": self.meta.training,
+        }
