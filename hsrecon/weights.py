@@ -345,6 +345,8 @@ def as_weights(source: Weights | LWRDAN | str | os.PathLike | None = None) -> We
 def load_weights(spec: str | os.PathLike | None = None) -> Weights:
     """Read and check a weights file (a bundled name, a path, or ``None`` for the default weights)."""
     path = resolve_weights(spec)
+    if path.is_dir():
+        raise WeightsError(f"{path}: a folder, not a weights file (give the .safetensors file in it)")
     if not path.is_file():
         looks_like_a_name = isinstance(spec, str) and not path.suffix and os.sep not in spec
         hint = f" or bundled name (bundled: {', '.join(BUNDLED)})" if looks_like_a_name else ""

@@ -76,8 +76,6 @@ def train(
     ] = None,
 ) -> None:
     """Train LWRDAN with the paper's recipe (L2 + 1 − SSIM, Adam 1e-3 → 1e-5, 64×64 windows, batch 8)."""
-    from hsrecon.train import TrainConfig
-
     _check_ranges(
         at_least_one={"--max-steps": steps, "--batch-size": batch_size, "--validate-every": validate_every,
                       "--samples-per-image": samples_per_image, "--valid-images": valid_images},
@@ -90,6 +88,8 @@ def train(
     if ablate and init:
         raise fail("--ablate builds a different network; it cannot start from --init weights", ExitCode.USAGE)
     target = device_or_exit(device)
+    from hsrecon.train import TrainConfig  # torch: only once the command line is known to be good
+
     config = TrainConfig(
         data=data, output=output, track=track.value, steps=steps, max_minutes=max_minutes, batch_size=batch_size,
         lr_start=lr_start, lr_end=lr_end, ssim_weight=ssim_weight, mrae_weight=mrae_weight, seed=seed, init=init,
