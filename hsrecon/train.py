@@ -409,7 +409,8 @@ def train(
             loss, parts = recipe_loss(wrapped(rgb).float(), cube, config)
         value = float(loss.detach())
         if not math.isfinite(value):
-            raise DivergedError(_diverged(step + 1, value, parts, saved, config))
+            terms = ", ".join(f"{name} {part:.4g}" for name, part in parts.items())
+            raise DivergedError(_diverged(step + 1, f"the loss is {value} ({terms})", saved, config))
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -420,7 +421,7 @@ def train(
         if rank == 0:
             _log(log, {"step": step, "loss": value, "lr": optimizer.param_groups[0]["lr"], **parts})
         if step % config.validate_every == 0 or step == config.steps:
-            best_mrae = _validate_and_save(model, optimizer, step, config, valid_pairs, device, rank, best_mrae)
+            best_mrae = _validate_and_save(model, optimizer, step, config, valid_pairs, device, rank, best_mrae, saved)
             saved = step
         elif step % config.checkpoint_every == 0 and rank == 0:
             _save_checkpoint(last, model, optimizer, step, config, {"best_mrae": best_mrae})
@@ -430,17 +431,16 @@ def train(
         if step >= config.steps or out_of_time:
             break
     if step > start and step % config.validate_every and step != config.steps:
-        best_mrae = _validate_and_save(model, optimizer, step, config, valid_pairs, device, rank, best_mrae)
+        best_mrae = _validate_and_save(model, optimizer, step, config, valid_pairs, device, rank, best_mrae, saved)
     return TrainResult(model=model, step=step, best_mrae=best_mrae, log=log)
 
 
-def _diverged(step: int, loss: float, parts: dict[str, float], saved: int, config: TrainConfig) -> str:
-    """The one line for a loss that is NaN or infinite: its parts, what is kept, what may help."""
-    terms = ", ".join(f"{name} {value:.4g}" for name, value in parts.items())
+def _diverged(step: int, what: str, saved: int, config: TrainConfig) -> str:
+    """The one line for a loss, or a validation output, that is NaN or infinite: what is kept, what may help."""
     kept = f"the checkpoint of step {saved} is kept" if saved else "no checkpoint was written"
     return (
-        f"step {step}: the loss is {loss} ({terms}); stopped, {kept}. The run diverged (a lower --lr-start than "
-        f"{config.lr_start:g} may help) or the cubes' values overflow (NTIRE's are within [0, 1])"
+        f"step {step}: {what}; stopped, {kept}. The run diverged (a lower --lr-start than {config.lr_start:g} "
+        "may help) or the cubes' values overflow (NTIRE's are within [0, 1])"
     )
 
 
@@ -513,12 +513,17 @@ def _batches(loader: torch.utils.data.DataLoader):
         yield batch
 
 
-def _validate_and_save(model, optimizer, step, config, valid_pairs, device, rank, best_mrae) -> float:
+def _validate_and_save(model, optimizer, step, config, valid_pairs, device, rank, best_mrae, saved) -> float:
     if rank != 0:
         if dist.is_initialized():
             dist.barrier()
         return best_mrae
-    metrics = validate(model, valid_pairs, config.window, device) if valid_pairs else {}
+    from hsrecon.pipeline import NonFiniteOutputError
+
+    try:
+        metrics = validate(model, valid_pairs, config.window, device) if valid_pairs else {}
+    except NonFiniteOutputError as error:  # diverged weights: never saved as a checkpoint
+        raise DivergedError(_diverged(step, f"validation: {error}", saved, config)) from None
     chosen = metrics.get("mrae_gain" if config.gain_invariant else "mrae", math.inf)
     improved = bool(metrics) and chosen < best_mrae
     best_mrae = chosen if improved else best_mrae
