@@ -133,6 +133,7 @@ class Report:
     results: dict[str, list[ImageResult]] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what was done to an input, e.g. integer cubes as stored
+    groups: dict = field(default_factory=dict)  # scores pooled by family / light (hsrecon.groups), when asked
 
     def summary(self, method: str) -> dict[str, float | int | None]:
         return summarize(self.results.get(method, []))
@@ -148,6 +149,8 @@ class Report:
         }
         failures = [{"name": f.name, "error": f.message} for f in self.failures]
         report = {"settings": self.settings, "methods": methods, "failures": failures, "notes": self.notes}
+        if self.groups:
+            report["groups"] = self.groups
         return _finite(report)
 
 
@@ -399,10 +402,13 @@ def _score_pair(
         ) -> None:
             truth = gt[y0 : y0 + rows.shape[0]]
             accumulator.update(rows, truth)
-            if projected is not None:
-                projected.update(project(rows, image.pixels[y0 : y0 + rows.shape[0]], rendering), truth)
             if on_rows is not None:
                 on_rows(Rows(pair.name, method_name, y0, rows, gt, wavelengths))
+            if projected is not None:
+                moved = project(rows, image.pixels[y0 : y0 + rows.shape[0]], rendering)
+                projected.update(moved, truth)
+                if on_rows is not None:
+                    on_rows(Rows(pair.name, plausible_name(method_name), y0, moved, gt, wavelengths))
 
         seconds = _timed_run(method, image.pixels, transform, emit)
         results[name] = ImageResult(pair.name, accumulator.result(), seconds)

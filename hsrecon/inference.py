@@ -98,7 +98,7 @@ def freeze_constant_branch(model: LWRDAN, window: int, tolerance: float = 1e-5) 
         unets.append(unet)
     constant = torch.cat(unets).mean(dim=0, keepdim=True)
     change = max(float(_linear_part(model.fusion, constant - unet).abs().max()) for unet in unets)
-    deviation = change / peak
+    deviation = change / peak if peak else change  # an all-zero output (an untrained prior model) is constant
     if deviation > tolerance:
         return model, deviation
     frozen = copy.deepcopy(model)

@@ -44,6 +44,7 @@ __all__ = [
     "GainAccumulator",
     "GainScores",
     "MetricAccumulator",
+    "PointwiseSums",
     "Scores",
     "band_relative_errors",
     "crop_region",
@@ -189,6 +190,44 @@ def _angles_deg(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, int]:
     v = b[keep] / norm_b[keep, None]
     angles = 2.0 * np.arctan2(np.linalg.norm(u - v, axis=1), np.linalg.norm(u + v, axis=1))
     return np.degrees(angles), int(keep.size - np.count_nonzero(keep))
+
+
+@dataclass
+class PointwiseSums:
+    """Running sums of the pointwise metrics (MRAE, RMSE, SAM) over any set of pixels, in any order: what
+    scores pooled over a group of pixels across images (:mod:`hsrecon.groups`) add up. The same definitions
+    as :class:`MetricAccumulator` (MRAE over truth ≠ 0, SAM over non-zero spectra, Kahan's angle)."""
+
+    relative: float = 0.0
+    relative_count: int = 0
+    squared: float = 0.0
+    values: int = 0
+    angles: float = 0.0
+    angle_count: int = 0
+
+    def add(self, pred: np.ndarray, gt: np.ndarray) -> None:
+        """Add n×B spectra of both (float64 preferred)."""
+        pred, gt = np.asarray(pred, dtype=np.float64), np.asarray(gt, dtype=np.float64)
+        total, counted, _ = _relative_errors(pred, gt)
+        self.relative += total
+        self.relative_count += counted
+        self.squared += float(np.sum((pred - gt) ** 2))
+        self.values += gt.size
+        angles, _ = _angles_deg(pred, gt)
+        self.angles += float(np.sum(angles))
+        self.angle_count += angles.size
+
+    def result(self) -> dict[str, float | int | None]:
+        def ratio(total: float, count: int) -> float | None:
+            return total / count if count else None
+
+        rmse = ratio(self.squared, self.values)
+        return {
+            "mrae": ratio(self.relative, self.relative_count),
+            "rmse": None if rmse is None else math.sqrt(rmse),
+            "sam": ratio(self.angles, self.angle_count),
+            "pixels": self.angle_count,
+        }
 
 
 def _gaussian_window() -> np.ndarray:

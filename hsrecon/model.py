@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hsrecon.pixelmap import RootPolynomialMap, term_count
+
 __all__ = [
     "LWRDAN",
     "RDAB",
@@ -185,6 +187,9 @@ class LWRDANConfig:
     (section 3): without them the input is the RGB alone, and the RDABs have no CBAM gates.
     ``bn_momentum`` uses PyTorch's convention; the authors' Keras model trained with Keras momentum 0
     (running statistics = the last batch), which only matters when training (see ``docs/model.md``).
+    ``prior_degree`` (0: none, the paper's network) puts a per-pixel root-polynomial map of that degree
+    (:class:`hsrecon.pixelmap.RootPolynomialMap`, its matrix a buffer of the weights) under the network: the
+    output is the map's spectrum plus the network's correction (design (b) of issue 24, ``docs/training.md``).
     """
 
     in_channels: int = 3
@@ -200,6 +205,7 @@ class LWRDANConfig:
     bn_momentum: float = 0.1
     coord_conv: bool = True
     attention: bool = True
+    prior_degree: int = 0
     size_multiple: int = field(default=4, init=False)
 
     def to_dict(self) -> dict:
@@ -213,6 +219,8 @@ class LWRDANConfig:
         for switch in ABLATION_SWITCHES:
             if data[switch]:
                 data.pop(switch)
+        if not data["prior_degree"]:
+            data.pop("prior_degree")
         return data
 
     @property
@@ -310,11 +318,17 @@ class LWRDAN(nn.Module):
         self.dense = DenseBranch(self.config)
         k = self.config.head_kernel
         self.fusion = nn.Conv2d(self.config.out_bands, self.config.out_bands, k, padding=k // 2)
+        if self.config.prior_degree:
+            terms = term_count(self.config.prior_degree)
+            self.prior = RootPolynomialMap(torch.zeros(terms, self.config.out_bands), self.config.prior_degree)
+            nn.init.zeros_(self.fusion.weight)  # untrained, the network is its prior (training fits the matrix)
+            nn.init.zeros_(self.fusion.bias)
 
     def forward(self, rgb: torch.Tensor) -> torch.Tensor:
         self._check_input(rgb)
         x = self.coords(rgb)
-        return self.fusion(self.dense(x) + self.unet(x))
+        out = self.fusion(self.dense(x) + self.unet(x))
+        return out + self.prior(rgb) if self.config.prior_degree else out
 
     def _check_input(self, rgb: torch.Tensor) -> None:
         """Fail with a sentence rather than a shape error deep inside a concatenation."""
@@ -334,7 +348,8 @@ def build_model(config: LWRDANConfig | None = None) -> LWRDAN:
 def count_parameters(model: nn.Module) -> int:
     """Values in the model the way Keras and the paper count them: parameters + BN running mean/variance.
 
-    PyTorch's ``num_batches_tracked`` counters are bookkeeping, not model values, and are left out.
+    PyTorch's ``num_batches_tracked`` counters are bookkeeping, not model values, and are left out; a
+    per-pixel prior's fitted matrix (``prior_degree``) is a model value, though not trained by gradient.
     """
     params = sum(p.numel() for p in model.parameters())
     stats = sum(
@@ -342,7 +357,8 @@ def count_parameters(model: nn.Module) -> int:
         for m in model.modules()
         if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None
     )
-    return params + stats
+    priors = sum(m.matrix.numel() for m in model.modules() if isinstance(m, RootPolynomialMap))
+    return params + stats + priors
 
 
 def count_trainable(model: nn.Module) -> int:

@@ -103,6 +103,7 @@ class TrainConfig:
     valid_images: int | None = None
     input_space: str | None = None
     model: dict = field(default_factory=dict)
+    prior_fit: dict = field(default_factory=dict)  # what fit_prior found (a prior model's first run)
 
     def __post_init__(self) -> None:
         self.data, self.output = Path(self.data), Path(self.output)
@@ -347,6 +348,40 @@ def _build_model(config: TrainConfig) -> LWRDAN:
     return LWRDAN(LWRDANConfig.from_dict(config.model) if config.model else None)
 
 
+PRIOR_PIXELS_PER_IMAGE = 1024
+
+
+def _sample_pixels(pairs: list[Pair], seed: int, per_image: int = PRIOR_PIXELS_PER_IMAGE) -> tuple[np.ndarray, ...]:
+    """(RGB n×3, spectra n×B) of ``per_image`` random pixels of each pair, as training sees them (value/max)."""
+    rng = np.random.default_rng(seed)
+    rgbs, cubes = [], []
+    for pair in pairs:
+        rgb, cube = load_pair(pair)
+        flat = rng.choice(rgb.shape[0] * rgb.shape[1], size=min(per_image, rgb.shape[0] * rgb.shape[1]), replace=False)
+        rgbs.append(rgb.reshape(-1, rgb.shape[-1])[flat])
+        cubes.append(cube.reshape(-1, cube.shape[-1])[flat])
+    return np.concatenate(rgbs).astype(np.float64), np.concatenate(cubes).astype(np.float64)
+
+
+def _mrae(prediction: np.ndarray, truth: np.ndarray) -> float:
+    valid = truth > 0
+    return float(np.mean(np.abs(prediction - truth)[valid] / truth[valid]))
+
+
+def fit_prior(model: LWRDAN, train_pairs: list[Pair], valid_pairs: list[Pair], seed: int) -> dict:
+    """Fit the model's root-polynomial prior (``prior_degree``) by least squares on training pixels, its ridge
+    chosen by MRAE on validation pixels (:func:`hsrecon.pixelmap.choose_ridge`); returns what was fitted."""
+    from hsrecon.pixelmap import choose_ridge
+
+    degree = model.config.prior_degree
+    train_set = _sample_pixels(train_pairs, seed)
+    valid_set = _sample_pixels(valid_pairs or train_pairs[-max(1, len(train_pairs) // 10) :], seed + 1)
+    ridge, matrix, scores = choose_ridge(train_set, valid_set, degree, _mrae)
+    with torch.no_grad():
+        model.prior.matrix.copy_(torch.from_numpy(matrix))
+    return {"degree": degree, "ridge": ridge, "valid_mrae": scores[ridge], "train_pixels": len(train_set[0])}
+
+
 def train(
     config: TrainConfig,
     *,
@@ -385,6 +420,8 @@ def train(
     # Channels-last: faster for these small convolutions on CPU (docs/training.md has the measurement).
     model.to(device, memory_format=torch.channels_last).train()
     wrapped = nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    if model.config.prior_degree and start == 0 and not config.init:
+        config.prior_fit = fit_prior(model, train_pairs, valid_pairs, config.seed)
     remaining = config.steps - start
     dataset = PatchDataset(
         train_pairs, window=config.window, seed=config.seed,

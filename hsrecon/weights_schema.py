@@ -58,6 +58,7 @@ LIMITS: dict[str, tuple[int, int]] = {
     "reduction": (1, 512),
     "spatial_kernel": (1, 15),
     "head_kernel": (1, 15),
+    "prior_degree": (0, 3),
     "window_size": (4, MAX_WINDOW),
     "format_version": (1, 1_000),
 }

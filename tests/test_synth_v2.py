@@ -257,7 +257,9 @@ def test_recipe_2_same_seed_same_files_and_only_valid(recipe_2_set, tmp_path):
 
 
 def test_synth_cli_recipe_options(tmp_path):
-    assert_clean_failure(hsrecon("synth", "-o", str(tmp_path / "x"), "--recipe", "3"), 2, "recipe must be one of 1, 2")
+    assert_clean_failure(
+        hsrecon("synth", "-o", str(tmp_path / "x"), "--recipe", "4"), 2, "recipe must be one of 1, 2, 3"
+    )
     assert_clean_failure(
         hsrecon("synth", "-o", str(tmp_path / "y"), "--recipe", "2", "--valid-sensors", "nikon"), 2, "--valid-sensors"
     )

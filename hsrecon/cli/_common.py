@@ -153,6 +153,24 @@ class Pool(str, Enum):
     HELDOUT = "heldout"
 
 
+class Grouping(str, Enum):
+    """Ways ``eval --group-by`` pools scores by a dataset's labels (``hsrecon.groups.GROUPINGS``)."""
+
+    FAMILY = "family"
+    LIGHT = "light"
+
+
+class Prior(str, Enum):
+    """Per-pixel priors a network can be trained over (``hsrecon.pixelmap``): root-polynomial maps by degree."""
+
+    RPR2 = "rpr2"
+    RPR3 = "rpr3"
+
+    @property
+    def degree(self) -> int:
+        return int(self.value[-1])
+
+
 class Track(str, Enum):
     """NTIRE 2020 RGB sets (``hsrecon.data.TRACKS``)."""
 

@@ -23,6 +23,7 @@ from hsrecon.cli._common import (
     BatchSizeOption,
     DeviceOption,
     ExitCode,
+    Grouping,
     PadOption,
     Split,
     StrideOption,
@@ -63,7 +64,7 @@ _FORMATS = {
     "mrae_gain_mrae": "{:.5f}", "rmse_gain_ls": "{:.5f}",
 }  # fmt: skip
 _UNBOUNDED = 10_000  # columns: room to measure the table's natural width
-_NETWORK_ONLY = ("--weights", "--tta", "--baseline", "--window", "--stride", "--pad", "--plausible")
+_NETWORK_ONLY = ("--weights", "--tta", "--baseline", "--window", "--stride", "--pad", "--plausible", "--group-by")
 
 
 def evaluate(
@@ -114,15 +115,24 @@ def evaluate(
     stride: StrideOption = None,
     pad: PadOption = None,
     batch_size: BatchSizeOption = None,
+    group_by: Annotated[
+        Optional[list[Grouping]],
+        typer.Option(
+            parser=one_of(Grouping, "--group-by"),
+            help="Also score by the dataset's labels (repeatable): 'family' pools each material family's pixels "
+            "(and the held-out and training families), 'light' each kind of main light (hsrecon synth --recipe 3).",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Score reconstructions: MRAE, RMSE, PSNR, SAM and SSIM per image and overall (docs/metrics.md)."""
-    network_only = (weights, tta, baseline, window, stride, pad is not None, plausible)
+    network_only = (weights, tta, baseline, window, stride, pad is not None, plausible, group_by)
     _check_mode(data, pred, gt, dict(zip(_NETWORK_ONLY, network_only, strict=True)))
     crop = _crop(crop, ntire2022)
     reports = {"json": json_report, "csv": csv_report, "report": html_report}
     _check_reports(reports)
     details = _report_collector(html_report, crop)
+    groups = _grouped_scores(data, split, group_by)
     network = {"weights": weights, "device": device, "split": split, "track": track, "tta": tta,
                "baseline": baseline, "window": window, "stride": stride, "pad": pad, "batch_size": batch_size,
                "plausible": plausible}  # fmt: skip
@@ -131,12 +141,65 @@ def evaluate(
         if data is None:
             report = _score_files(pred, gt, crop, shown, details)
         else:
-            report = _score_dataset(data, crop, shown, details, **network)
+            report = _score_dataset(data, crop, shown, _observers(details, groups), **network)
     except INTERRUPTS as error:
         raise interrupted(error, "no report written") from None
     stdout.print(_table(report, crop))
+    if groups is not None:
+        report.groups = groups.summary()
+        for grouping, table in report.groups.items():
+            stdout.print(_group_table(grouping, table))
     _write_reports(report, reports, details)
     raise typer.Exit(code=int(ExitCode.FAILED if report.failures else ExitCode.OK))
+
+
+def _grouped_scores(data: Path | None, split: Split, group_by: list[Grouping] | None):
+    """The observer pooling scores by family or light (``--group-by``), or None; one line if labels are missing."""
+    if data is None or not group_by:
+        return None
+    from hsrecon.groups import GroupedScores, GroupingError
+
+    try:
+        return GroupedScores(data, split.value, tuple(g.value for g in group_by))
+    except GroupingError as error:
+        raise fail(str(error), ExitCode.INPUT) from None
+
+
+def _observers(*observers):
+    """One ``on_rows`` observer calling each of ``observers`` that is not None (or None if none is)."""
+    present = [observer for observer in observers if observer is not None]
+    if not present:
+        return None
+
+    def observe(rows) -> None:
+        for observer in present:
+            observer(rows)
+
+    return observe
+
+
+def _group_table(grouping: str, table: dict[str, dict[str, dict]]) -> Table:
+    """Scores pooled per group: MRAE and SAM for each method, the group's pixels and images."""
+    methods = list(dict.fromkeys(method for entries in table.values() for method in entries))
+    out = Table(title=f"by {grouping} (pixels pooled over images)", title_justify="left")
+    out.add_column(grouping)
+    for method in methods:
+        out.add_column(f"{method} MRAE", justify="right")
+        out.add_column(f"{method} SAM", justify="right")
+    out.add_column("pixels", justify="right")
+    out.add_column("images", justify="right")
+    for group, entries in table.items():
+        cells = []
+        for method in methods:
+            entry = entries.get(method, {})
+            cells += [_number(entry.get("mrae"), "{:.4f}"), _number(entry.get("sam"), "{:.2f}")]
+        first = next(iter(entries.values()))
+        out.add_row(safe(group), *cells, f"{first['pixels']:,}", str(first["images"]))
+    return out
+
+
+def _number(value: float | None, template: str) -> str:
+    return "—" if value is None else template.format(value)
 
 
 def _report_collector(path: Path | None, crop: int) -> EvalReportCollector | None:

@@ -30,7 +30,11 @@ def synth(
         ),
     ] = None,
     recipe: Annotated[
-        int, typer.Option(help="1: the camera models' set; 2: material classes, many cameras (docs/data.md).")
+        int,
+        typer.Option(
+            help="1: the camera models' set; 2: material classes, many cameras; 3: material families with held-out "
+            "families, layouts, lights and camera (docs/data.md)."
+        ),
     ] = 1,
     valid_sensors: Annotated[
         Pool,
@@ -44,6 +48,20 @@ def synth(
         typer.Option(
             parser=one_of(Pool, "--valid-lights"),
             help="Recipe 2: indoor lamps of the validation scenes, train or heldout (lamps training never sees).",
+        ),
+    ] = Pool.TRAIN,
+    valid_families: Annotated[
+        Pool,
+        typer.Option(
+            parser=one_of(Pool, "--valid-families"),
+            help="Recipe 3: material families of the validation scenes' objects, train or heldout (docs/data.md).",
+        ),
+    ] = Pool.TRAIN,
+    valid_generators: Annotated[
+        Pool,
+        typer.Option(
+            parser=one_of(Pool, "--valid-generators"),
+            help="Recipe 3: layout of the validation scenes, train (outdoor, indoor) or heldout (mosaic).",
         ),
     ] = Pool.TRAIN,
     overwrite: Annotated[
@@ -64,7 +82,7 @@ def synth(
     if size % 4 or size < 4:
         raise fail(f"--size {size}: must be a positive multiple of 4", ExitCode.USAGE)
     try:
-        check_recipe(recipe)
+        check_recipe(recipe, valid_families=valid_families.value, valid_generators=valid_generators.value)
     except ValueError as error:
         raise fail(str(error), ExitCode.USAGE) from None
     progress = Progress(console=stderr, disable=quiet)
@@ -84,6 +102,7 @@ def synth(
                 output, scenes=scenes, size=(size, size), seed=seed, valid_fraction=valid_fraction,
                 camera=None if no_camera else (camera or DEFAULT_CAMERA), only=only.value if only else None,
                 recipe=recipe, valid_sensors=valid_sensors.value, valid_lights=valid_lights.value,
+                valid_families=valid_families.value, valid_generators=valid_generators.value,
                 overwrite=overwrite, progress=advance,
             )  # fmt: skip
         finally:

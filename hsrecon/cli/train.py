@@ -15,6 +15,7 @@ from hsrecon.cli._common import (
     Ablation,
     DeviceOption,
     ExitCode,
+    Prior,
     Track,
     device_or_exit,
     fail,
@@ -74,6 +75,14 @@ def train(
             help="Paper's ablations, from scratch: coordconv (no coordinate channels), cbam (no attention).",
         ),
     ] = None,
+    prior: Annotated[
+        Optional[Prior],
+        typer.Option(
+            parser=one_of(Prior, "--prior"),
+            help="Train the network over a per-pixel root-polynomial map (rpr2, rpr3), fitted first on the "
+            "training split: the network learns the correction (docs/training.md).",
+        ),
+    ] = None,
 ) -> None:
     """Train LWRDAN with the paper's recipe (L2 + 1 − SSIM, Adam 1e-3 → 1e-5, 64×64 windows, batch 8)."""
     _check_ranges(
@@ -85,8 +94,9 @@ def train(
     )  # fmt: skip
     if dropout is not None and not 0 <= dropout <= 0.99:  # the weights' metadata schema allows [0, 0.99]
         raise fail(f"--dropout {dropout}: must be a number from 0 to 0.99", ExitCode.USAGE)
-    if ablate and init:
-        raise fail("--ablate builds a different network; it cannot start from --init weights", ExitCode.USAGE)
+    if (ablate or prior) and init:
+        raise fail("--ablate and --prior build a different network; they cannot start from --init weights",
+                   ExitCode.USAGE)  # fmt: skip
     target = device_or_exit(device)
     from hsrecon.train import TrainConfig  # torch: only once the command line is known to be good
 
@@ -97,7 +107,8 @@ def train(
         validate_every=validate_every, checkpoint_every=validate_every, valid_images=valid_images,
         sam_weight=sam_weight, gain_invariant=gain_invariant, samples_per_image=samples_per_image,
         cache_images=cache_images,
-        model={name.switch: False for name in ablate or ()} | ({"dropout": dropout} if dropout is not None else {}),
+        model={name.switch: False for name in ablate or ()} | ({"dropout": dropout} if dropout is not None else {})
+        | ({"prior_degree": prior.degree} if prior else {}),
     )  # fmt: skip
     raise typer.Exit(code=int(_run(config)))
 

@@ -41,6 +41,7 @@ ground and objects reflect), no inter-reflection; earthlib's canopies are PROSAI
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -503,17 +504,32 @@ def _indoor_light(rng, canvas: _Canvas, pool: str) -> tuple[np.ndarray, np.ndarr
 # --- the scene ------------------------------------------------------------------------------------------
 
 
-def make_photo_scene(rng: np.random.Generator, height: int, width: int, *, lights: str = "train") -> PhotoScene:
+def make_photo_scene(
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    *,
+    lights: str = "train",
+    canvas_factory: Callable[[int, int, int], _Canvas] | None = None,
+    kinds: tuple[str, ...] | None = None,
+) -> PhotoScene:
     """One recipe-2 scene of ``height``×``width`` output pixels (drawn at 1× or 2×; see the module docstring).
 
     ``lights``: ``train`` or ``heldout``, the pool indoor lamps are drawn from (daylight is in both).
+    ``canvas_factory(height, width, factor)`` builds the canvas the scene is painted on (recipe 3 passes one
+    that draws from held-out or training material families and labels them); ``kinds`` restricts the kinds of
+    scene (default: both, by :data:`SCENE_KINDS`). Neither changes the random draws of the default scene.
     """
     if lights not in INDOOR_LIGHTS:
         raise ValueError(f"lights must be one of {', '.join(INDOOR_LIGHTS)}, got {lights!r}")
-    library = material_library()
     factor = 2 if rng.random() < 0.4 else 1
-    canvas = _Canvas(height * factor, width * factor, factor, library)
-    kind = str(rng.choice(list(SCENE_KINDS), p=list(SCENE_KINDS.values())))
+    if canvas_factory is None:
+        canvas = _Canvas(height * factor, width * factor, factor, material_library())
+    else:
+        canvas = canvas_factory(height * factor, width * factor, factor)
+    shares = {kind: SCENE_KINDS[kind] for kind in kinds or SCENE_KINDS}
+    total = sum(shares.values())
+    kind = str(rng.choice(list(shares), p=[share / total for share in shares.values()]))
     light_dir = _light_direction(rng)
     if kind == "outdoor":
         counts = _outdoor_layout(rng, canvas, light_dir)

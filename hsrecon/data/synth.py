@@ -75,9 +75,11 @@ ILLUMINANTS: dict[str, float] = {
 
 MATERIALS: dict[str, float] = {"flat": 0.4, "mixture": 0.15, "gradient": 0.2, "texture": 0.25}
 _TEXTURE_FIELDS = 4
-RECIPES = (1, 2)
+RECIPES = (1, 2, 3)
 """Recipe 1: this module's scenes and one camera (the bundled ``camera`` models' data); recipe 2: material classes
-with their own looks and a different camera per photo (:mod:`hsrecon.data.scenes`; no model trained on it ships)."""
+with their own looks and a different camera per photo (:mod:`hsrecon.data.scenes`; no model trained on it ships);
+recipe 3: recipe 2's scenes and cameras drawn from material families, with families, a layout generator, lamps
+and a camera that can be held out of training (:mod:`hsrecon.data.recipe3`)."""
 
 
 @dataclass
@@ -275,10 +277,6 @@ _FOLDERS = {
 }
 
 
-_DATASET_ENTRIES = frozenset({"synth.json", *(folder.lower() for folders in _FOLDERS.values() for folder in folders)})
-"""What a folder ``synth`` wrote holds: ``--overwrite`` replaces such a folder, and no other."""
-
-
 def scene_name(index: int) -> str:
     """NTIRE 2020's naming: scene 1 is ``ARAD_HS_0001``."""
     return f"ARAD_HS_{index:04d}"
@@ -297,7 +295,7 @@ class DatasetExistsError(FileExistsError):
     wrote as a whole; a folder of anything else is never replaced."""
 
 
-SCENE_BYTES_PER_PIXEL = {1: 1536, 2: 6144}
+SCENE_BYTES_PER_PIXEL = {1: 1536, 2: 6144, 3: 6144}
 """Peak memory of one scene per output pixel, measured with a margin (recipe 1: about 930 bytes, six
 H×W×31 float64 arrays at most; recipe 2 draws some scenes at twice the size, four times the pixels)."""
 
@@ -355,13 +353,23 @@ def _check_arguments(scenes: int, size: tuple[int, int], seed: int, valid_fracti
         raise ValueError(f"valid_fraction must be in [0, 1), got {valid_fraction}")
 
 
-def check_recipe(recipe: int, valid_sensors: str = "train", valid_lights: str = "train") -> None:
+def check_recipe(
+    recipe: int,
+    valid_sensors: str = "train",
+    valid_lights: str = "train",
+    valid_families: str = "train",
+    valid_generators: str = "train",
+) -> None:
     """ValueError naming the option when the recipe or a validation pool is not one this module makes."""
     if recipe not in RECIPES:
         raise ValueError(f"recipe must be one of {', '.join(map(str, RECIPES))}, got {recipe!r}")
-    for label, pool in (("valid_sensors", valid_sensors), ("valid_lights", valid_lights)):
+    pools = {"valid_sensors": valid_sensors, "valid_lights": valid_lights, "valid_families": valid_families,
+             "valid_generators": valid_generators}  # fmt: skip
+    for label, pool in pools.items():
         if pool not in ("train", "heldout"):
             raise ValueError(f"{label} must be train or heldout, got {pool!r}")
+    if recipe != 3 and "heldout" in (valid_families, valid_generators):
+        raise ValueError("held-out families and generators (valid_families, valid_generators) need recipe 3")
 
 
 def _camera_settings(camera: str | CameraSettings | None) -> CameraSettings | None:
@@ -432,6 +440,64 @@ def _write_photo_scene(
         "illuminant": scene.lights[0], **scene.facts, **settings.facts(), **photo_facts, **facts,
         "jpeg_bytes": len(data), **_value_stats(cube),
     }  # fmt: skip
+
+
+def _write_recipe3_scene(
+    out: Path, split: str, name: str, rngs: tuple[np.random.Generator, ...], size: tuple[int, int], pools: dict
+) -> dict[str, object]:
+    """Recipe 3: a scene of :mod:`hsrecon.data.recipe3`, its clean rendering, its photo and its family labels."""
+    from hsrecon.data.photo import develop_photo, downscale, draw_photo_settings
+    from hsrecon.data.recipe3 import make_recipe3_scene
+
+    scene_rng, settings_rng, camera_rng = rngs
+    scene = make_recipe3_scene(scene_rng, *size, pools)
+    settings = draw_photo_settings(settings_rng, pools["sensors"])
+    data, photo_facts = develop_photo(scene.cube, scene.white, settings, camera_rng, scene.factor)
+    cube = downscale(scene.cube, scene.factor).astype(np.float32)
+    attrs = {"source": "hsrecon synth --recipe 3", "illuminant": scene.lights[0]}
+    facts = _write_cube_and_clean(out, split, name, cube, attrs)
+    (out / _FOLDERS[split][2] / f"{name}_RealWorld.jpg").write_bytes(data)
+    families = scene.families[:: scene.factor, :: scene.factor]
+    _write_labels(out / LABEL_FOLDERS[split] / f"{name}_families.png", families)
+    return {
+        "illuminant": scene.lights[0], **scene.facts, "pools": pools, **settings.facts(), **photo_facts, **facts,
+        "jpeg_bytes": len(data), **_value_stats(cube),
+    }  # fmt: skip
+
+
+LABEL_FOLDERS = {"train": "Train_Families", "valid": "Validation_Families"}
+"""Recipe 3's per-pixel family labels: ``NAME_families.png``, 8-bit grey, ``FAMILIES.index(family) + 1`` (0: none)."""
+
+_DATASET_ENTRIES = frozenset(
+    {"synth.json", *(name.lower() for names in (*_FOLDERS.values(), LABEL_FOLDERS.values()) for name in names)}
+)
+"""What a folder ``synth`` wrote holds: ``--overwrite`` replaces such a folder, and no other."""
+
+
+def _write_labels(path: Path, labels: np.ndarray) -> None:
+    from PIL import Image
+
+    Image.fromarray(np.ascontiguousarray(labels, dtype=np.uint8), mode="L").save(path, format="PNG")
+
+
+def _summary_v3(seed: int, scenes: int, size: tuple[int, int], valid_fraction: float, pools: dict) -> dict:
+    from hsrecon.data.families import FAMILIES, HELDOUT_FAMILIES, TRAIN_FAMILIES, family_library
+    from hsrecon.data.recipe3 import GENERATORS
+
+    summary = _summary_v2(seed, scenes, size, valid_fraction, pools)
+    library = family_library()
+    summary |= {
+        "recipe": 3,
+        "pools": {"train": dict.fromkeys(pools, "train"), "valid": pools},
+        "families": list(FAMILIES),
+        "family_labels": "Train_Families/NAME_families.png (8-bit): FAMILIES.index(family) + 1, 0 for none",
+        "family_pools": {"train": list(TRAIN_FAMILIES), "heldout": list(library.available(HELDOUT_FAMILIES))},
+        "family_counts": library.counts(),
+        "generators": GENERATORS,
+    }
+    summary.pop("materials", None)
+    summary["files"] = []
+    return summary
 
 
 def _summary(
@@ -515,6 +581,8 @@ def make_synthetic_dataset(
     recipe: int = 1,
     valid_sensors: str = "train",
     valid_lights: str = "train",
+    valid_families: str = "train",
+    valid_generators: str = "train",
     overwrite: bool = False,
 ) -> dict[str, object]:
     """Write ``scenes`` synthetic scenes of ``size`` (H, W) under ``out`` in the NTIRE 2020 layout.
@@ -540,11 +608,15 @@ def make_synthetic_dataset(
     Its training scenes always use the training pools of sensors and indoor lights; ``valid_sensors`` and
     ``valid_lights`` (``train`` or ``heldout``) choose the validation scenes' pools, for held-out tests.
     Recipe 1 stays byte for byte what it was (the bundled ``camera`` cards were scored on it).
+
+    ``recipe=3`` (:mod:`hsrecon.data.recipe3`): recipe 2's scenes drawn from material families, each pixel's
+    family written to ``*_Families/NAME_families.png``; ``valid_families`` and ``valid_generators`` choose
+    the validation scenes' families and layout generator, with the sensors and lights as in recipe 2.
     """
     _check_arguments(scenes, size, seed, valid_fraction)
     if only not in (None, *_FOLDERS):
         raise ValueError(f"only must be one of {', '.join(_FOLDERS)}, got {only!r}")
-    check_recipe(recipe, valid_sensors, valid_lights)
+    check_recipe(recipe, valid_sensors, valid_lights, valid_families, valid_generators)
     height, width = (int(s) for s in size)
     _check_memory((height, width), recipe)
     n_valid = _validation_count(scenes, valid_fraction)
@@ -553,14 +625,16 @@ def make_synthetic_dataset(
     out = Path(out)
     _check_output(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
+    valid_pools = {"sensors": valid_sensors, "lights": valid_lights}
+    if recipe == 3:
+        valid_pools |= {"families": valid_families, "generators": valid_generators}
     with deferred():  # made and known together, so the cleanup below always finds it
         building = out.parent / temp_name_for(out)
         building.mkdir()
     try:
         summary = _write_dataset(
             building, splits, seed=seed, size=(height, width), valid_fraction=valid_fraction, camera=camera,
-            noise=noise, only=only, progress=progress, recipe=recipe,
-            valid_pools={"sensors": valid_sensors, "lights": valid_lights},
+            noise=noise, only=only, progress=progress, recipe=recipe, valid_pools=valid_pools,
         )  # fmt: skip
         _publish(building, out)
     except BaseException:
@@ -580,12 +654,15 @@ def _write_dataset(
     settings = _camera_settings(camera) if recipe == 1 else CameraSettings()
     wanted = set(splits) if only is None else {only}
     for split in wanted:
-        for folder in _FOLDERS[split][: 3 if settings is not None else 2]:
+        folders = _FOLDERS[split][: 3 if settings is not None else 2] + ((LABEL_FOLDERS[split],) if recipe == 3 else ())
+        for folder in folders:
             (out / folder).mkdir(parents=True, exist_ok=True)
     if recipe == 1:
         summary = _summary(seed, scenes, (height, width), valid_fraction, settings)
-    else:
+    elif recipe == 2:
         summary = _summary_v2(seed, scenes, (height, width), valid_fraction, valid_pools)
+    else:
+        summary = _summary_v3(seed, scenes, (height, width), valid_fraction, valid_pools)
     summary |= {"only": only} if only else {}
     for index, split in enumerate(splits, start=1):
         if split not in wanted:
@@ -596,9 +673,10 @@ def _write_dataset(
             written = _write_scene(out, split, name, scene, settings, np.random.default_rng([seed, index, 1]))
             record = {**scene.facts, **written}
         else:
-            pools = valid_pools if split == "valid" else {"sensors": "train", "lights": "train"}
+            pools = valid_pools if split == "valid" else dict.fromkeys(valid_pools, "train")
             rngs = tuple(np.random.default_rng([seed, index, *tail]) for tail in ((), (1,), (2,)))
-            record = _write_photo_scene(out, split, name, rngs, (height, width), pools)
+            write = _write_photo_scene if recipe == 2 else _write_recipe3_scene
+            record = write(out, split, name, rngs, (height, width), pools)
         summary["files"].append({"name": name, "split": split, **record})
         if progress is not None:
             progress(index, scenes)
