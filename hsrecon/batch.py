@@ -48,6 +48,7 @@ __all__ = [
     "BatchItem",
     "BatchSummary",
     "ConvertSettings",
+    "NoInputsError",
     "OutputFatalError",
     "collect_inputs",
     "convert_batch",

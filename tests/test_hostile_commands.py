@@ -515,10 +515,11 @@ def test_a_usage_error_is_one_line_and_a_hint(args, fragment):
 
 
 def test_viewer_requests_on_infinite_values_and_extreme_stretches_write_nothing_to_the_terminal(tmp_path, rng):
-    cube = rng.random((12, 16, 31), dtype=np.float32)
+    cube = rng.random((12, 16, 31))  # float64: the viewer's float32 turns 1.5e308 into infinity
     cube[2, 3, :] = np.inf
     cube[5, 6, 4:9] = -np.inf
     cube[7, 8, 10] = np.nan
+    cube[9, 9, 5] = 1.5e308
     path = tmp_path / "scene.h5"
     with h5py.File(path, "w") as file:
         file["cube"] = cube
