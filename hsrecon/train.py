@@ -337,15 +337,29 @@ class TrainResult:
     log: Path
 
 
-def _build_model(config: TrainConfig) -> LWRDAN:
-    """A new network from ``config.model``, or ``config.init``'s with ``config.model``'s settings over its config
-    (settings that keep every tensor's shape, such as dropout; any other mismatch fails loading the tensors)."""
-    if config.init:
-        loaded = load_weights(config.init)
-        model = LWRDAN(LWRDANConfig.from_dict(loaded.meta.config.to_dict() | config.model))
+def _build_model(config: TrainConfig) -> tuple[LWRDAN, bool]:
+    """(network, whether its prior still needs fitting): a new network from ``config.model``, or ``config.init``'s
+    with ``config.model``'s settings over its config (settings that keep every tensor's shape, such as dropout;
+    any other mismatch fails loading the tensors).
+
+    One setting adds tensors: a prior (``prior_degree``) over weights that have none. Their network then learns
+    the correction to the prior, from zero: its features start as they were, its last convolution at zero, so
+    the untrained model is exactly its prior (design (b) of issue 24, fine-tuned from the authors' network).
+    """
+    if not config.init:
+        model = LWRDAN(LWRDANConfig.from_dict(config.model) if config.model else None)
+        return model, bool(model.config.prior_degree)
+    loaded = load_weights(config.init)
+    model = LWRDAN(LWRDANConfig.from_dict(loaded.meta.config.to_dict() | config.model))
+    adds_prior = bool(model.config.prior_degree) and not loaded.meta.config.prior_degree
+    if not adds_prior:
         model.load_state_dict(loaded.state_dict)
-        return model
-    return LWRDAN(LWRDANConfig.from_dict(config.model) if config.model else None)
+        return model, False
+    model.load_state_dict(loaded.state_dict | {"prior.matrix": model.prior.matrix})
+    with torch.no_grad():
+        model.fusion.weight.zero_()
+        model.fusion.bias.zero_()
+    return model, True
 
 
 PRIOR_PIXELS_PER_IMAGE = 1024
@@ -404,7 +418,7 @@ def train(
     last = config.output / "last"
     _check_run_folder(config, last)
     torch.manual_seed(config.seed)
-    model = _build_model(config)
+    model, unfitted_prior = _build_model(config)
     bands = model.config.out_bands
     notes = check_pairs(train_pairs, bands=bands, window=config.window) + check_pairs(valid_pairs, bands=bands)
     for note in notes if on_note is not None and rank == 0 else ():
@@ -420,7 +434,7 @@ def train(
     # Channels-last: faster for these small convolutions on CPU (docs/training.md has the measurement).
     model.to(device, memory_format=torch.channels_last).train()
     wrapped = nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    if model.config.prior_degree and start == 0 and not config.init:
+    if unfitted_prior and start == 0:
         config.prior_fit = fit_prior(model, train_pairs, valid_pairs, config.seed)
     remaining = config.steps - start
     dataset = PatchDataset(

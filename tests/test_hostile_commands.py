@@ -79,7 +79,10 @@ def small_network(monkeypatch) -> None:
     does not depend on its size; a step costs a tenth of the published network's)."""
     import hsrecon.train as training
 
-    monkeypatch.setattr(training, "_build_model", lambda config: LWRDAN(LWRDANConfig.from_dict(SMALL | config.model)))
+    def build(config: TrainConfig) -> tuple[LWRDAN, bool]:  # (network, whether a prior needs fitting): none
+        return LWRDAN(LWRDANConfig.from_dict(SMALL | config.model)), False
+
+    monkeypatch.setattr(training, "_build_model", build)
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

@@ -31,8 +31,8 @@ def test_families_are_the_measured_tables_each_counted():
     counts = family_library(with_luxpy=False).counts()
     # earthlib 1.1.0's LEVEL_3 classes, and colour-science's charts, 190 patches, CIE 1995 and CQS 9.0 samples
     assert counts == {
-        "vegetation": 2000, "soil": 4233, "wood": 125, "mineral": 371, "print": 268,
-        "roofing": 454, "paint": 76, "test-colours": 29,
+        "vegetation": 2000, "soil": 4233, "wood": 125, "mineral": 371, "print": 268, "paint": 76,
+        "roofing": 454, "test-colours": 29,
     }  # fmt: skip
     library = family_library(with_luxpy=False)
     assert 0 <= library.spectra.min() and library.spectra.max() <= 1.05  # three RAW to ACES patches: brighteners
@@ -45,7 +45,7 @@ def test_luxpy_families_are_read_when_installed():
     counts = family_library().counts()
     assert counts["colour-system"] == 1269 + 10  # the Munsell chips and the CES of that category
     assert sum(counts[name] for name in ("nature", "skin", "textile", "plastic", "printed")) == 99 - 10 - 10
-    assert counts["paint"] == 76 + 10
+    assert counts["ces-paint"] == 10 and counts["paint"] == 76  # the GPL-3 paints never join training's
 
 
 def test_slots_draw_training_families_in_training_and_held_out_ones_in_their_places():
@@ -53,8 +53,9 @@ def test_slots_draw_training_families_in_training_and_held_out_ones_in_their_pla
     train = family_slots("train", library)
     heldout = family_slots("heldout", library)
     assert {family for families in train.values() for family in families} <= set(TRAIN_FAMILIES)
-    for slot in ("roof", "paint", "dyed"):
+    for slot in ("roof", "dyed"):
         assert heldout[slot] and set(heldout[slot]) <= set(HELDOUT_FAMILIES)
+    assert heldout["paint"] == train["paint"] == ("paint",)  # walls: what training knows
     with pytest.raises(ValueError, match="train or heldout"):
         family_slots("test", library)
 
@@ -74,7 +75,7 @@ def test_a_training_scene_holds_training_families_and_generators_only():
 def test_held_out_family_scenes_label_their_held_out_pixels():
     pools = {"families": "heldout", "generators": "train", "lights": "train"}
     labels = np.concatenate([scene.families.ravel() for scene in _scene_labels(pools, 8)])
-    assert np.isin(labels, list(HELDOUT_LABELS)).mean() > 0.2  # walls, objects, roofs
+    assert np.isin(labels, list(HELDOUT_LABELS)).mean() > 0.05  # objects and roofs
     assert np.isin(labels, list(TRAIN_LABELS | HELDOUT_LABELS)).all()
 
 
@@ -109,6 +110,7 @@ def test_recipe_3_writes_both_tracks_and_family_labels(recipe_3_set):
         assert len(clean) == len(photos) == 3
         for pair in clean:
             cube = read_cube(pair.cube)[0]
+            np.testing.assert_allclose(cube * 4095.0, np.round(cube * 4095.0), atol=1e-3)  # 12-bit steps: no 1e-9
             rgb = np.asarray(Image.open(pair.rgb))
             np.testing.assert_array_equal(rgb, quantize_ntire2020_clean(render_ntire2020_clean(cube)))
             labels = np.asarray(Image.open(root / LABEL_FOLDERS[split] / f"{pair.cube.stem}_families.png"))

@@ -80,7 +80,8 @@ def train(
         typer.Option(
             parser=one_of(Prior, "--prior"),
             help="Train the network over a per-pixel root-polynomial map (rpr2, rpr3), fitted first on the "
-            "training split: the network learns the correction (docs/training.md).",
+            "training split: the network learns the correction (docs/training.md); with --init, the given "
+            "network's features are kept and its correction starts at zero.",
         ),
     ] = None,
 ) -> None:
@@ -94,9 +95,8 @@ def train(
     )  # fmt: skip
     if dropout is not None and not 0 <= dropout <= 0.99:  # the weights' metadata schema allows [0, 0.99]
         raise fail(f"--dropout {dropout}: must be a number from 0 to 0.99", ExitCode.USAGE)
-    if (ablate or prior) and init:
-        raise fail("--ablate and --prior build a different network; they cannot start from --init weights",
-                   ExitCode.USAGE)  # fmt: skip
+    if ablate and init:
+        raise fail("--ablate builds a different network; it cannot start from --init weights", ExitCode.USAGE)
     target = device_or_exit(device)
     from hsrecon.train import TrainConfig  # torch: only once the command line is known to be good
 

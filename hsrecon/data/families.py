@@ -14,18 +14,21 @@ wood            earthlib bark, wood, leaf litter, non-photosynthetic vegetation,
 mineral         earthlib asphalt, roads, sidewalks, gravel, concrete and other pavements     MIT        train
 print           colour-science's colour checkers and the RAW to ACES 190 patches (inks,      BSD-3      train
                 dyes, prints)
+paint           earthlib architectural paints                                                MIT        train
 roofing         earthlib shingles, tiles, metal roofs                                        MIT        held out
-paint           earthlib architectural paints                                                MIT        held out
 test-colours    colour-science's CIE 1995 test colour samples and NIST CQS 9.0 samples       BSD-3      held out
 colour-system   luxpy's 1269 matte Munsell chips and the CES of that category                GPL-3      held out
 skin, textile,  luxpy's IES TM-30 / CIE 224:2017 colour evaluation samples (99 real objects)  GPL-3      held out
 plastic,        by their category
-nature, printed
+nature,
+printed,
+ces-paint
 ==============  ===========================================================================  =========  ========
 
 The luxpy families are read from its data files when luxpy is installed (``pip install hsrecon[spectra]``;
 luxpy is GPL-3, so hsrecon never imports it and nothing derived from it is ever trained on or shipped:
-they serve only as held-out test families). Without luxpy those families are simply absent.
+they serve only as held-out test families; its 10 paint samples are their own held-out family, ``ces-paint``,
+never earthlib's training ``paint``). Without luxpy those families are simply absent.
 
 Spectra are in [0, 1] (earthlib's and luxpy's clipped, as in recipe 2) but for three of the 190 patches, which
 reach 1.047 as measured (optical brighteners); duplicates within a family are kept (they are
@@ -52,9 +55,9 @@ __all__ = [
     "luxpy_folder",
 ]
 
-TRAIN_FAMILIES: tuple[str, ...] = ("vegetation", "soil", "wood", "mineral", "print")
+TRAIN_FAMILIES: tuple[str, ...] = ("vegetation", "soil", "wood", "mineral", "print", "paint")
 HELDOUT_FAMILIES: tuple[str, ...] = (
-    "roofing", "paint", "test-colours", "colour-system", "skin", "textile", "plastic", "nature", "printed",
+    "roofing", "test-colours", "colour-system", "skin", "textile", "plastic", "nature", "printed", "ces-paint",
 )  # fmt: skip
 FAMILIES: tuple[str, ...] = TRAIN_FAMILIES + HELDOUT_FAMILIES
 """Every family, in label order: a label map stores ``FAMILIES.index(family) + 1`` (0: no family)."""
@@ -71,7 +74,7 @@ _EARTHLIB_FAMILIES: dict[str, str] = {
 }  # fmt: skip
 """earthlib's ``LEVEL_3`` labels → families (its 2 glass spectra are left out: a transmitter, not a surface)."""
 
-_CES_FAMILIES = ("nature", "skin", "textile", "paint", "plastic", "printed", "colour-system")
+_CES_FAMILIES = ("nature", "skin", "textile", "ces-paint", "plastic", "printed", "colour-system")
 """IES TM-30's categories of its 99 colour evaluation samples, in the order of luxpy's ``R99info`` codes 1–7."""
 
 _COLOUR_SAMPLE_SETS = (("SDS_TCS", "CIE 1995"), ("SDS_VS", "NIST CQS 9.0"))

@@ -7,9 +7,9 @@ drawn from **pools**, and a pool is either the training one or the held-out one,
 ============  ======================================================  ==============================================
 axis          training pool                                           held-out pool
 ============  ======================================================  ==============================================
-families      vegetation, soil, wood, mineral, print                  roofing, paint, test colours and, with luxpy,
-              (:data:`hsrecon.data.families.TRAIN_FAMILIES`)          the Munsell chips and IES/CIE objects (skin,
-                                                                      textile, plastic, nature, printed)
+families      vegetation, soil, wood, mineral, print, paint           roofing, test colours and, with luxpy, the
+              (:data:`hsrecon.data.families.TRAIN_FAMILIES`)          Munsell chips and IES/CIE objects (skin,
+                                                                      textile, plastic, nature, printed, paint)
 generator     ``outdoor`` and ``indoor`` (recipe 2's layouts and      ``mosaic``: recipe 1's warped Voronoi regions
               class textures, :mod:`hsrecon.data.scenes`)             filled with flat, mixed, graded and textured
                                                                       materials of any family, no class looks
@@ -18,9 +18,11 @@ lights        recipe 2's training lamps (blackbody, CIE A, FL1–12,    recipe 2
 camera        recipe 2's training sensors, perturbed                  the Canon EOS 5D Mark II
 ============  ======================================================  ==============================================
 
-Held-out families take the places that manufactured and painted things take in a scene (walls, boxes, balls,
-fabrics, charts, cars, roofs and painted lines); the ground (soil, grass, litter, pavement) stays of training
-families, so a held-out scene mixes both and its **family label map** says which pixel is which. Each scene is
+Held-out families take the places that manufactured things take in a scene (boxes, balls, fabrics, charts, cars
+and roofs); walls and painted objects keep the architectural paints of training (mostly pale and neutral, as
+walls are, so the light's colour shows in the image), and the ground (soil, grass, litter, pavement) keeps its
+training families, so a held-out scene mixes both and its **family label map** says which pixel is which. Each
+scene is
 rendered as the NTIRE 2020 clean track and photographed through recipe 2's camera (:mod:`hsrecon.data.photo`),
 from the same cube, so the two tracks share their truth.
 
@@ -52,15 +54,12 @@ GENERATORS: dict[str, tuple[str, ...]] = {"train": ("outdoor", "indoor"), "heldo
 AXES = ("families", "generators", "lights", "sensors")
 """The axes a split's pool is chosen on (each ``train`` or ``heldout``)."""
 
-_MANUFACTURED_SLOTS = ("roof", "paint", "dyed")
-"""Recipe 2's material classes that held-out families take over; the others stay of their own family."""
-
 _GROUND_SLOTS = {"vegetation": "vegetation", "soil": "soil", "wood": "wood", "litter": "wood", "pavement": "mineral"}
-_TRAIN_MANUFACTURED = {"roof": ("mineral",), "paint": ("print",), "dyed": ("print",)}
+_TRAIN_MANUFACTURED = {"roof": ("mineral",), "paint": ("paint",), "dyed": ("print",)}
 _HELDOUT_MANUFACTURED = {
     "roof": ("roofing",),
-    "paint": ("paint", "colour-system"),
-    "dyed": ("test-colours", "colour-system", "textile", "plastic", "nature", "printed", "skin", "paint"),
+    "paint": ("paint",),  # walls stay architectural paints: held-out objects against the walls training knows
+    "dyed": ("test-colours", "colour-system", "textile", "plastic", "nature", "printed", "skin", "ces-paint"),
 }
 _MIXTURE_SHARE = 0.3
 

@@ -453,7 +453,7 @@ def _write_recipe3_scene(
     scene = make_recipe3_scene(scene_rng, *size, pools)
     settings = draw_photo_settings(settings_rng, pools["sensors"])
     data, photo_facts = develop_photo(scene.cube, scene.white, settings, camera_rng, scene.factor)
-    cube = downscale(scene.cube, scene.factor).astype(np.float32)
+    cube = quantize_cube(downscale(scene.cube, scene.factor))
     attrs = {"source": "hsrecon synth --recipe 3", "illuminant": scene.lights[0]}
     facts = _write_cube_and_clean(out, split, name, cube, attrs)
     (out / _FOLDERS[split][2] / f"{name}_RealWorld.jpg").write_bytes(data)
@@ -463,6 +463,20 @@ def _write_recipe3_scene(
         "illuminant": scene.lights[0], **scene.facts, "pools": pools, **settings.facts(), **photo_facts, **facts,
         "jpeg_bytes": len(data), **_value_stats(cube),
     }  # fmt: skip
+
+
+CUBE_LEVELS = 4095
+"""Recipe 3's cubes are stored as a 12-bit spectral camera stores them: multiples of 1/4095 of full scale."""
+
+
+def quantize_cube(cube: np.ndarray) -> np.ndarray:
+    """``round(cube · 4095) / 4095`` as float32: a measured cube's floor, so no band holds 1e-9 of a light.
+
+    Without it a lamp with a near-empty band (LEDs at 400 nm) leaves truth values of ~1e-9, and MRAE, a
+    relative error, turns a 0.001 miss there into 10⁶: one pixel would rule a whole split's mean. A real
+    camera reads such a band as 0 (left out of MRAE) or as one step of its converter.
+    """
+    return (np.round(np.asarray(cube, dtype=np.float64) * CUBE_LEVELS) / CUBE_LEVELS).astype(np.float32)
 
 
 LABEL_FOLDERS = {"train": "Train_Families", "valid": "Validation_Families"}
