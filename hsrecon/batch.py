@@ -48,6 +48,7 @@ __all__ = [
     "BatchItem",
     "BatchSummary",
     "ConvertSettings",
+    "NoInputsError",
     "OutputFatalError",
     "collect_inputs",
     "convert_batch",
@@ -73,6 +74,11 @@ class BatchItem:
 
     source: Path
     stem: Path
+
+
+class NoInputsError(ValueError):
+    """The inputs hold no file to convert at all (an empty folder, a ``pattern`` matching nothing): a
+    mistake to say, not a batch that succeeded at nothing."""
 
 
 @dataclass
@@ -516,6 +522,9 @@ def convert_batch(
         events.warning(f"{weights.path.name if weights.path else weights.name}: {warning}")
     photo_warning = _PhotoWarning(events) if _reads_as_clean(weights, space, settings.input_space) else None
     found, problems = collect_inputs(inputs, recursive=recursive, pattern=pattern, output_dir=output)
+    if not found and not problems:  # said before the output folder is made, so none is left behind
+        matching = f" matching {pattern!r}" if pattern is not None else ""
+        raise NoInputsError(f"{', '.join(map(str, inputs))}: no image file{matching} to convert")
     _make_output_folder(output)
     notes: list[str] = []
     items = shard(plan_outputs(found, output, problems, notes), *(shard_of or torchrun_shard()))

@@ -21,7 +21,6 @@ import csv
 import io
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,9 +33,15 @@ from hsrecon import __version__
 from hsrecon.data import Pair, pairing_key, scan, track_space
 from hsrecon.inputs import InputTransform, canonical_space, make_input_transform, network_space
 from hsrecon.io import CubeInfo, cube_info, read_cube
-from hsrecon.io.base import CUBE_SUFFIXES
+from hsrecon.io.base import (
+    CUBE_SUFFIXES,
+    READ_BYTES_PER_VALUE,
+    check_finite,
+    integer_values_note,
+    memory_budget,
+)
 from hsrecon.io.rgb import read_rgb
-from hsrecon.io.temps import atomic_file
+from hsrecon.io.temps import write_atomic
 from hsrecon.metrics import NTIRE2022_CROP, MetricAccumulator, Scores, score
 from hsrecon.physics import WAVELENGTHS_NM
 from hsrecon.pipeline import NonFiniteOutputError, stream_reconstruct
@@ -442,6 +447,7 @@ def _score_pair(
     gt, wavelengths, _ = read_cube(pair.cube, image_shape=(height, width))
     _check_match(pair, gt, (height, width), bands)
     _check_wavelengths(pair.cube, wavelengths, wavelengths_nm)
+    check_finite(pair.cube, gt, "ground-truth", "not scored")
     transform = make_input_transform(image, input_space)
     rendering = rendering_for(transform) if plausible else None
     results = {}
@@ -564,6 +570,9 @@ class EvalEvents:
     def warning(self, text: str) -> None:
         """Something about the whole run the user should know (said once, before any work)."""
 
+    def note(self, text: str) -> None:
+        """What is done to an input, e.g. a ground truth stored as integers, scored as stored."""
+
     def unpaired(self, line: str) -> None:
         """A file without its partner (also a failure in the report)."""
 
@@ -638,6 +647,9 @@ def evaluate_dataset(
     }  # fmt: skip
     for line in unpaired:
         events.unpaired(line)
+    notes = _integer_truth_notes(pairs)
+    for note in notes:
+        events.note(note)
     if baselines:
         settings["baselines"] = {}
     for name in dict.fromkeys(baselines):
@@ -651,7 +663,23 @@ def evaluate_dataset(
     )  # fmt: skip
     # files without a partner were reported first; the JSON and the counts include them
     report.failures[:0] = [Failure(line.split(": ", 1)[0], line) for line in unpaired]
+    report.notes.extend(notes)
     return report
+
+
+def _integer_truth_notes(pairs: Sequence[Pair]) -> list[str]:
+    """The note of ``eval --pred/--gt`` for each ground truth stored as integers, from headers alone (a
+    file that cannot be read fails when it is scored)."""
+    notes = []
+    for pair in pairs:
+        try:
+            info = cube_info(pair.cube)
+        except Exception:  # its failure, with its own line, comes when it is scored
+            continue
+        note = integer_values_note(pair.cube, info.dtype, "ground truth", "scored")
+        if note:
+            notes.append(note)
+    return notes
 
 
 def _scan(root: Path, split: str, track: str, what: str = "") -> tuple[list[Pair], list[str], str]:
@@ -757,18 +785,6 @@ def pair_cube_files(pred_dir: Path, gt_dir: Path) -> tuple[list[tuple[Path, Path
     return pairs, failures
 
 
-READ_BYTES_PER_VALUE = 12
-"""Peak bytes per declared value while a cube is read: the stored value (up to 8 bytes) and its float32."""
-
-
-def memory_budget() -> int:
-    """Bytes one pair of cubes may take while it is read and scored: half the machine's physical memory."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
-    except (ValueError, OSError, AttributeError):  # no sysconf (Windows): assume a modest machine
-        return 8 << 30
-
-
 def _declared(path: Path) -> CubeInfo:
     """What ``path`` says its cube is, checked to be numbers in three dimensions; nothing read yet."""
     try:
@@ -808,26 +824,9 @@ def _read_declared(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return cube, wavelengths
 
 
-def _check_finite(path: Path, cube: np.ndarray, role: str) -> None:
-    """Count NaN and infinity: an image with any is not scored (its scores would be NaN, and so would
-    every mean over images), and the line says how many and where the first is."""
-    bad = ~np.isfinite(cube)
-    count = int(np.count_nonzero(bad))
-    if count:
-        y, x, band = np.unravel_index(int(bad.argmax()), cube.shape)
-        raise ValueError(
-            f"{path}: {count:,} of {cube.size:,} {role} values are NaN or infinite (the first at row {y}, "
-            f"column {x}, band {band}); not scored"
-        )
-
-
 def _stored_type_notes(path: Path, info: CubeInfo, role: str) -> list[str]:
-    if info.dtype.kind in "iu":
-        return [
-            f"{path}: {role} stored as {info.dtype.name}: scored on its stored values, not scaled to [0, 1] "
-            "(divide by the white level first if the other cube holds reflectances)"
-        ]
-    return []
+    note = integer_values_note(path, info.dtype, role, "scored")
+    return [note] if note else []
 
 
 def _score_files(
@@ -851,8 +850,8 @@ def _score_files(
         shape = "×".join(map(str, pred.shape))
         raise ValueError(f"{pred_path}: shape {shape}, ground truth {gt_path.name} is {'×'.join(map(str, gt.shape))}")
     _check_wavelengths(pred_path, pred_wavelengths, gt_wavelengths)
-    _check_finite(gt_path, gt, "ground-truth")
-    _check_finite(pred_path, pred, "predicted")
+    check_finite(gt_path, gt, "ground-truth", "not scored")
+    check_finite(pred_path, pred, "predicted", "not scored")
     scores = score(pred, gt, crop=crop)
     if on_rows is not None:
         on_rows(Rows(pred_path.name, method, 0, pred, gt, pred_wavelengths))
@@ -907,10 +906,7 @@ def evaluate_files(
 
 def _write_atomic(path: Path, text: str) -> Path:
     """Write ``text`` under a temporary name beside ``path``, then rename: never a half-written file."""
-    path = Path(path)
-    with atomic_file(path) as temp, open(temp, "w", encoding="utf-8", newline="") as handle:
-        handle.write(text)
-    return path
+    return write_atomic(Path(path), text.encode("utf-8"))
 
 
 def write_json(report: Report, path: Path) -> Path:

@@ -52,7 +52,8 @@ def cube_to_linear_srgb(
     hsrecon's 31, 400–700 nm); ValueError when none is visible. ``dtype`` float32 halves the memory and
     time of a display-only rendering (the viewer's); previews are computed in float64."""
     key = tuple(WAVELENGTHS_NM) if wavelengths_nm is None else tuple(float(w) for w in wavelengths_nm)
-    return np.asarray(cube, dtype=dtype) @ _cube_to_linear_srgb_matrix(key).astype(dtype)
+    with np.errstate(invalid="ignore", over="ignore"):  # a cube with ±inf (the viewer shows any): NaN, quietly
+        return np.asarray(cube, dtype=dtype) @ _cube_to_linear_srgb_matrix(key).astype(dtype)
 
 
 def srgb_white(linear: np.ndarray) -> float:
@@ -61,7 +62,9 @@ def srgb_white(linear: np.ndarray) -> float:
     A viewer computes it once, on the whole image, and keeps it for every zoomed region, so colours
     do not change as the user zooms.
     """
-    scale = float(np.percentile(linear.max(axis=-1), 99.5)) if linear.size else 1.0
+    peaks = linear.max(axis=-1) if linear.size else np.zeros(0)
+    peaks = peaks[np.isfinite(peaks)]  # NaN or infinity in a cube must not set (or break) the exposure
+    scale = float(np.percentile(peaks, 99.5)) if peaks.size else 1.0
     return scale if scale > 0 and np.isfinite(scale) else 1.0
 
 

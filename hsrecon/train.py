@@ -29,19 +29,48 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from hsrecon import __version__
 from hsrecon.data import Pair, discover, track_space
-from hsrecon.data.patches import PatchDataset, load_pair
-from hsrecon.io.temps import atomic_file
+from hsrecon.data.patches import PatchDataset, check_pairs, load_pair
+from hsrecon.io.temps import write_atomic
 from hsrecon.model import LWRDAN, LWRDANConfig
 from hsrecon.weights import Weights, WeightsError, load_weights, make_meta, save_weights
 
 __all__ = [
-    "TrainConfig", "TrainResult", "learning_rate", "recipe_loss", "relative_gain", "sam_loss", "ssim_loss", "train",
+    "CheckpointWriteError", "DivergedError", "ResumeError", "RunExistsError", "TrainConfig", "TrainResult",
+    "learning_rate", "recipe_loss", "relative_gain", "sam_loss", "ssim_loss", "train",
 ]  # fmt: skip
+
+
+class ResumeError(ValueError):
+    """``resume`` cannot continue this run folder as asked: no checkpoint there, or settings that change
+    what is trained differ from the checkpoint's (each named). One line; the command line's fault."""
+
+
+class RunExistsError(FileExistsError):
+    """A new run (no ``resume``) into a folder that holds a run already: its checkpoints and log would be
+    overwritten and mixed with the new run's."""
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint or the log cannot be written (disk full, read-only, quota); the files already there are
+    whole (each is written to a temporary and renamed), and no temporary is left."""
+
+
+class DivergedError(RuntimeError):
+    """The loss became NaN or infinite: every later step would be NaN too, so the run stops there."""
+
+
+RESUME_SETTINGS = (
+    "track", "input_space", "window", "steps", "batch_size", "lr_start", "lr_end", "ssim_weight", "mrae_weight",
+    "sam_weight", "gain_invariant", "seed", "init", "samples_per_image", "valid_images", "model",
+)  # fmt: skip
+"""The settings that decide what a run trains and how its checkpoints are compared: a resumed run must
+keep its checkpoint's (the device, the loader processes, the time limit and the validation interval may
+change)."""
 
 
 @dataclass
@@ -218,8 +247,8 @@ def _save_checkpoint(path: Path, model: LWRDAN, optimizer, step: int, config: Tr
     tensors |= {f"{_MODEL_PREFIX}{key}": value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     tensors["rng.torch"] = torch.get_rng_state()
     scalars.update(step=step, config=json.loads(json.dumps(asdict(config), default=str)), metrics=metrics)
-    with atomic_file(path.with_suffix(".state.safetensors")) as temp:
-        save_file(tensors, str(temp), metadata={"hsrecon_train": json.dumps(scalars)})
+    state = safetensors_bytes(tensors, metadata={"hsrecon_train": json.dumps(scalars)})
+    _written(path.with_suffix(".state.safetensors"), step, lambda final: write_atomic(final, state))
     meta = make_meta(
         model,
         window_size=config.window,
@@ -229,7 +258,21 @@ def _save_checkpoint(path: Path, model: LWRDAN, optimizer, step: int, config: Tr
         training={k: str(v) for k, v in asdict(config).items() if k not in ("model",)} | {"step": step},
         metrics=metrics,
     )
-    save_weights(path.with_suffix(".safetensors"), model.state_dict(), meta)
+    _written(path.with_suffix(".safetensors"), step, lambda final: save_weights(final, model.state_dict(), meta))
+
+
+def _written(final: Path, step: int, write: Callable[[Path], object], what: str = "") -> None:
+    """``write(final)``, its operating-system error (a full disk) made a :class:`CheckpointWriteError`."""
+    try:
+        write(final)
+    except OSError as error:
+        reason = error.strerror or str(error) or type(error).__name__
+        failure = CheckpointWriteError(
+            f"{final}: cannot write {what or f'the step-{step} checkpoint'} ({reason}); the files already in "
+            f"{final.parent} are whole, and --resume continues from the last checkpoint"
+        )
+        failure.errno = error.errno
+        raise failure from None
 
 
 _MODEL_PREFIX = "model."
@@ -251,7 +294,10 @@ def _load_checkpoint(path: Path, model: LWRDAN, optimizer) -> tuple[int, dict]:
         if int(weights.meta.training.get("step", -1)) != step:
             raise ValueError(f"{state_path}: step {step}, but {path.with_suffix('.safetensors')} is another step")
         model_tensors = weights.state_dict
-    model.load_state_dict(model_tensors)
+    try:
+        model.load_state_dict(model_tensors)
+    except RuntimeError as error:  # the settings matched (checked first), the tensors did not
+        raise ValueError(f"{state_path}: the tensors of another network ({str(error).splitlines()[0]})") from None
     torch.set_rng_state(tensors.pop("rng.torch"))
     _restore_optimizer(optimizer, tensors, scalars)
     return step, scalars.get("metrics", {})
@@ -335,26 +381,44 @@ STORED_SPACE = "ntire2020-clean"
 """The input space whose transform is the files' values over their maximum, exposure 1: what training feeds."""
 
 
-def train(config: TrainConfig, *, on_step: Callable[[int, float, float], None] | None = None) -> TrainResult:
-    """Train as ``config`` says; returns the final model (rank 0 also writes OUT/last, OUT/best, OUT/log)."""
+def train(
+    config: TrainConfig,
+    *,
+    on_step: Callable[[int, float, float], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Train as ``config`` says; returns the final model (rank 0 also writes OUT/last, OUT/best, OUT/log).
+
+    Everything that can be checked is checked before the run folder is touched: the dataset (every
+    pair's headers, :func:`~hsrecon.data.patches.check_pairs`; ``on_note`` hears about integer cubes) and,
+    for ``resume``, the checkpoint's settings (:class:`ResumeError`); a new run refuses a folder holding
+    another (:class:`RunExistsError`). A cube with NaN is refused when read, a loss that becomes NaN or
+    infinite stops the run (:class:`DivergedError`), and a checkpoint that cannot be written stops it with
+    the files already there whole (:class:`CheckpointWriteError`).
+    """
     rank, world = _distributed()
     device = torch.device(config.device)
+    train_pairs = discover(config.data, split="train", track=config.track)
+    valid_pairs = discover(config.data, split="valid", track=config.track)[: config.valid_images]
+    last = config.output / "last"
+    _check_run_folder(config, last)
     torch.manual_seed(config.seed)
     model, unfitted_prior = _build_model(config)
+    bands = model.config.out_bands
+    notes = check_pairs(train_pairs, bands=bands, window=config.window) + check_pairs(valid_pairs, bands=bands)
+    for note in notes if on_note is not None and rank == 0 else ():
+        on_note(note)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr_start)
-    config.output.mkdir(parents=True, exist_ok=True)
-    last = config.output / "last"
+    _make_run_folder(config.output)
     start, best_mrae = 0, math.inf
-    if config.resume and last.with_suffix(".state.safetensors").exists():
+    if config.resume:
         start, metrics = _load_checkpoint(last, model, optimizer)
         best_mrae = float(metrics.get("best_mrae", math.inf))
-        if rank == 0:
-            _truncate_log(config.output / "log.jsonl", start)
+    if rank == 0:
+        _truncate_log(config.output / "log.jsonl", start)
     # Channels-last: faster for these small convolutions on CPU (docs/training.md has the measurement).
     model.to(device, memory_format=torch.channels_last).train()
     wrapped = nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    train_pairs = discover(config.data, split="train", track=config.track)
-    valid_pairs = discover(config.data, split="valid", track=config.track)[: config.valid_images]
     if unfitted_prior and start == 0:
         config.prior_fit = fit_prior(model, train_pairs)
     remaining = config.steps - start
@@ -372,41 +436,130 @@ def train(config: TrainConfig, *, on_step: Callable[[int, float, float], None] |
     log = config.output / "log.jsonl"
     scaler = torch.amp.GradScaler(enabled=config.amp and device.type == "cuda")
     started = time.monotonic()
-    step = start
-    for rgb, cube in loader:
-        if config.max_minutes is not None and time.monotonic() - started > 60 * config.max_minutes:
-            break
+    step = saved = start
+    for rgb, cube in _batches(loader):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, config)
         rgb, cube = rgb.to(device, memory_format=torch.channels_last), cube.to(device)
         with torch.autocast(device.type, enabled=config.amp and device.type == "cuda"):
             loss, parts = recipe_loss(wrapped(rgb).float(), cube, config)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            terms = ", ".join(f"{name} {part:.4g}" for name, part in parts.items())
+            raise DivergedError(_diverged(step + 1, f"the loss is {value} ({terms})", saved, config))
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
         step += 1
         if on_step:
-            on_step(step, float(loss.detach()), optimizer.param_groups[0]["lr"])
+            on_step(step, value, optimizer.param_groups[0]["lr"])
         if rank == 0:
-            _log(log, {"step": step, "loss": float(loss.detach()), "lr": optimizer.param_groups[0]["lr"], **parts})
+            _log(log, {"step": step, "loss": value, "lr": optimizer.param_groups[0]["lr"], **parts})
         if step % config.validate_every == 0 or step == config.steps:
-            best_mrae = _validate_and_save(model, optimizer, step, config, valid_pairs, device, rank, best_mrae)
+            best_mrae = _validate_and_save(model, optimizer, step, config, valid_pairs, device, rank, best_mrae, saved)
+            saved = step
         elif step % config.checkpoint_every == 0 and rank == 0:
             _save_checkpoint(last, model, optimizer, step, config, {"best_mrae": best_mrae})
-        if step >= config.steps:
+            saved = step
+        # Checked after a step, so that every run that starts trains (and saves) at least one.
+        out_of_time = config.max_minutes is not None and time.monotonic() - started > 60 * config.max_minutes
+        if step >= config.steps or out_of_time:
             break
     if step > start and step % config.validate_every and step != config.steps:
-        best_mrae = _validate_and_save(model, optimizer, step, config, valid_pairs, device, rank, best_mrae)
+        best_mrae = _validate_and_save(model, optimizer, step, config, valid_pairs, device, rank, best_mrae, saved)
     return TrainResult(model=model, step=step, best_mrae=best_mrae, log=log)
 
 
-def _validate_and_save(model, optimizer, step, config, valid_pairs, device, rank, best_mrae) -> float:
+def _diverged(step: int, what: str, saved: int, config: TrainConfig) -> str:
+    """The one line for a loss, or a validation output, that is NaN or infinite: what is kept, what may help."""
+    kept = f"the checkpoint of step {saved} is kept" if saved else "no checkpoint was written"
+    return (
+        f"step {step}: {what}; stopped, {kept}. The run diverged (a lower --lr-start than {config.lr_start:g} "
+        "may help) or the cubes' values overflow (NTIRE's are within [0, 1])"
+    )
+
+
+def _check_run_folder(config: TrainConfig, last: Path) -> None:
+    """Before anything is written: ``resume`` needs a checkpoint with this run's settings; a new run
+    needs a folder without a checkpoint (it would be replaced, and the log continued). A log alone is a
+    run that stopped before its first checkpoint: the new run starts it afresh."""
+    state = last.with_suffix(".state.safetensors")
+    if config.resume:
+        if not state.is_file():
+            raise ResumeError(
+                f"{config.output}: no checkpoint to resume from ({state.name} is not there); "
+                "leave out --resume to start a new run"
+            )
+        _check_resume_settings(state, config)
+        return
+    found = [path.name for path in (state, last.with_suffix(".safetensors")) if path.exists()]
+    if found:
+        raise RunExistsError(
+            f"{config.output}: holds a training run already ({', '.join(found)}): --resume continues it, "
+            "another --output starts a new one"
+        )
+
+
+def _check_resume_settings(state: Path, config: TrainConfig) -> None:
+    """:class:`ResumeError` naming every setting of :data:`RESUME_SETTINGS` that differs from the
+    checkpoint's (read from its header: nothing else of the file yet)."""
+    try:
+        with safe_open(str(state), framework="pt") as handle:
+            saved = json.loads(handle.metadata()["hsrecon_train"]).get("config", {})
+    except Exception as error:  # safetensors raises its own types for damaged files
+        raise ValueError(f"{state}: not a readable hsrecon training state ({error})") from None
+    now = json.loads(json.dumps(asdict(config), default=str))
+    differ = [
+        f"{name} {saved[name]!r} → {now[name]!r}"
+        for name in RESUME_SETTINGS
+        if isinstance(saved, dict) and name in saved and saved[name] != now[name]
+    ]
+    if differ:
+        raise ResumeError(
+            f"{state}: --resume with other settings than the run's: {'; '.join(differ)}; resume with the run's "
+            "own, or start a new run (--init RUN/last.safetensors fine-tunes from it)"
+        )
+
+
+def _make_run_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        failure = CheckpointWriteError(f"{folder}: cannot create the run folder ({error.strerror or error})")
+        failure.errno = error.errno
+        raise failure from None
+
+
+def _batches(loader: torch.utils.data.DataLoader):
+    """The loader's batches; an error in a loader process comes back as its own one line (DataLoader
+    would raise it carrying the worker's whole traceback as its message)."""
+    iterator = iter(loader)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except Exception as error:
+            text = str(error)
+            if "DataLoader worker" not in text or "Traceback" not in text:
+                raise
+            last = text.rstrip().splitlines()[-1]
+            raise ValueError(last.partition(": ")[2] or last) from None
+        yield batch
+
+
+def _validate_and_save(model, optimizer, step, config, valid_pairs, device, rank, best_mrae, saved) -> float:
     if rank != 0:
         if dist.is_initialized():
             dist.barrier()
         return best_mrae
-    metrics = validate(model, valid_pairs, config.window, device) if valid_pairs else {}
+    from hsrecon.pipeline import NonFiniteOutputError
+
+    try:
+        metrics = validate(model, valid_pairs, config.window, device) if valid_pairs else {}
+    except NonFiniteOutputError as error:  # diverged weights: never saved as a checkpoint
+        raise DivergedError(_diverged(step, f"validation: {error}", saved, config)) from None
     chosen = metrics.get("mrae_gain" if config.gain_invariant else "mrae", math.inf)
     improved = bool(metrics) and chosen < best_mrae
     best_mrae = chosen if improved else best_mrae
@@ -425,20 +578,34 @@ def _truncate_log(path: Path, step: int) -> None:
     if not path.exists():
         return
     kept = []
-    for line in path.read_text().splitlines():
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
             record = json.loads(line)
         except json.JSONDecodeError:  # the line the kill cut short
             continue
-        if record.get("step", 0) <= step:
+        if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= step:
             kept.append(line + "\n")
-    with atomic_file(path) as temp:
-        temp.write_text("".join(kept))
+    _written(path, step, lambda final: write_atomic(final, "".join(kept).encode("utf-8")), "the log")
 
 
 def _log(path: Path, record: dict) -> None:
-    with open(path, "a") as handle:
-        handle.write(json.dumps(record) + "\n")
+    """One line of strict JSON (a non-finite number, PSNR of a perfect image, becomes null)."""
+    line = json.dumps(_finite_or_null(record), allow_nan=False) + "\n"
+    try:
+        with open(path, "a") as handle:
+            handle.write(line)
+    except OSError as error:
+        failure = CheckpointWriteError(f"{path}: cannot write the log ({error.strerror or error})")
+        failure.errno = error.errno
+        raise failure from None
+
+
+def _finite_or_null(value: object) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite_or_null(item) for key, item in value.items()}
+    return value
 
 
 class _RankSampler(torch.utils.data.Sampler):

@@ -34,14 +34,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from hsrecon import __version__
 from hsrecon.inference import TorchPredictor, prepare_model
 from hsrecon.inputs import InputTransform, make_input_transform, network_space
 from hsrecon.io.rgb import RGBImage
-from hsrecon.io.temps import atomic_file
+from hsrecon.io.temps import write_atomic
 from hsrecon.model import LWRDAN, LWRDANConfig, count_parameters, count_trainable, flops_per_pixel
 from hsrecon.physics import WAVELENGTHS_NM
 from hsrecon.pixelmap import RootPolynomialMap
@@ -365,6 +365,8 @@ def load_weights(spec: str | os.PathLike | None = None) -> Weights | PixelMapWei
     network's (:class:`Weights`) or a per-pixel map's (:class:`~hsrecon.pixelweights.PixelMapWeights`), as
     its metadata's ``kind`` says."""
     path = resolve_weights(spec)
+    if path.is_dir():
+        raise WeightsError(f"{path}: a folder, not a weights file (give the .safetensors file in it)")
     if not path.is_file():
         looks_like_a_name = isinstance(spec, str) and not path.suffix and os.sep not in spec
         hint = f" or bundled name (bundled: {', '.join(BUNDLED)})" if looks_like_a_name else ""
@@ -498,6 +500,6 @@ def save_weights(path: str | os.PathLike, state_dict: dict[str, torch.Tensor], m
     path = Path(path)
     tensors = {key: value.detach().cpu().contiguous() for key, value in state_dict.items()}
     metadata = {"hsrecon": meta.to_json()}  # one key: safetensors does not keep key order
-    with atomic_file(path) as temp:
-        save_file(tensors, str(temp), metadata=metadata)
-    return path
+    # Serialised here and written by hsrecon (not by safetensors into the path): the file gets the umask's
+    # mode like every output, and a full disk is an OSError with its errno, not a SafetensorError.
+    return write_atomic(path, safetensors_bytes(tensors, metadata=metadata))

@@ -135,8 +135,9 @@ def test_convert_computes_colour_sciences_terms_times_the_matrix(tmp_path, rng, 
     rgb = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)  # 0s included: roots of zero
     iio.imwrite(tmp_path / "in.png", rgb)
     path = saved(tmp_path / "map.safetensors", weights)
+    # several blocks, one of them a partial row band
     result = invoke("convert", str(tmp_path / "in.png"), "-o", str(tmp_path / "out"), "-w", str(path), "-f", "h5",
-                    "--batch-size", "500", "--no-plausible", "-q")  # fmt: skip  # several blocks, one of them a partial row band
+                    "--batch-size", "500", "--no-plausible", "-q")  # fmt: skip
     assert result.exit_code == 0, result.stderr
     cube, _, attrs = read_cube(tmp_path / "out" / "in.h5")
     expected = root_polynomial_terms(rgb.reshape(-1, 3) / 255.0, degree) @ weights.matrix.double().numpy()
@@ -292,13 +293,13 @@ def test_the_bundled_map_and_its_card():
     assert f"{scores['mrae_mean']:.4f}" in mine
 
 
-def test_what_a_map_cannot_do_is_one_line(tmp_path):
+def test_what_a_map_cannot_do_is_one_line(tiny_set, tmp_path):
     result = invoke("export", "--onnx", str(tmp_path / "m.onnx"), "-w", "rpr2-clean-provisional")
     assert result.exit_code == 2 and "a per-pixel map has no network to export" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "m.onnx").exists()
     path = tmp_path / "map.safetensors"
     saved(path, pixel_map(2))
-    result = invoke("train", "--data", str(tmp_path), "--init", str(path))
+    result = invoke("train", "--data", str(tiny_set), "-o", str(tmp_path / "run"), "--init", str(path))
     assert result.exit_code == 3 and "a per-pixel root-polynomial map, not a network to start from" in result.stderr
 
 

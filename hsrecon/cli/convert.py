@@ -156,10 +156,13 @@ def convert(
     ] = None,
 ) -> None:
     """Convert RGB images to 31-band cubes (400–700 nm) in seamless overlapping windows."""
-    from hsrecon.batch import ConvertSettings, OutputFatalError, convert_batch
+    from hsrecon.batch import ConvertSettings, NoInputsError, OutputFatalError, convert_batch
     from hsrecon.inference import DeviceOutOfMemoryError
 
     loaded, target = weights_or_exit(weights), device_or_exit(device)
+    if precision is not Precision.FP32 and target.type == "cpu":
+        say("note", f"--precision {precision.value} on the CPU: the network runs in {precision.value} there too "
+                    "(CPU autocast), less accurate than fp32 and seldom faster; it is meant for GPUs")  # fmt: skip
     if dtype is CubeDtype.FLOAT16 and CubeFormat.ENVI in formats:
         raise fail("--dtype float16: ENVI has no float16 type; use it with --format h5 or mat", ExitCode.USAGE)
     windowing, batch_size = windowing_or_exit(loaded, window, stride, pad, batch_size)
@@ -184,6 +187,8 @@ def convert(
         raise interrupted(error, kept) from None
     except OutputFatalError as error:
         raise typer.Exit(code=int(shown.stop_with(error.strerror, ExitCode.OUTPUT))) from None
+    except NoInputsError as error:
+        raise fail(str(error), ExitCode.INPUT) from None
     except DeviceOutOfMemoryError as error:
         raise typer.Exit(code=int(shown.stop_with(out_of_memory_line(error, batch_size), ExitCode.DEVICE))) from None
     shown.close()

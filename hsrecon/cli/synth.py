@@ -64,13 +64,20 @@ def synth(
             help="Recipe 3: layout of the validation scenes, train (outdoor, indoor) or heldout (mosaic).",
         ),
     ] = Pool.TRAIN,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            help="Replace the set already in OUTPUT (one synth wrote) as a whole; without it, a folder "
+            "with files in it is refused."
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Make a synthetic training set from measured reflectances and illuminants (docs/data.md)."""
     from rich.progress import Progress
 
     from hsrecon.data.camera import DEFAULT_CAMERA
-    from hsrecon.data.synth import check_recipe, make_synthetic_dataset
+    from hsrecon.data.synth import DatasetExistsError, check_recipe, make_synthetic_dataset
 
     if size % 4 or size < 4:
         raise fail(f"--size {size}: must be a positive multiple of 4", ExitCode.USAGE)
@@ -78,19 +85,34 @@ def synth(
         check_recipe(recipe, valid_families=valid_families.value, valid_generators=valid_generators.value)
     except ValueError as error:
         raise fail(str(error), ExitCode.USAGE) from None
-    with Progress(console=stderr, disable=quiet) as progress:
-        task = progress.add_task("scenes", total=scenes)
+    progress = Progress(console=stderr, disable=quiet)
+    task = None
+
+    def advance(done: int, total: int) -> None:
+        """Start the bar at the first scene, so an error found before any work prints alone."""
+        nonlocal task
+        if task is None:
+            progress.start()
+            task = progress.add_task("scenes", total=total)
+        progress.update(task, completed=done)
+
+    try:
         try:
             summary = make_synthetic_dataset(
                 output, scenes=scenes, size=(size, size), seed=seed, valid_fraction=valid_fraction,
                 camera=None if no_camera else (camera or DEFAULT_CAMERA), only=only.value if only else None,
                 recipe=recipe, valid_sensors=valid_sensors.value, valid_lights=valid_lights.value,
                 valid_families=valid_families.value, valid_generators=valid_generators.value,
-                progress=lambda done, total: progress.update(task, completed=done),
+                overwrite=overwrite, progress=advance,
             )  # fmt: skip
-        except ValueError as error:
-            raise fail(str(error), ExitCode.USAGE) from None
-        except OSError as error:
-            raise fail(f"{output}: cannot write ({error.strerror or error})", ExitCode.OUTPUT) from None
+        finally:
+            if task is not None:
+                progress.stop()
+    except ValueError as error:
+        raise fail(str(error), ExitCode.USAGE) from None
+    except DatasetExistsError as error:
+        raise fail(str(error), ExitCode.OUTPUT) from None
+    except OSError as error:
+        raise fail(f"{output}: cannot write ({error.strerror or error}); nothing was left", ExitCode.OUTPUT) from None
     done = f"wrote {len(summary['files'])} scenes to {output} (seed {seed}); see {output / 'synth.json'}"
     stdout.print(safe(done), highlight=False)

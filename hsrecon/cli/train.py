@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Annotated, Optional
@@ -22,6 +23,7 @@ from hsrecon.cli._common import (
     interrupted,
     one_of,
     safe,
+    say,
     stderr,
 )
 
@@ -99,19 +101,20 @@ def train(
         from hsrecon.cli.fit_map import fit_map
 
         raise typer.Exit(code=int(fit_map(ctx, model.value, data, output, track.value)))
-    from hsrecon.train import TrainConfig
-
-    target = device_or_exit(device)
+    _check_ranges(
+        at_least_one={"--max-steps": steps, "--batch-size": batch_size, "--validate-every": validate_every,
+                      "--samples-per-image": samples_per_image, "--valid-images": valid_images},
+        zero_or_more={"--workers": workers, "--cache-images": cache_images, "--seed": seed},
+        positive={"--lr-start": lr_start, "--lr-end": lr_end, "--max-minutes": max_minutes},
+        weights={"--ssim-weight": ssim_weight, "--mrae-weight": mrae_weight, "--sam-weight": sam_weight},
+    )  # fmt: skip
     if dropout is not None and not 0 <= dropout <= 0.99:  # the weights' metadata schema allows [0, 0.99]
         raise fail(f"--dropout {dropout}: must be a number from 0 to 0.99", ExitCode.USAGE)
-    if samples_per_image < 1:
-        raise fail(f"--samples-per-image {samples_per_image}: must be at least 1", ExitCode.USAGE)
-    if cache_images < 0:
-        raise fail(f"--cache-images {cache_images}: must be 0 or more", ExitCode.USAGE)
-    if not 0 <= sam_weight < float("inf"):
-        raise fail(f"--sam-weight {sam_weight}: must be a finite number, 0 or more", ExitCode.USAGE)
     if ablate and init:
         raise fail("--ablate builds a different network; it cannot start from --init weights", ExitCode.USAGE)
+    target = device_or_exit(device)
+    from hsrecon.train import TrainConfig  # torch: only once the command line is known to be good
+
     config = TrainConfig(
         data=data, output=output, track=track.value, steps=steps, max_minutes=max_minutes, batch_size=batch_size,
         lr_start=lr_start, lr_end=lr_end, ssim_weight=ssim_weight, mrae_weight=mrae_weight, seed=seed, init=init,
@@ -125,8 +128,33 @@ def train(
     raise typer.Exit(code=int(_run(config)))
 
 
+_MAX_SEED = 2**63 - 1  # torch.manual_seed takes a 64-bit seed
+
+
+def _check_ranges(
+    *, at_least_one: dict, zero_or_more: dict, positive: dict[str, float | None], weights: dict[str, float]
+) -> None:
+    """Every numeric option in its range, before the run folder is made or anything is read: one line
+    naming the option, exit code 2. None is an option left at its default."""
+    for flag, value in at_least_one.items():
+        if value is not None and value < 1:
+            raise fail(f"{flag} {value}: must be at least 1", ExitCode.USAGE)
+    for flag, value in zero_or_more.items():
+        if value < 0:
+            raise fail(f"{flag} {value}: must be 0 or more", ExitCode.USAGE)
+    if zero_or_more["--seed"] > _MAX_SEED:
+        raise fail(f"--seed {zero_or_more['--seed']}: must be below 2^63", ExitCode.USAGE)
+    for flag, value in positive.items():
+        if value is not None and not (0 < value < math.inf):
+            raise fail(f"{flag} {value}: must be a positive finite number", ExitCode.USAGE)
+    for flag, value in weights.items():
+        if not 0 <= value < math.inf:
+            raise fail(f"{flag} {value}: must be a finite number, 0 or more", ExitCode.USAGE)
+
+
 def _run(config) -> ExitCode:
     """Run the training with a progress bar; errors become one line and their exit code."""
+    from hsrecon.train import CheckpointWriteError, DivergedError, ResumeError, RunExistsError
     from hsrecon.train import train as run_training
     from hsrecon.weights import WeightsError
 
@@ -145,23 +173,35 @@ def _run(config) -> ExitCode:
             task = progress.add_task("train", total=config.steps, loss=float("nan"), lr=config.lr_start)
         progress.update(task, completed=step, loss=loss, lr=lr)
 
+    def note(text: str) -> None:
+        say("note", text, progress.console)
+
     try:
         try:
-            result = run_training(config, on_step=show_step)
+            result = run_training(config, on_step=show_step, on_note=note)
         finally:
-            progress.stop()
+            if task is not None:  # a bar never started would still print an empty line
+                progress.stop()
     except WeightsError as error:
         raise fail(str(error), ExitCode.WEIGHTS) from None
+    except ResumeError as error:
+        raise fail(str(error), ExitCode.USAGE) from None
+    except (RunExistsError, CheckpointWriteError) as error:
+        raise fail(str(error), ExitCode.OUTPUT) from None
+    except DivergedError as error:
+        raise fail(str(error), ExitCode.FAILED) from None
     except (ValueError, OSError) as error:
         raise fail(str(error), ExitCode.INPUT) from None
     except INTERRUPTS as error:
         raise interrupted(error, f"resume with --resume -o {config.output}") from None
     if not quiet:
-        stderr.print(
-            safe(
-                f"trained to step {result.step}; best validation MRAE {result.best_mrae:.4f}; weights "
-                f"{config.output / 'best.safetensors'} and {config.output / 'last.safetensors'}; log {result.log}"
-            ),
-            highlight=False,
-        )
+        stderr.print(safe(_summary(config, result)), highlight=False)
     return ExitCode.OK
+
+
+def _summary(config, result) -> str:
+    """What the run left, naming only files that are there (a run that never validated has no best)."""
+    files = (config.output / "best.safetensors", config.output / "last.safetensors")
+    weights = " and ".join(str(path) for path in files if path.exists())
+    best = f"best validation MRAE {result.best_mrae:.4f}" if math.isfinite(result.best_mrae) else "not validated"
+    return f"trained to step {result.step}; {best}; weights {weights}; log {result.log}"

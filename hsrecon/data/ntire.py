@@ -168,7 +168,16 @@ def _split_list(root: Path, split: str) -> Path | None:
 
 def _read_list(path: Path) -> list[str]:
     """Scene names, one a line; a suffix (``.mat``, ``.jpg``) is tolerated and dropped."""
-    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"{path}: not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset {error.start}); "
+            "expected scene names, one a line"
+        ) from None
+    except OSError as error:
+        raise ValueError(f"{path}: cannot be read ({error.strerror or error})") from None
+    names = [line.strip() for line in text.splitlines()]
     return [Path(name).stem if Path(name).suffix else name for name in names if name]
 
 

@@ -23,25 +23,79 @@ import torch
 from torch.utils.data import Dataset
 
 from hsrecon.data.ntire import Pair
-from hsrecon.io import read_cube
-from hsrecon.io.rgb import read_rgb
+from hsrecon.io import cube_info, read_cube
+from hsrecon.io.base import check_finite, integer_values_note
+from hsrecon.io.rgb import probe_size, read_rgb
 
-__all__ = ["PatchDataset", "load_pair"]
+__all__ = ["PatchDataset", "check_pairs", "load_pair"]
 
 
 def load_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
-    """(RGB as float32 value/max in [0, 1], cube float32), both H×W×C, checked to match in size."""
+    """(RGB as float32 value/max in [0, 1], cube float32), both H×W×C, checked to match in size and the
+    cube to be finite (a NaN would make every later loss NaN)."""
     image = read_rgb(pair.rgb)
     try:
         cube, _, _ = read_cube(pair.cube, image_shape=image.pixels.shape[:2])
-    except (ValueError, OSError):
-        raise
+    except (ValueError, OSError) as error:
+        if str(pair.cube) in str(error):
+            raise
+        raise ValueError(f"{pair.cube}: unreadable cube ({error})") from None  # an error that names no file
     except Exception as error:  # a damaged file can fail deep inside h5py/SciPy with any exception
         raise ValueError(f"{pair.cube}: unreadable cube ({type(error).__name__}: {error})") from None
     rgb = image.pixels.astype(np.float32) / np.float32(image.max_code)
     if rgb.shape[:2] != cube.shape[:2]:
         raise ValueError(f"{pair.rgb}: {rgb.shape[:2]} pixels but its cube {pair.cube.name} is {cube.shape[:2]}")
+    check_finite(pair.cube, cube, "cube", "a training or validation cube must be finite")
     return rgb, cube
+
+
+def _declared_bands(shape: tuple[int, ...], image_shape: tuple[int, int]) -> int | None:
+    """The band count of a cube declaring ``shape`` (any axis order) for an image of ``image_shape``: the
+    axis left when the image's height and width are taken out; None when they are not both there."""
+    rest = list(shape)
+    for size in image_shape:
+        if size not in rest:
+            return None
+        rest.remove(size)
+    return rest[0] if len(rest) == 1 else None
+
+
+_INTEGER_ADVICE = "divide by the white level first: the network learns to give what the cubes hold"
+
+
+def _check_pair(pair: Pair, bands: int, window: int | None) -> str | None:
+    """ValueError naming the file when ``pair`` cannot be trained on, from headers alone; an integer
+    cube's note, else None."""
+    height, width = probe_size(pair.rgb)
+    try:
+        info = cube_info(pair.cube)
+    except (ValueError, OSError):
+        raise
+    except Exception as error:  # a damaged header can trip h5py or SciPy in ways of their own
+        raise ValueError(f"{pair.cube}: unreadable cube ({type(error).__name__}: {error})") from None
+    if info.dtype.kind not in "fiu":
+        raise ValueError(f"{pair.cube}: its cube holds values of type {info.dtype}, not real numbers")
+    found = _declared_bands(info.shape, (height, width))
+    if found is None:
+        raise ValueError(f"{pair.cube}: cube of shape {info.describe()} does not fit its image {pair.rgb.name} "
+                         f"({height}×{width})")  # fmt: skip
+    if found != bands:
+        raise ValueError(f"{pair.cube}: {found} bands (shape {info.describe()}); the network makes {bands}")
+    if window is not None and min(height, width) < window:
+        raise ValueError(f"{pair.rgb}: {height}×{width}, smaller than the {window}-pixel training window")
+    return integer_values_note(pair.cube, info.dtype, "cube", "trained", _INTEGER_ADVICE)
+
+
+def check_pairs(pairs: Sequence[Pair], *, bands: int, window: int | None = None) -> list[str]:
+    """Check every pair from its files' headers before training reads any: the cube's band count (a
+    30-band cube among 31-band ones would fail deep in torch), its type, its size against its image, and
+    the image against the training ``window``. ValueError naming the first file that cannot be used;
+    returns notes (integer cubes, trained on as stored: one note, naming the first and counting the rest).
+    NaN and infinity need the values: :func:`load_pair` refuses them when the file is read."""
+    notes = [note for pair in pairs if (note := _check_pair(pair, bands, window))]
+    if len(notes) > 1:
+        notes = [f"{notes[0]}; and {len(notes) - 1} more cube(s) of this set stored as integers"]
+    return notes
 
 
 def _dihedral(array: np.ndarray, k: int) -> np.ndarray:

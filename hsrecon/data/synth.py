@@ -23,7 +23,10 @@ camera (:mod:`hsrecon.data.camera`). Scene ``i`` depends only on ``(seed, i)``; 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -38,6 +41,9 @@ from hsrecon.data.fields import P99_RANGE, scale_to_p99
 from hsrecon.data.fields import band_noise as _band_noise
 from hsrecon.data.fields import shape_mask as _shape_mask
 from hsrecon.data.fields import smooth_noise as _smooth_noise
+from hsrecon.interrupts import deferred
+from hsrecon.io.base import memory_budget
+from hsrecon.io.temps import temp_name_for, write_atomic
 from hsrecon.physics import (
     REFLECTANCE_SETS,
     WAVELENGTHS_NM,
@@ -48,7 +54,10 @@ from hsrecon.physics import (
     render_ntire2020_clean,
 )
 
-__all__ = ["ILLUMINANTS", "RECIPES", "Scene", "check_recipe", "make_scene", "make_synthetic_dataset", "scene_name"]
+__all__ = [
+    "ILLUMINANTS", "RECIPES", "DatasetExistsError", "Scene", "check_recipe", "make_scene", "make_synthetic_dataset",
+    "scene_name",
+]  # fmt: skip
 
 ILLUMINANTS: dict[str, float] = {
     "D50": 0.17,
@@ -280,6 +289,59 @@ def _validation_count(scenes: int, fraction: float) -> int:
     return min(scenes - 1, max(1, round(scenes * fraction)))
 
 
+class DatasetExistsError(FileExistsError):
+    """The output folder holds files already: writing into it would mix two datasets (one scene name in
+    both splits, a ``synth.json`` describing only the second). ``overwrite`` replaces a set ``synth``
+    wrote as a whole; a folder of anything else is never replaced."""
+
+
+SCENE_BYTES_PER_PIXEL = {1: 1536, 2: 6144, 3: 6144}
+"""Peak memory of one scene per output pixel, measured with a margin (recipe 1: about 930 bytes, six
+H×W×31 float64 arrays at most; recipe 2 draws some scenes at twice the size, four times the pixels)."""
+
+
+def _check_memory(size: tuple[int, int], recipe: int) -> None:
+    """ValueError before anything is made when one scene would not fit the memory budget (a 100000-pixel
+    square would ask for terabytes, and a 20000 one for minutes of swapping before failing)."""
+    needed = int(size[0]) * int(size[1]) * SCENE_BYTES_PER_PIXEL[recipe]
+    budget = memory_budget()
+    if needed > budget:
+        raise ValueError(
+            f"size {size[0]}×{size[1]}: one scene needs about {needed / 2**30:,.1f} GiB, over the memory budget "
+            f"of {budget / 2**30:.1f} GiB (half the machine's memory)"
+        )
+
+
+def _check_split_has_scenes(only: str | None, splits: list[str], scenes: int, valid_fraction: float) -> None:
+    """ValueError when ``only`` asks for a split the set does not have (no scene would be written)."""
+    if only is not None and only not in splits:
+        where = "in validation" if only == "valid" else "for training"
+        raise ValueError(
+            f"only {only!r}: {scenes} scene(s) with a validation fraction of {valid_fraction:g} put none {where}, "
+            "so there is nothing to write"
+        )
+
+
+def _check_output(out: Path, overwrite: bool) -> None:
+    """Refuse an output that is not a folder, or a folder with files in it unless ``overwrite`` and it
+    is a set ``synth`` wrote (its ``synth.json`` and NTIRE folders, nothing else)."""
+    if out.exists() and not out.is_dir():
+        raise DatasetExistsError(f"{out}: exists and is not a folder")
+    entries = sorted(entry.name for entry in out.iterdir()) if out.is_dir() else []
+    if not entries:
+        return
+    if not overwrite:
+        raise DatasetExistsError(
+            f"{out}: not empty ({', '.join(entries[:3])}{', …' if len(entries) > 3 else ''}); writing into it would "
+            "mix two datasets: choose an empty or new folder, or --overwrite to replace the set there as a whole"
+        )
+    if "synth.json" not in entries or any(name.lower() not in _DATASET_ENTRIES for name in entries):
+        raise DatasetExistsError(
+            f"{out}: not a dataset hsrecon synth wrote (it holds {', '.join(entries[:3])}); --overwrite replaces "
+            "only those: remove it yourself or choose another folder"
+        )
+
+
 def _check_arguments(scenes: int, size: tuple[int, int], seed: int, valid_fraction: float) -> None:
     if scenes < 1:
         raise ValueError(f"scenes must be at least 1, got {scenes}")
@@ -420,6 +482,11 @@ def quantize_cube(cube: np.ndarray) -> np.ndarray:
 LABEL_FOLDERS = {"train": "Train_Families", "valid": "Validation_Families"}
 """Recipe 3's per-pixel family labels: ``NAME_families.png``, 8-bit grey, ``FAMILIES.index(family) + 1`` (0: none)."""
 
+_DATASET_ENTRIES = frozenset(
+    {"synth.json", *(name.lower() for names in (*_FOLDERS.values(), LABEL_FOLDERS.values()) for name in names)}
+)
+"""What a folder ``synth`` wrote holds: ``--overwrite`` replaces such a folder, and no other."""
+
 
 def _write_labels(path: Path, labels: np.ndarray) -> None:
     from PIL import Image
@@ -530,6 +597,7 @@ def make_synthetic_dataset(
     valid_lights: str = "train",
     valid_families: str = "train",
     valid_generators: str = "train",
+    overwrite: bool = False,
 ) -> dict[str, object]:
     """Write ``scenes`` synthetic scenes of ``size`` (H, W) under ``out`` in the NTIRE 2020 layout.
 
@@ -538,8 +606,13 @@ def make_synthetic_dataset(
     ``*_Clean/ARAD_HS_NNNN_clean.png`` (the NTIRE 2020 clean rendering of the cube as stored, float32) and,
     unless ``camera`` is None, ``*_RealWorld/ARAD_HS_NNNN_RealWorld.jpg`` (the camera model, white-balanced
     for the scene's illuminant). ``synth.json`` records the parameters, versions and per-scene facts; the
-    same dict is returned. Existing files of the same names are replaced. ``progress(done, total)`` is
-    called after each scene.
+    same dict is returned. ``progress(done, total)`` is called after each scene.
+
+    The set is made in a hidden folder beside ``out`` and renamed to ``out`` when whole, so an interrupted
+    run leaves nothing that looks like a dataset. ``out`` may be missing or empty; a folder with files in it
+    is refused (:class:`DatasetExistsError`: two sets in one folder would mix) unless ``overwrite``, which
+    replaces a set ``synth`` wrote as a whole (and nothing else). A scene too large for half the machine's
+    memory, or an ``only`` split without scenes, is a ValueError before anything is made.
 
     Each scene depends only on ``(seed, its number)``, so ``only="valid"`` writes just the validation
     scenes of the full set, identical to theirs in the full set (e.g. to check published numbers).
@@ -558,19 +631,46 @@ def make_synthetic_dataset(
     if only not in (None, *_FOLDERS):
         raise ValueError(f"only must be one of {', '.join(_FOLDERS)}, got {only!r}")
     check_recipe(recipe, valid_sensors, valid_lights, valid_families, valid_generators)
-    out = Path(out)
     height, width = (int(s) for s in size)
-    settings = _camera_settings(camera) if recipe == 1 else CameraSettings()
+    _check_memory((height, width), recipe)
     n_valid = _validation_count(scenes, valid_fraction)
     splits = ["train"] * (scenes - n_valid) + ["valid"] * n_valid
-    wanted = set(splits) if only is None else {only} & set(splits)
+    _check_split_has_scenes(only, splits, scenes, valid_fraction)
+    out = Path(out)
+    _check_output(out, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    valid_pools = {"sensors": valid_sensors, "lights": valid_lights}
+    if recipe == 3:
+        valid_pools |= {"families": valid_families, "generators": valid_generators}
+    with deferred():  # made and known together, so the cleanup below always finds it
+        building = out.parent / temp_name_for(out)
+        building.mkdir()
+    try:
+        summary = _write_dataset(
+            building, splits, seed=seed, size=(height, width), valid_fraction=valid_fraction, camera=camera,
+            noise=noise, only=only, progress=progress, recipe=recipe, valid_pools=valid_pools,
+        )  # fmt: skip
+        _publish(building, out)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    return summary
+
+
+def _write_dataset(
+    out: Path, splits: list[str], *, seed: int, size: tuple[int, int], valid_fraction: float,
+    camera: str | CameraSettings | None, noise: float, only: str | None,
+    progress: Callable[[int, int], None] | None, recipe: int, valid_pools: dict[str, str],
+) -> dict[str, object]:  # fmt: skip
+    """Every scene of ``splits`` (``only`` one of them) and ``synth.json`` into the folder ``out``."""
+    height, width = size
+    scenes = len(splits)
+    settings = _camera_settings(camera) if recipe == 1 else CameraSettings()
+    wanted = set(splits) if only is None else {only}
     for split in wanted:
         folders = _FOLDERS[split][: 3 if settings is not None else 2] + ((LABEL_FOLDERS[split],) if recipe == 3 else ())
         for folder in folders:
             (out / folder).mkdir(parents=True, exist_ok=True)
-    valid_pools = {"sensors": valid_sensors, "lights": valid_lights}
-    if recipe == 3:
-        valid_pools |= {"families": valid_families, "generators": valid_generators}
     if recipe == 1:
         summary = _summary(seed, scenes, (height, width), valid_fraction, settings)
     elif recipe == 2:
@@ -595,5 +695,19 @@ def make_synthetic_dataset(
         if progress is not None:
             progress(index, scenes)
     summary["statistics"] = _aggregate(summary["files"])
-    (out / "synth.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    write_atomic(out / "synth.json", (json.dumps(summary, indent=1) + "\n").encode("utf-8"))
     return summary
+
+
+def _publish(building: Path, out: Path) -> None:
+    """Rename the finished set to ``out``: over an empty or missing folder in one rename; over a set being
+    replaced (``overwrite``, checked) by moving that one aside first, then deleting it."""
+    old = None
+    with deferred():  # the renames are not cut in two by a signal
+        if out.is_dir() and any(out.iterdir()):
+            old = out.parent / temp_name_for(out)
+            os.rename(out, old)
+        os.rename(building, out)
+    if old is not None:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(old)

@@ -121,6 +121,64 @@ def default_wavelengths(bands: int, path: Path) -> np.ndarray:
     return np.asarray(WAVELENGTHS_NM, dtype=np.float64)
 
 
+def check_real(path: Path, values: np.ndarray | np.dtype, name: str = "cube") -> None:
+    """ValueError naming ``path`` unless ``values`` (an array, or its dtype) are real numbers: a complex
+    cube (MATLAB v5 complex, MATLAB v7.3's real/imag pairs) would otherwise lose its imaginary part with a
+    raw ComplexWarning and be used as if it were real."""
+    dtype = values if isinstance(values, np.dtype) else np.asarray(values).dtype
+    if dtype.kind == "c" or (dtype.names is not None and {"real", "imag"} <= set(dtype.names)):
+        raise ValueError(f"{path}: {name!r} holds complex numbers, not real ones")
+    if dtype.kind not in "fiub":
+        raise ValueError(f"{path}: {name!r} holds values of type {dtype}, not real numbers")
+
+
+def check_finite(path: Path, cube: np.ndarray, role: str, consequence: str) -> None:
+    """ValueError when an H×W×B ``cube`` holds NaN or infinity: how many, where the first is, and what is
+    done about it (``consequence``: "not scored", "not trained on"). One broken cube must fail alone,
+    never turn every mean (or every training step) into NaN."""
+    if cube.dtype.kind != "f":
+        return
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(cube.sum(dtype=np.float64)):  # one pass; the exact count only when it says no
+            return
+    bad = ~np.isfinite(cube)
+    count = int(np.count_nonzero(bad))
+    if count:
+        y, x, band = np.unravel_index(int(bad.argmax()), cube.shape)
+        raise ValueError(
+            f"{path}: {count:,} of {cube.size:,} {role} values are NaN or infinite (the first at row {y}, "
+            f"column {x}, band {band}); {consequence}"
+        )
+
+
+def integer_values_note(
+    path: Path,
+    dtype: np.dtype,
+    role: str,
+    used: str,
+    advice: str = "divide by the white level first if the other cube holds reflectances",
+) -> str | None:
+    """The note for a cube stored as integers (a ``uint16`` truth), None for any other: it is ``used``
+    ("scored", "trained") on its stored values, never silently rescaled, and every command says so alike."""
+    if np.dtype(dtype).kind not in "iu":
+        return None
+    stored = np.dtype(dtype).name
+    return f"{path}: {role} stored as {stored}: {used} on its stored values, not scaled to [0, 1] ({advice})"
+
+
+READ_BYTES_PER_VALUE = 12
+"""Peak bytes per declared value while a cube is read: the stored value (up to 8 bytes) and its float32."""
+
+
+def memory_budget() -> int:
+    """Bytes one piece of work (a pair of cubes read and scored, a synthetic scene made) may take: half
+    the machine's physical memory, so a claim checked against it cannot swap the machine to a halt."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (ValueError, OSError, AttributeError):  # no sysconf (Windows): assume a modest machine
+        return 8 << 30
+
+
 def check_format(fmt: str) -> str:
     if fmt not in FORMATS:
         raise ValueError(f"unknown cube format {fmt!r}; choose one of {', '.join(FORMATS)}")

@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from hsrecon.io.base import ENVI_DATA_SUFFIX, AttrValue, CubeInfo, CubeSpec, CubeWriter
+from hsrecon.io.base import ENVI_DATA_SUFFIX, AttrValue, CubeInfo, CubeSpec, CubeWriter, check_real
 
 ENVI_FLOAT32 = 4
 # Bytes per value for each ENVI "data type" code, so is_complete can check headers we did not write.
@@ -246,7 +246,9 @@ def read_envi(path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, AttrValue]]
     hdr = path.with_suffix(".hdr") if path.suffix.lower() == ENVI_DATA_SUFFIX else path
     img = hdr.with_suffix(ENVI_DATA_SUFFIX)
     image = spy_envi.open(str(hdr), str(img)) if img.is_file() else spy_envi.open(str(hdr))
-    cube = np.array(image.open_memmap(interleave="bip"), dtype=np.float32)
+    stored = image.open_memmap(interleave="bip")
+    check_real(hdr, stored.dtype)
+    cube = np.array(stored, dtype=np.float32)
     centers = image.bands.centers
     if not centers:
         raise ValueError(f"{hdr}: no 'wavelength' in the header")

@@ -17,7 +17,7 @@ from typing import BinaryIO
 import h5py
 import numpy as np
 
-from hsrecon.io.base import CHUNK_PX, AttrValue, CubeInfo, CubeSpec, CubeWriter, default_wavelengths
+from hsrecon.io.base import CHUNK_PX, AttrValue, CubeInfo, CubeSpec, CubeWriter, check_real, default_wavelengths
 
 GZIP_LEVEL = 1  # float cubes keep their entropy in the mantissa: higher levels barely help (docs/formats.md)
 _MIN_CACHE_BYTES = 1 << 20
@@ -216,7 +216,7 @@ def read_h5(path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, AttrValue]]:
         cube = file.get("cube")
         if not isinstance(cube, h5py.Dataset) or cube.ndim != 3:
             raise ValueError(f"{path}: no 3-D dataset 'cube' (H×W×bands)")
-        dataset_info(path, file)  # refuses data kept outside the file
+        check_real(path, dataset_info(path, file).dtype)  # refuses data kept outside the file, and complex
         data = np.asarray(cube[()], dtype=np.float32)
         if "wavelength" in file:
             wavelengths = np.asarray(file["wavelength"][()], dtype=np.float64).ravel()

@@ -19,7 +19,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from hsrecon.io.base import CHUNK_PX, AttrValue, CubeInfo, default_wavelengths
+from hsrecon.io.base import CHUNK_PX, AttrValue, CubeInfo, check_real, default_wavelengths
 from hsrecon.io.h5 import HDF5CubeWriter, dataset_filters, dataset_info, read_attrs, write_attrs
 
 USERBLOCK_BYTES = 512
@@ -96,6 +96,9 @@ def read_mat(
         matlab_cube, bands, attrs = _read_v73(path)
     else:
         matlab_cube, bands, attrs = _read_v5(path)
+    check_real(path, matlab_cube)
+    if bands is not None:
+        check_real(path, bands, "bands")
     wavelengths = None if bands is None else np.asarray(bands, dtype=np.float64).ravel()
     n_bands = 31 if wavelengths is None else wavelengths.size
     cube = to_height_width_bands(matlab_cube, n_bands, image_shape=image_shape, path=path)
@@ -149,8 +152,9 @@ def _read_v5(path: Path) -> tuple[np.ndarray, np.ndarray | None, dict[str, AttrV
 
     try:
         variables = loadmat(path, variable_names=["cube", "bands"])
-    except (MatReadError, ValueError, NotImplementedError) as exc:
-        raise ValueError(f"{path}: not a readable MAT-file ({exc})") from exc
+    except (MatReadError, ValueError, NotImplementedError, OSError, EOFError) as exc:
+        # OSError: SciPy's own "could not read bytes" for truncated compressed data names no file
+        raise ValueError(f"{path}: not a readable MAT-file ({getattr(exc, 'strerror', None) or exc})") from exc
     if "cube" not in variables:
         raise ValueError(f"{path}: no variable 'cube'")
     return variables["cube"], variables.get("bands"), {}

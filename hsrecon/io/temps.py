@@ -46,6 +46,7 @@ __all__ = [
     "remove_stale_temps",
     "temp_name_for",
     "temp_stem",
+    "write_atomic",
 ]
 
 TEMP_PATTERN = re.compile(r"\.(?P<final>.+)\.[0-9a-f]{8}\.tmp", re.DOTALL)
@@ -167,6 +168,15 @@ def atomic_file(final: Path) -> Iterator[Path]:
     finally:
         if temp is not None:
             temp.release()
+
+
+def write_atomic(final: Path, data: bytes) -> Path:
+    """Write ``data`` to ``final`` through :func:`atomic_file`: the file is whole or absent (a full disk
+    leaves the old one, and no temporary). Its mode is what the umask allows (0644 under the usual 022),
+    like every other output. An ``OSError`` keeps its errno (``ENOSPC``, ``EDQUOT``, ``EROFS``)."""
+    with atomic_file(Path(final)) as temp, open(temp, "wb") as handle:
+        handle.write(data)
+    return Path(final)
 
 
 def remove_stale_temps(finals: Iterable[Path]) -> list[Path]:

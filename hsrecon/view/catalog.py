@@ -288,6 +288,10 @@ class Entry:
             return dict(self._scores)
 
     def _compute_scores(self) -> None:
+        with np.errstate(all="ignore"):  # a background thread: its numbers go to the page, never the terminal
+            self._score_rows()
+
+    def _score_rows(self) -> None:
         from hsrecon.metrics import MetricAccumulator
 
         assert self.truth is not None
@@ -346,7 +350,8 @@ class Catalog:
                 if found is not None:
                     self._overviews.move_to_end(index)
                     return found
-            built = entry.read_overview()
+            with np.errstate(all="ignore"):  # also run by the prefetching thread: nothing on the terminal
+                built = entry.read_overview()
             with self._lock:
                 self._overviews[index] = built
                 while len(self._overviews) > KEPT_OVERVIEWS:

@@ -63,7 +63,10 @@ def apply_colormap(values: np.ndarray, lo: float, hi: float, name: str) -> np.nd
     lut = colormap_lut(name)
     values = np.asarray(values, dtype=np.float64)
     finite = np.isfinite(values)
-    scaled = (np.where(finite, values, lo) - lo) / (hi - lo if hi > lo else 1.0)
+    # Halves: hi - lo and value - lo stay finite for any finite doubles (lo=-1e308, hi=1e308 would overflow).
+    half_span = hi / 2 - lo / 2 if hi > lo else 0.5
+    with np.errstate(over="ignore", invalid="ignore"):  # an infinite lo or hi: every value at one end
+        scaled = np.nan_to_num((np.where(finite, values, lo) / 2 - lo / 2) / half_span, nan=0.0)
     index = np.round(np.clip(scaled, 0.0, 1.0) * (LUT_SIZE - 1)).astype(np.intp)
     rgba = np.empty((*values.shape, 4), dtype=np.uint8)
     rgba[..., :3] = lut[index]

@@ -135,7 +135,13 @@ class _Handler(BaseHTTPRequestHandler):
     # --- routing ------------------------------------------------------------------------------------
 
     def _answer(self, *, head: bool) -> None:
+        """Answer one request. numpy's floating-point warnings (a cube with ±inf, a stretch of ±1e308) are
+        off in this thread: a request never writes to the terminal, whatever it asks."""
         self._head_only = head
+        with np.errstate(all="ignore"):
+            self._route_and_answer()
+
+    def _route_and_answer(self) -> None:
         try:
             route, query = self._route()
             if route is None:
