@@ -48,6 +48,7 @@ __all__ = [
     "DEFAULT_WEIGHTS",
     "WAVELENGTHS_NM",
     "BundledWeights",
+    "Carried",
     "Weights",
     "WeightsError",
     "WeightsMeta",
@@ -214,6 +215,20 @@ def _format_hint(prefix: bytes) -> str:
     return ""
 
 
+CARRIED_ATTRIBUTE = "hsrecon_weights"
+"""The attribute of a network built from weights (:meth:`Weights.build`) holding its :class:`Carried`."""
+
+
+@dataclass(frozen=True)
+class Carried:
+    """What a network built from weights keeps of them (not its tensors, which it holds itself and may
+    change): the metadata (training window, input space), the measured windowing, the file."""
+
+    meta: WeightsMeta
+    tuned: Windowing | None
+    path: Path | None
+
+
 @dataclass
 class Weights:
     """A checked set of weights and what running them needs: window, input space, inference form.
@@ -229,11 +244,44 @@ class Weights:
 
     @classmethod
     def from_model(
-        cls, model: LWRDAN, *, window_size: int = 64, input_space: str = "ntire2020-clean", version: str = "in memory"
+        cls,
+        model: LWRDAN,
+        *,
+        window_size: int | None = None,
+        input_space: str | None = None,
+        version: str | None = None,
     ) -> Weights:
-        """Weights of a network in memory; a bare network does not know its training window (default 64)."""
-        meta = make_meta(model, window_size=window_size, input_space=input_space, weights_version=version)
-        return cls(path=None, meta=meta, state_dict=model.state_dict())
+        """Weights of a network in memory, with its current tensors.
+
+        A network built from weights (:meth:`build`, :func:`load_model`) carries what they said of
+        themselves (:class:`Carried`): training window, measured windowing, input space, file; the
+        arguments given override it (another ``window_size`` drops the measured windowing). A network that
+        carries nothing (``LWRDAN(config)``, a training run's) does not know the window it was trained on,
+        so ``window_size`` must be given: guessing would run the wrong windows without a word
+        (``ValueError``). Its input space defaults to ``ntire2020-clean`` (the paper's).
+        """
+        carried: Carried | None = getattr(model, CARRIED_ATTRIBUTE, None)
+        if carried is None and window_size is None:
+            raise ValueError(
+                "this LWRDAN carries no weights metadata, so the window it was trained on is unknown: give the "
+                "window (window=… to reconstruct, window_size=… to Weights.from_model), or load the network with "
+                "hsrecon.load_weights / load_model, which carry it"
+            )
+        base = carried.meta if carried is not None else None
+        meta = make_meta(
+            model,
+            window_size=window_size if window_size is not None else base.window_size,
+            input_space=input_space or (base.input_space if base else "ntire2020-clean"),
+            weights_version=version or (base.weights_version if base else "in memory"),
+            **({"provenance": base.provenance, "training": base.training, "metrics": base.metrics} if base else {}),
+        )
+        keeps_windowing = carried is not None and meta.window_size == base.window_size
+        return cls(
+            path=carried.path if carried is not None else None,
+            meta=meta,
+            state_dict=model.state_dict(),
+            tuned=carried.tuned if keeps_windowing else None,
+        )
 
     @property
     def name(self) -> str:
@@ -265,9 +313,12 @@ class Weights:
         return self.meta.config.size_multiple
 
     def build(self, *, device: str | torch.device = "cpu") -> LWRDAN:
-        """The model with these weights as loaded, in eval mode (for training, inspection, export)."""
+        """The model with these weights as loaded, in eval mode (for training, inspection, export). It
+        carries what the weights say of themselves (:class:`Carried`), so handing the bare network to
+        :func:`~hsrecon.pipeline.reconstruct` runs it in its own windows, not in guessed ones."""
         model = LWRDAN(self.meta.config)
         model.load_state_dict(self.state_dict, strict=True)
+        setattr(model, CARRIED_ATTRIBUTE, Carried(meta=self.meta, tuned=self.tuned, path=self.path))
         return model.eval().to(device)
 
     def windowing(self, window: int | None = None, stride: int | None = None, pad: int | None = None) -> Windowing:
@@ -332,13 +383,16 @@ class Weights:
         return TorchPredictor(model, device=device, precision=precision, tta=tta, on_note=on_note)
 
 
-def as_weights(source: Weights | LWRDAN | str | os.PathLike | None = None) -> Weights:
-    """Weights from what a caller holds: loaded weights, a bare network (:meth:`Weights.from_model`), or a
-    bundled name or path to load (None: the default weights)."""
+def as_weights(source: Weights | LWRDAN | str | os.PathLike | None = None, *, window: int | None = None) -> Weights:
+    """Weights from what a caller holds: loaded weights, a network (:meth:`Weights.from_model`: one built
+    from weights carries them; for one that carries nothing, ``window``, the window the caller runs it in,
+    is taken as its training window, and without it ValueError), or a bundled name or path to load (None:
+    the default weights)."""
     if isinstance(source, Weights):
         return source
     if isinstance(source, LWRDAN):
-        return Weights.from_model(source)
+        carried = getattr(source, CARRIED_ATTRIBUTE, None) is not None
+        return Weights.from_model(source, window_size=None if carried else window)
     return load_weights(source)
 
 
