@@ -120,6 +120,10 @@ class BundledWeights:
     sha256: str
     summary: str
     windowing: Windowing | None = None
+    # Window size → whether the U-net's output there is the constant map of its head's bias to 1e-5 of the
+    # output (True) or depends on the input (False): a fact of the file, proven by tests/test_inference.py,
+    # so a run of these weights skips the probes (hsrecon.inference.freeze_proven_branch; start-up).
+    unet_constant: dict[int, bool] = field(default_factory=dict)
 
 
 BUNDLED: dict[str, BundledWeights] = {
@@ -130,6 +134,7 @@ BUNDLED: dict[str, BundledWeights] = {
         summary="the paper's authors' model, trained on NTIRE 2020 clean-track data (MIT licence)",
         # Its U-net is a constant and its coordinates barely matter: larger windows give the same cube.
         windowing=Windowing(window=192, stride=172, pad=16, edge=7),
+        unet_constant={64: True, 192: True},  # deviations 3.5e-7 and 9.3e-6 (< 1e-5)
     ),
     "camera": BundledWeights(
         name="camera",
@@ -139,6 +144,7 @@ BUNDLED: dict[str, BundledWeights] = {
         "on its synthetic set (weights/README.md)",
         # A working U-net with global attention: the output depends on the window; the trained size stays.
         windowing=Windowing(window=64, stride=32, pad=32, edge=0),
+        unet_constant={64: False},  # deviation 0.25
     ),
     "camera-l2": BundledWeights(
         name="camera-l2",
@@ -147,6 +153,7 @@ BUNDLED: dict[str, BundledWeights] = {
         summary="for camera photos (sRGB JPEG), lower absolute error (RMSE) than camera and better on daylight; "
         "trained by hsrecon on its synthetic set (weights/README.md)",
         windowing=Windowing(window=64, stride=32, pad=32, edge=0),
+        unet_constant={64: False},  # deviation 0.66
     ),
 }
 DEFAULT_WEIGHTS = "ntire2020-clean"
@@ -234,13 +241,15 @@ class Weights:
     """A checked set of weights and what running them needs: window, input space, inference form.
 
     ``path`` is the file they came from (None for weights made in memory, :meth:`from_model`); ``tuned`` the
-    windowing measured for exactly these weights (the bundled ones), else None.
+    windowing measured for exactly these weights (the bundled ones), else None; ``digest`` the file's SHA-256
+    (None in memory), which names facts proven once for a file (:attr:`BundledWeights.unet_constant`).
     """
 
     path: Path | None
     meta: WeightsMeta
     state_dict: dict[str, torch.Tensor]
     tuned: Windowing | None = None
+    digest: str | None = None
 
     @classmethod
     def from_model(
@@ -365,8 +374,15 @@ class Weights:
 
     def inference_model(self, window: int | None = None) -> nn.Module:
         """The fast form for ``window`` (default: the training window), same outputs to float rounding
-        (:func:`hsrecon.inference.prepare_model`: BN folded, a provably constant branch frozen)."""
-        return prepare_model(self.build(), window=self.windowing(window).window)
+        (:func:`hsrecon.inference.prepare_model`: BN folded, a provably constant branch frozen). Whether the
+        branch is constant is probed, unless the file's digest says it was proven (bundled weights)."""
+        window = self.windowing(window).window
+        return prepare_model(self.build(), window=window, proven=self.unet_constant(window))
+
+    def unet_constant(self, window: int) -> bool | None:
+        """Whether the U-net is proven constant at ``window`` for this very file (None: not known, probe)."""
+        entry = next((entry for entry in BUNDLED.values() if entry.sha256 == self.digest), None)
+        return None if entry is None else entry.unet_constant.get(window)
 
     def predictor(
         self,
@@ -415,7 +431,8 @@ def load_weights(spec: str | os.PathLike | None = None) -> Weights:
         raise WeightsError(f"{path}: unreadable safetensors data ({error})") from None
     _check_tensors(path, meta, state)
     bundled = next((entry for entry in BUNDLED.values() if entry.sha256 == digest), None)
-    return Weights(path=path, meta=meta, state_dict=state, tuned=bundled.windowing if bundled else None)
+    tuned = bundled.windowing if bundled else None
+    return Weights(path=path, meta=meta, state_dict=state, tuned=tuned, digest=digest)
 
 
 def _parse_meta(path: Path, metadata: dict) -> WeightsMeta:
