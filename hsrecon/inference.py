@@ -130,11 +130,11 @@ def prepare_model(
     of its file, proven by the tests): True freezes the branch without the probes, False leaves it, None
     probes (:func:`freeze_constant_branch`).
     """
-    prepared = fold_batchnorm(model)
+    prepared = fold_batchnorm(model)  # a copy of its own: frozen in place below
     if freeze and proven is None:
         prepared, _ = freeze_constant_branch(prepared, window)
     elif freeze and proven:
-        prepared = freeze_proven_branch(prepared, window)
+        prepared.unet = FrozenBranch(prepared.unet, head_bias_map(prepared, window))  # freeze_proven_branch, uncopied
     return prepared.to(device, memory_format=torch.channels_last)
 
 
