@@ -38,7 +38,7 @@ def export_onnx(
 ) -> Path:
     """Write the inference form of ``weights`` (default window: their training window) as ONNX to ``path``
     (atomically). Needs the ``onnx`` package (ModuleNotFoundError otherwise)."""
-    loaded = as_weights(weights)
+    loaded = as_weights(weights, window=window)
     window = loaded.windowing(window).window
     path = Path(path)
     prepared = loaded.inference_model(window).to(memory_format=torch.contiguous_format).eval()
@@ -63,7 +63,7 @@ def check_onnx(
     the weights as loaded. Raises :class:`ExportError` above ``tolerance``."""
     import onnxruntime as ort
 
-    loaded = as_weights(weights)
+    loaded = as_weights(weights, window=window)
     window = loaded.windowing(window).window
     probes = probe_windows(window, loaded.meta.config.in_channels)
     with torch.inference_mode():

@@ -39,6 +39,8 @@ __all__ = [
     "Predictor",
     "TorchPredictor",
     "freeze_constant_branch",
+    "freeze_proven_branch",
+    "head_bias_map",
     "prepare_model",
     "probe_windows",
 ]
@@ -81,13 +83,16 @@ def probe_windows(size: int, channels: int = 3) -> torch.Tensor:
 
 
 @torch.no_grad()  # not inference_mode: the frozen map must stay a normal tensor (ONNX export, training code)
-def freeze_constant_branch(model: LWRDAN, window: int, tolerance: float = 1e-5) -> tuple[LWRDAN, float]:
+def freeze_constant_branch(
+    model: LWRDAN, window: int, tolerance: float = 1e-5, constant: torch.Tensor | None = None
+) -> tuple[LWRDAN, float]:
     """Return (model, measured deviation): the U-net frozen if its output is input-independent.
 
     ``deviation`` is the largest |Δ output| / max |output| over the probes when the U-net is replaced
     by its mean map; the model is returned unchanged when it exceeds ``tolerance``. The probes go through
     one at a time (a window of 192 px is as many pixels as 9 of 64), and since the fusion convolution is
-    linear the change of the output is that convolution of the change of the branch alone.
+    linear the change of the output is that convolution of the change of the branch alone. ``constant``
+    is the map to check (default: the branch's mean output over the probes).
     """
     model = model.eval()
     unets, peak = [], 0.0
@@ -96,7 +101,7 @@ def freeze_constant_branch(model: LWRDAN, window: int, tolerance: float = 1e-5) 
         unet = model.unet(coords)
         peak = max(peak, float(model.fusion(model.dense(coords) + unet).abs().max()))
         unets.append(unet)
-    constant = torch.cat(unets).mean(dim=0, keepdim=True)
+    constant = torch.cat(unets).mean(dim=0, keepdim=True) if constant is None else constant
     change = max(float(_linear_part(model.fusion, constant - unet).abs().max()) for unet in unets)
     deviation = change / peak if peak else change  # an all-zero output (an untrained prior model) is constant
     if deviation > tolerance:
@@ -111,12 +116,45 @@ def _linear_part(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     return F.conv2d(x, conv.weight, None, conv.stride, conv.padding, conv.dilation, conv.groups)
 
 
-def prepare_model(model: LWRDAN, *, window: int, freeze: bool = True, device: str | torch.device = "cpu") -> nn.Module:
-    """The inference form of ``model``: BN folded, constant branch frozen (if proven so), channels-last."""
-    prepared = fold_batchnorm(model)
-    if freeze:
+def prepare_model(
+    model: LWRDAN,
+    *,
+    window: int,
+    freeze: bool = True,
+    device: str | torch.device = "cpu",
+    proven: bool | None = None,
+) -> nn.Module:
+    """The inference form of ``model``: BN folded, constant branch frozen (if proven so), channels-last.
+
+    ``proven`` is what is already known of this model at ``window`` (:attr:`BundledWeights.unet_constant`
+    of its file, proven by the tests): True freezes the branch without the probes, False leaves it, None
+    probes (:func:`freeze_constant_branch`).
+    """
+    prepared = fold_batchnorm(model)  # a copy of its own: frozen in place below
+    if freeze and proven is None:
         prepared, _ = freeze_constant_branch(prepared, window)
+    elif freeze and proven:
+        prepared.unet = FrozenBranch(prepared.unet, head_bias_map(prepared, window))  # freeze_proven_branch, uncopied
     return prepared.to(device, memory_format=torch.channels_last)
+
+
+def head_bias_map(model: LWRDAN, window: int) -> torch.Tensor:
+    """The U-net's head bias as a 1×bands×window×window map: what a U-net whose head sees (almost) nothing
+    outputs, as the published weights' does (``docs/model.md``: head weights ~1e-32, the one live input
+    channel zeroed by its BatchNorm)."""
+    bias = model.unet.head.bias.detach()
+    return bias.view(1, -1, 1, 1).expand(1, -1, window, window).clone()
+
+
+@torch.no_grad()
+def freeze_proven_branch(model: LWRDAN, window: int) -> LWRDAN:
+    """``model`` with its U-net frozen at ``window`` to :func:`head_bias_map`, with neither probes nor a
+    pass through the branch (whose first run alone costs a second: oneDNN builds a kernel per shape). Only
+    for a file proven (``freeze_constant_branch(model, window, constant=head_bias_map(model, window))``
+    within tolerance, ``tests/test_inference.py``) to have a constant U-net with that map at that window."""
+    frozen = copy.deepcopy(model.eval())
+    frozen.unet = FrozenBranch(frozen.unet, head_bias_map(model, window))
+    return frozen
 
 
 # --- running a module on batches of windows ------------------------------------------------------------

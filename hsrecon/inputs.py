@@ -25,6 +25,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from hsrecon.cache import disk_cached
 from hsrecon.io.rgb import RGBImage
 from hsrecon.physics import (
     align_to_bands,
@@ -179,6 +180,8 @@ def d65_clean_white() -> np.ndarray:
     return white
 
 
+@lru_cache(maxsize=1)
+@disk_cached("srgb-to-clean", modules=("physics", "inputs"))  # start-up: no colour-science import once cached
 def srgb_to_clean_matrix() -> np.ndarray:
     """The 3×3 M with ``clean = M · linear_srgb`` (column vectors), fitted once and cached (read-only)."""
     return _fit()[0]
@@ -193,6 +196,7 @@ def matrix_fit_report() -> dict[str, tuple[int, float, float]]:
 
 
 @lru_cache(maxsize=8)
+@disk_cached("srgb-decoding", modules=("inputs",))
 def _srgb_decoding_lut(codes: int, max_code: float) -> np.ndarray:
     """Linear value of every integer code 0…codes−1 (sRGB EOTF of code / max_code), float32."""
     colour = load_colour()

@@ -21,6 +21,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from hsrecon.cache import disk_cached
+
 __all__ = [
     "REFLECTANCE_SETS",
     "WAVELENGTHS_NM",
@@ -58,6 +60,7 @@ def _spectral_shape():
 
 
 @lru_cache(maxsize=1)
+@disk_cached("cmfs-cie1964-10deg", modules=("physics",))  # start-up: no colour-science import once cached
 def cmfs_cie1964_10deg() -> np.ndarray:
     """CIE 1964 10° colour matching functions x̄, ȳ, z̄ at the 31 wavelengths (31×3, float64)."""
     colour = load_colour()

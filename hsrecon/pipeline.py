@@ -200,15 +200,17 @@ def reconstruct(
 ) -> np.ndarray:
     """An H×W×3 image (uint8, uint16 or float) → its H×W×31 cube (float32), in blended windows.
 
-    ``model`` is loaded weights (:func:`hsrecon.weights.load_weights`), or a bare network, whose training
-    window is not known and taken as 64 (the paper's); without it, ``weights`` names them (a bundled name
-    or a path; default: the bundled default). ``window``, ``stride`` and ``pad`` default to the weights'
+    ``model`` is loaded weights (:func:`hsrecon.weights.load_weights`), or a network: one built from
+    weights (:func:`~hsrecon.weights.load_model`) runs in their own windows; one that carries no weights
+    metadata needs ``window`` (ValueError without it: its training window is not known, and a guess would
+    run the wrong windows silently). Without ``model``, ``weights`` names them (a bundled name or a path;
+    default: the bundled default). ``window``, ``stride`` and ``pad`` default to the weights'
     own (:meth:`~hsrecon.weights.Weights.windowing`); ``input_space`` (what ``rgb`` holds) to the weights'
     own. ``max_code`` is the value meaning full scale (255 for uint8, 65535 for uint16, 1.0 for float
     input when not given). ``plausible`` projects every spectrum onto those that render exactly to its
     pixel (:mod:`hsrecon.plausible`; the weights must take clean-space input, as the bundled ones do).
     """
-    loaded = as_weights(model if model is not None else weights)
+    loaded = as_weights(model if model is not None else weights, window=window)
     if plausible:
         check_weights_space(loaded.input_space, loaded.name)
     windowing = loaded.windowing(window, stride, pad)
@@ -367,7 +369,7 @@ def convert_file(
     trained on clean-space input). For the others, the result holds the round-trip error.
     """
     started = time.perf_counter()
-    loaded = as_weights(weights)
+    loaded = as_weights(weights, window=window)
     if plausible:
         check_weights_space(loaded.input_space, loaded.name)
     windowing = loaded.windowing(window, stride, pad)

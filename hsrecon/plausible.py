@@ -38,6 +38,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from hsrecon.cache import disk_cached
 from hsrecon.inputs import InputTransform, canonical_space, d65_white_scale
 from hsrecon.physics import align_to_bands, load_colour, ntire2020_clean_matrix
 
@@ -55,6 +56,7 @@ CODES_8BIT = 255.0
 
 
 @lru_cache(maxsize=1)
+@disk_cached("photo-rendering", modules=("physics", "inputs", "plausible"))  # start-up: see hsrecon.cache
 def photo_rendering_matrix() -> np.ndarray:
     """31×3 F with ``linear_srgb = spectrum @ F``: CIE 1931 2° XYZ, then sRGB's XYZ→RGB matrix (D65 white).
 
@@ -129,6 +131,7 @@ class Rendering:
 
 
 @lru_cache(maxsize=8)
+@disk_cached("srgb-bin-centres", modules=("plausible",))
 def _srgb_table(codes: int, max_code: float, offset: float) -> np.ndarray:
     """Linear value (float64) of every integer code at its bin centre: eotf_sRGB((code + offset) / max_code)."""
     table = np.asarray(load_colour().models.eotf_sRGB((np.arange(codes) + offset) / max_code), dtype=np.float64)

@@ -54,6 +54,7 @@ __all__ = [
     "DEFAULT_WEIGHTS",
     "WAVELENGTHS_NM",
     "BundledWeights",
+    "Carried",
     "Weights",
     "WeightsError",
     "WeightsMeta",
@@ -125,6 +126,10 @@ class BundledWeights:
     sha256: str
     summary: str
     windowing: Windowing | None = None
+    # Window size → whether the U-net's output there is the constant map of its head's bias to 1e-5 of the
+    # output (True) or depends on the input (False): a fact of the file, proven by tests/test_inference.py,
+    # so a run of these weights skips the probes (hsrecon.inference.freeze_proven_branch; start-up).
+    unet_constant: dict[int, bool] = field(default_factory=dict)
 
 
 BUNDLED: dict[str, BundledWeights] = {
@@ -135,6 +140,7 @@ BUNDLED: dict[str, BundledWeights] = {
         summary="the paper's authors' model, trained on NTIRE 2020 clean-track data (MIT licence)",
         # Its U-net is a constant and its coordinates barely matter: larger windows give the same cube.
         windowing=Windowing(window=192, stride=172, pad=16, edge=7),
+        unet_constant={64: True, 192: True},  # deviations 3.5e-7 and 9.3e-6 (< 1e-5)
     ),
     "camera": BundledWeights(
         name="camera",
@@ -144,6 +150,7 @@ BUNDLED: dict[str, BundledWeights] = {
         "on its synthetic set (weights/README.md)",
         # A working U-net with global attention: the output depends on the window; the trained size stays.
         windowing=Windowing(window=64, stride=32, pad=32, edge=0),
+        unet_constant={64: False},  # deviation 0.25
     ),
     "camera-l2": BundledWeights(
         name="camera-l2",
@@ -152,6 +159,7 @@ BUNDLED: dict[str, BundledWeights] = {
         summary="for camera photos (sRGB JPEG), lower absolute error (RMSE) than camera and better on daylight; "
         "trained by hsrecon on its synthetic set (weights/README.md)",
         windowing=Windowing(window=64, stride=32, pad=32, edge=0),
+        unet_constant={64: False},  # deviation 0.66
     ),
     "rpr2-clean-provisional": BundledWeights(
         name="rpr2-clean-provisional",
@@ -227,26 +235,75 @@ def _format_hint(prefix: bytes) -> str:
     return ""
 
 
+CARRIED_ATTRIBUTE = "hsrecon_weights"
+"""The attribute of a network built from weights (:meth:`Weights.build`) holding its :class:`Carried`."""
+
+
+@dataclass(frozen=True)
+class Carried:
+    """What a network built from weights keeps of them (not its tensors, which it holds itself and may
+    change): the metadata (training window, input space), the measured windowing, the file."""
+
+    meta: WeightsMeta
+    tuned: Windowing | None
+    path: Path | None
+
+
 @dataclass
 class Weights:
     """A checked set of weights and what running them needs: window, input space, inference form.
 
     ``path`` is the file they came from (None for weights made in memory, :meth:`from_model`); ``tuned`` the
-    windowing measured for exactly these weights (the bundled ones), else None.
+    windowing measured for exactly these weights (the bundled ones), else None; ``digest`` the file's SHA-256
+    (None in memory), which names facts proven once for a file (:attr:`BundledWeights.unet_constant`).
     """
 
     path: Path | None
     meta: WeightsMeta
     state_dict: dict[str, torch.Tensor]
     tuned: Windowing | None = None
+    digest: str | None = None
 
     @classmethod
     def from_model(
-        cls, model: LWRDAN, *, window_size: int = 64, input_space: str = "ntire2020-clean", version: str = "in memory"
+        cls,
+        model: LWRDAN,
+        *,
+        window_size: int | None = None,
+        input_space: str | None = None,
+        version: str | None = None,
     ) -> Weights:
-        """Weights of a network in memory; a bare network does not know its training window (default 64)."""
-        meta = make_meta(model, window_size=window_size, input_space=input_space, weights_version=version)
-        return cls(path=None, meta=meta, state_dict=model.state_dict())
+        """Weights of a network in memory, with its current tensors.
+
+        A network built from weights (:meth:`build`, :func:`load_model`) carries what they said of
+        themselves (:class:`Carried`): training window, measured windowing, input space, file; the
+        arguments given override it (another ``window_size`` drops the measured windowing). A network that
+        carries nothing (``LWRDAN(config)``, a training run's) does not know the window it was trained on,
+        so ``window_size`` must be given: guessing would run the wrong windows without a word
+        (``ValueError``). Its input space defaults to ``ntire2020-clean`` (the paper's).
+        """
+        carried: Carried | None = getattr(model, CARRIED_ATTRIBUTE, None)
+        if carried is None and window_size is None:
+            raise ValueError(
+                "this LWRDAN carries no weights metadata, so the window it was trained on is unknown: give the "
+                "window (window=… to reconstruct, window_size=… to Weights.from_model), or load the network with "
+                "hsrecon.load_weights / load_model, which carry it"
+            )
+        base = carried.meta if carried is not None else None
+        meta = make_meta(
+            model,
+            window_size=window_size if window_size is not None else base.window_size,
+            input_space=input_space or (base.input_space if base else "ntire2020-clean"),
+            weights_version=version or (base.weights_version if base else "in memory"),
+            **({"provenance": base.provenance, "training": base.training, "metrics": base.metrics} if base else {}),
+        )
+        keeps_windowing = carried is not None and meta.window_size == base.window_size
+        return cls(
+            path=carried.path if carried is not None else None,
+            meta=meta,
+            state_dict=model.state_dict(),
+            tuned=carried.tuned if keeps_windowing else None,
+        )
 
     @property
     def name(self) -> str:
@@ -278,9 +335,12 @@ class Weights:
         return self.meta.config.size_multiple
 
     def build(self, *, device: str | torch.device = "cpu") -> LWRDAN:
-        """The model with these weights as loaded, in eval mode (for training, inspection, export)."""
+        """The model with these weights as loaded, in eval mode (for training, inspection, export). It
+        carries what the weights say of themselves (:class:`Carried`), so handing the bare network to
+        :func:`~hsrecon.pipeline.reconstruct` runs it in its own windows, not in guessed ones."""
         model = LWRDAN(self.meta.config)
         model.load_state_dict(self.state_dict, strict=True)
+        setattr(model, CARRIED_ATTRIBUTE, Carried(meta=self.meta, tuned=self.tuned, path=self.path))
         return model.eval().to(device)
 
     def windowing(self, window: int | None = None, stride: int | None = None, pad: int | None = None) -> Windowing:
@@ -327,8 +387,15 @@ class Weights:
 
     def inference_model(self, window: int | None = None) -> nn.Module:
         """The fast form for ``window`` (default: the training window), same outputs to float rounding
-        (:func:`hsrecon.inference.prepare_model`: BN folded, a provably constant branch frozen)."""
-        return prepare_model(self.build(), window=self.windowing(window).window)
+        (:func:`hsrecon.inference.prepare_model`: BN folded, a provably constant branch frozen). Whether the
+        branch is constant is probed, unless the file's digest says it was proven (bundled weights)."""
+        window = self.windowing(window).window
+        return prepare_model(self.build(), window=window, proven=self.unet_constant(window))
+
+    def unet_constant(self, window: int) -> bool | None:
+        """Whether the U-net is proven constant at ``window`` for this very file (None: not known, probe)."""
+        entry = next((entry for entry in BUNDLED.values() if entry.sha256 == self.digest), None)
+        return None if entry is None else entry.unet_constant.get(window)
 
     def predictor(
         self,
@@ -347,14 +414,18 @@ class Weights:
 
 def as_weights(
     source: Weights | PixelMapWeights | LWRDAN | RootPolynomialMap | str | os.PathLike | None = None,
+    *,
+    window: int | None = None,
 ) -> Weights | PixelMapWeights:
-    """Weights from what a caller holds: loaded weights, a bare network (:meth:`Weights.from_model`) or
-    per-pixel map (:meth:`PixelMapWeights.from_module`), or a bundled name or path to load (None: the
-    default weights)."""
+    """Weights from what a caller holds: loaded weights, a network (:meth:`Weights.from_model`: one built
+    from weights carries them; for one that carries nothing, ``window``, the window the caller runs it in,
+    is taken as its training window, and without it ValueError), a per-pixel map
+    (:meth:`PixelMapWeights.from_module`), or a bundled name or path to load (None: the default weights)."""
     if isinstance(source, Weights | PixelMapWeights):
         return source
     if isinstance(source, LWRDAN):
-        return Weights.from_model(source)
+        carried = getattr(source, CARRIED_ATTRIBUTE, None) is not None
+        return Weights.from_model(source, window_size=None if carried else window)
     if isinstance(source, RootPolynomialMap):
         return PixelMapWeights.from_module(source)
     return load_weights(source)
@@ -385,7 +456,8 @@ def load_weights(spec: str | os.PathLike | None = None) -> Weights | PixelMapWei
         return _pixel_map(path, meta, state)
     _check_tensors(path, meta, state)
     bundled = next((entry for entry in BUNDLED.values() if entry.sha256 == digest), None)
-    return Weights(path=path, meta=meta, state_dict=state, tuned=bundled.windowing if bundled else None)
+    tuned = bundled.windowing if bundled else None
+    return Weights(path=path, meta=meta, state_dict=state, tuned=tuned, digest=digest)
 
 
 def _parse_meta(path: Path, metadata: dict) -> WeightsMeta | PixelMapMeta:

@@ -27,6 +27,19 @@ def bundled_model(bundled_weights):
     return bundled_weights.build()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """hsrecon's per-user cache (hsrecon.cache) in a folder of this test session's, for the library and the
+    commands it starts alike: tests never read what an earlier session (or the user's runs) left there."""
+    previous = os.environ.get("HSRECON_CACHE_DIR")
+    os.environ["HSRECON_CACHE_DIR"] = str(tmp_path_factory.mktemp("hsrecon-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("HSRECON_CACHE_DIR", None)
+    else:
+        os.environ["HSRECON_CACHE_DIR"] = previous
+
+
 @pytest.fixture()
 def keras_reference_file() -> Path:
     """The authors' HDF5 (in ../shared/reference/, as CI lays it out); tests needing it skip elsewhere."""

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 
 import pytest
 import torch
 
+from hsrecon import inference
 from hsrecon.export import check_onnx, export_onnx
-from hsrecon.inference import FrozenBranch, freeze_constant_branch, prepare_model
+from hsrecon.inference import FrozenBranch, freeze_constant_branch, head_bias_map, prepare_model
 from hsrecon.model import build_model, fold_batchnorm
-from hsrecon.weights import load_weights
+from hsrecon.weights import BUNDLED, Weights, load_weights, save_weights
 
 
 def _inputs(size: int = 64) -> torch.Tensor:
@@ -70,3 +72,43 @@ def test_default_windows_run_the_frozen_unet_and_a_working_one_runs(bundled_weig
     assert not isinstance(camera.predictor().model.unet, FrozenBranch)
     unfrozen, deviation = freeze_constant_branch(fold_batchnorm(bundled_weights.build()), 256)
     assert not isinstance(unfrozen.unet, FrozenBranch) and deviation > 1e-5  # why 192, not 256 (docs/benchmarks.md)
+
+
+@pytest.mark.parametrize("name", sorted(BUNDLED))
+def test_what_each_bundled_file_says_of_its_unet_is_true(name):
+    """The start-up facts (``BundledWeights.unet_constant``) are proven here, with the probes a run skips:
+    where one says constant, the head-bias map keeps every probe's output within 1e-5; where it says not,
+    the probes refuse to freeze."""
+    loaded = load_weights(name)
+    if not isinstance(loaded, Weights):  # a per-pixel map has no U-net to speak of
+        assert not BUNDLED[name].unet_constant and BUNDLED[name].windowing is None
+        return
+    model = fold_batchnorm(loaded.build())
+    assert BUNDLED[name].unet_constant, "every bundled network says something of its trained window"
+    for window, constant in BUNDLED[name].unet_constant.items():
+        candidate = head_bias_map(model, window) if constant else None
+        frozen, deviation = freeze_constant_branch(model, window, constant=candidate)
+        assert (deviation <= 1e-5) is constant and isinstance(frozen.unet, FrozenBranch) is constant, (
+            window,
+            deviation,
+        )
+
+
+def test_bundled_weights_skip_the_probes_and_other_files_still_probe(bundled_weights, tmp_path, monkeypatch):
+    """The facts are keyed by the file's SHA-256: the bundled file runs no probe window at its proven windows;
+    the same tensors under another digest (other metadata) are probed, and freeze to the same outputs."""
+    probed = []
+    real_probes = inference.probe_windows
+    monkeypatch.setattr(inference, "probe_windows", lambda *args: probed.append(args) or real_probes(*args))
+    proven = bundled_weights.inference_model(64)
+    assert isinstance(proven.unet, FrozenBranch) and probed == []
+    assert not isinstance(load_weights("camera").inference_model(64).unet, FrozenBranch) and probed == []
+    meta = dataclasses.replace(bundled_weights.meta, weights_version="a copy")
+    copy = load_weights(save_weights(tmp_path / "copy.safetensors", bundled_weights.state_dict, meta))
+    assert copy.digest != bundled_weights.digest and copy.unet_constant(64) is None
+    probing = copy.inference_model(64)
+    assert isinstance(probing.unet, FrozenBranch) and probed == [(64, 3)]
+    x = _inputs()
+    with torch.inference_mode():
+        a, b = proven(x), probing(x)
+    assert float((a - b).abs().max() / b.abs().max()) <= 1e-5

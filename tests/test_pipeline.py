@@ -16,6 +16,13 @@ from hsrecon.physics import WAVELENGTHS_NM, load_colour, render_ntire2020_clean
 from hsrecon.pipeline import NonFiniteOutputError, convert_file, reconstruct, stream_reconstruct
 
 
+@pytest.fixture()
+def untuned(bundled_weights):
+    """The default weights in the window they were trained on (64, stride 32, default pad, no edge), as
+    weights without a measured windowing run: what these tests were written for."""
+    return dataclasses.replace(bundled_weights, tuned=None)
+
+
 def textured_image(height: int, width: int, seed: int = 0) -> np.ndarray:
     """Smooth random texture in the clean rendering's range (≈ 0.02–0.3), float32."""
     rng = np.random.default_rng(seed)
@@ -60,40 +67,40 @@ def _seam_ratio_both_axes(cube: np.ndarray, image: np.ndarray, boundaries: list[
     return out / texture
 
 
-def test_no_seam_with_default_windows(bundled_model):
+def test_no_seam_with_default_windows(untuned):
     image = textured_image(256, 256, seed=3)
-    cube = reconstruct(image, bundled_model, pad=0)  # defaults: window 64, stride 32
+    cube = reconstruct(image, untuned, pad=0)  # defaults: window 64, stride 32
     boundaries = list(range(32, 256, 32))  # every window edge (starts and ends) lies on this grid
     assert abs(_seam_ratio_both_axes(cube, image, boundaries) - 1.0) <= 0.05
 
 
-def test_seam_measure_detects_the_authors_scheme(bundled_model):
+def test_seam_measure_detects_the_authors_scheme(untuned):
     """Sanity check of the measure: without blending, window edges do show (else the test above is void)."""
     image = textured_image(256, 256, seed=3)
-    cube = reconstruct(image, bundled_model, stride=64, pad=0)
+    cube = reconstruct(image, untuned, stride=64, pad=0)
     assert _seam_ratio_both_axes(cube, image, [64, 128, 192]) > 1.3
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (5, 300), (100, 3), (70, 70), (64, 64)])
-def test_any_size_works(bundled_model, shape):
+def test_any_size_works(untuned, shape):
     image = textured_image(*shape) if min(shape) > 1 else np.full((*shape, 3), 0.1, np.float32)
-    cube = reconstruct(image, bundled_model, stride=64)
+    cube = reconstruct(image, untuned, stride=64)
     assert cube.shape == (*shape, 31)
     assert np.isfinite(cube).all()
 
 
-def test_uint8_and_uint16_give_the_same_cube(bundled_model):
+def test_uint8_and_uint16_give_the_same_cube(untuned):
     rng = np.random.default_rng(5)
     eight = (rng.random((64, 64, 3)) * 80).astype(np.uint8)
     sixteen = eight.astype(np.uint16) * 257  # the same values at 16 bits
-    a = reconstruct(eight, bundled_model, stride=64)
-    b = reconstruct(sixteen, bundled_model, stride=64)
+    a = reconstruct(eight, untuned, stride=64)
+    b = reconstruct(sixteen, untuned, stride=64)
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 
-def test_flat_grey_in_clean_space_gives_a_flat_spectrum(bundled_model):
+def test_flat_grey_in_clean_space_gives_a_flat_spectrum(untuned):
     for grey in (0.05, 0.2):
-        cube = reconstruct(np.full((64, 64, 3), grey, np.float32), bundled_model, stride=64)
+        cube = reconstruct(np.full((64, 64, 3), grey, np.float32), untuned, stride=64)
         spectrum = cube[16:48, 16:48].mean(axis=(0, 1))
         flat = grey * 256 / 255  # a flat spectrum v renders to v·255/256
         assert abs(spectrum.mean() / flat - 1) < 0.05
@@ -102,13 +109,13 @@ def test_flat_grey_in_clean_space_gives_a_flat_spectrum(bundled_model):
         np.testing.assert_allclose(render_ntire2020_clean(spectrum[None, None])[0, 0], grey, rtol=0.06)
 
 
-def test_srgb_grey_gives_a_daylight_spectrum_and_linear_agrees(bundled_model):
+def test_srgb_grey_gives_a_daylight_spectrum_and_linear_agrees(untuned):
     colour = load_colour()
     srgb = np.full((64, 64, 3), 128, np.uint8)
     linear_value = float(colour.models.eotf_sRGB(128 / 255))
     linear = np.full((64, 64, 3), linear_value, np.float32)
-    a = reconstruct(srgb, bundled_model, input_space="srgb", exposure=1.0, stride=64)[32, 32]
-    b = reconstruct(linear, bundled_model, input_space="linear", exposure=1.0, stride=64)[32, 32]
+    a = reconstruct(srgb, untuned, input_space="srgb", exposure=1.0, stride=64)[32, 32]
+    b = reconstruct(linear, untuned, input_space="linear", exposure=1.0, stride=64)[32, 32]
     np.testing.assert_allclose(a, b, rtol=1e-3)
     d65 = colour.SDS_ILLUMINANTS["D65"].copy().align(colour.SpectralShape(400, 700, 10)).values
     assert np.corrcoef(a, d65)[0, 1] > 0.8  # an sRGB grey is a D65-lit grey
@@ -145,18 +152,18 @@ def test_convert_file_writes_three_formats_equal_to_reconstruct(bundled_model, b
     assert not list((tmp_path / "out").glob("*.tmp")) and not list((tmp_path / "out").glob(".*"))
 
 
-def test_weights_trained_on_another_window_reconstruct_with_it(bundled_weights, bundled_model):
+def test_weights_trained_on_another_window_reconstruct_with_it(bundled_weights, untuned):
     """The window is a property of the weights: ``reconstruct(rgb, model=weights)`` runs their own (weights
     without a measured windowing run in the window they were trained on)."""
     meta = dataclasses.replace(bundled_weights.meta, window_size=32)
     thirty_two = dataclasses.replace(bundled_weights, meta=meta, tuned=None)
     image = textured_image(80, 96)
     cube = reconstruct(image, model=thirty_two)
-    np.testing.assert_allclose(cube, reconstruct(image, bundled_model, window=32), rtol=0, atol=1e-6)
-    assert np.abs(cube - reconstruct(image, bundled_model)).max() > 1e-3  # 64-px windows give another cube
+    np.testing.assert_allclose(cube, reconstruct(image, untuned, window=32), rtol=0, atol=1e-6)
+    assert np.abs(cube - reconstruct(image, untuned)).max() > 1e-3  # 64-px windows give another cube
 
 
-def test_default_windows_leave_no_seam_and_no_frame_at_the_border(bundled_weights, bundled_model):
+def test_default_windows_leave_no_seam_and_no_frame_at_the_border(bundled_weights, untuned):
     """The measured windowing of the default weights (docs/benchmarks.md): on a smooth 16-bit ramp no
     column or row stands out from its neighbours by more than 1.3×, and the outer 8 px get within 1% of
     what 64 px of real context gives them. The old windowing (64/32, no pad, no edge) fails both."""
@@ -171,5 +178,45 @@ def test_default_windows_leave_no_seam_and_no_frame_at_the_border(bundled_weight
 
     seam, border = measures(model=bundled_weights)
     assert seam <= 1.3 and border <= 0.01, (seam, border)
-    seam, border = measures(model=bundled_model, window=64, stride=32, pad=0)  # a bare network: no edge
+    seam, border = measures(model=untuned, window=64, stride=32, pad=0)  # unmeasured windowing: no edge
     assert seam > 1.5 and border > 0.02, (seam, border)
+
+
+# --- the bare-network trap: a network handed over alone runs in its own windows, or is refused --------------
+
+
+def test_a_network_loaded_from_a_file_runs_in_the_files_window(bundled_weights, tmp_path):
+    """``reconstruct(rgb, load_model("w32.safetensors"))`` runs 32-px windows, as the file says, not 64."""
+    from hsrecon.weights import load_model, load_weights, save_weights
+
+    meta = dataclasses.replace(bundled_weights.meta, window_size=32, weights_version="w32")
+    path = save_weights(tmp_path / "w32.safetensors", bundled_weights.state_dict, meta)
+    image = textured_image(40, 44)
+    network = load_model(path)
+    cube = reconstruct(image, network)
+    np.testing.assert_array_equal(cube, reconstruct(image, load_weights(path)))
+    assert np.abs(cube - reconstruct(image, network, window=64)).max() > 1e-3  # 64-px windows: another cube
+
+
+def test_a_network_carries_its_input_space_and_measured_windowing():
+    """The camera network alone reads sRGB codes as the camera weights do (not as clean-track renderings)."""
+    from hsrecon.weights import Weights, load_model, load_weights
+
+    camera = load_weights("camera")
+    network = load_model("camera")
+    carried = Weights.from_model(network)
+    assert (carried.input_space, carried.windowing(), carried.name) == ("srgb", camera.windowing(), camera.name)
+    codes = (textured_image(16, 16) * 600).clip(0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(reconstruct(codes, network), reconstruct(codes, camera))
+    assert Weights.from_model(network, input_space="linear").input_space == "linear"  # what is given wins
+    assert Weights.from_model(network, window_size=32).windowing().window == 32  # measured windowing dropped
+
+
+def test_a_network_that_carries_nothing_is_refused_without_a_window():
+    from hsrecon.model import build_model
+
+    network = build_model().eval()
+    image = textured_image(24, 20)
+    with pytest.raises(ValueError, match="window it was trained on is unknown"):
+        reconstruct(image, network)
+    assert reconstruct(image, network, window=16).shape == (24, 20, 31)  # told: it runs
