@@ -78,13 +78,14 @@ def test_data_table_json_and_csv(ntire2020, tmp_path, bundled_model):
     assert float(mean_row["mrae_gain_mrae"]) == pytest.approx(np.mean(after_gain), rel=1e-12)
 
 
-def test_library_scores_equal_the_metrics_on_the_same_arrays(ntire2020, bundled_model, bundled_weights):
+def test_library_scores_equal_the_metrics_on_the_same_arrays(ntire2020, bundled_weights):
     pairs = discover(ntire2020)
     network = NetworkMethod(bundled_weights.predictor(window=64), window=64, stride=64)
     report = evaluate_pairs(pairs, {"network": network}, input_space="ntire2020-clean", crop=4)
     for pair, result in zip(pairs, report.results["network"], strict=True):
         gt, _, _ = read_cube(pair.cube)
-        cube = reconstruct(iio.imread(pair.rgb), bundled_model, window=64, stride=64, pad=0)  # NetworkMethod's
+        # the same weights object as NetworkMethod's (so the same proven frozen U-net), NetworkMethod's windows
+        cube = reconstruct(iio.imread(pair.rgb), bundled_weights, window=64, stride=64, pad=0)
         assert result.scores.as_dict() == pytest.approx(score(cube, gt, crop=4).as_dict(), rel=1e-12)
     assert report.failures == []
 
