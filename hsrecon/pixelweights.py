@@ -219,6 +219,11 @@ class PixelMapWeights:
                 raise ValueError(f"{name} {value}: per-pixel weights read each pixel alone, so {name} is {only}")
         return PIXEL_WINDOWING
 
+    @property
+    def projects_by_default(self) -> bool:
+        """A map's output is not projected by default: on held-out sets it changes MRAE by under 1%."""
+        return False
+
     def feed_space(self, file_space: str | None = None) -> tuple[str, str | None]:
         """As for clean-space network weights (:func:`hsrecon.inputs.network_space`): files in any space are
         converted to clean space, where the map was fitted."""

@@ -130,6 +130,11 @@ class BundledWeights:
     # output (True) or depends on the input (False): a fact of the file, proven by tests/test_inference.py,
     # so a run of these weights skips the probes (hsrecon.inference.freeze_proven_branch; start-up).
     unet_constant: dict[int, bool] = field(default_factory=dict)
+    # Whether convert and eval project this file's clean-rendering output by default (--plausible): a measured
+    # fact of the file, not of every network. The authors' weights gain (held-out synthetic sets: MRAE -3 to
+    # -9%, SAM within 0.3 deg); networks fine-tuned on recipe 3 lose (MRAE +2 to +6%, SAM +0.7 to +0.9 deg) and
+    # per-pixel maps gain nothing (docs/input-spaces.md), so the default is per file.
+    projects_by_default: bool = False
 
 
 BUNDLED: dict[str, BundledWeights] = {
@@ -141,6 +146,7 @@ BUNDLED: dict[str, BundledWeights] = {
         # Its U-net is a constant and its coordinates barely matter: larger windows give the same cube.
         windowing=Windowing(window=192, stride=172, pad=16, edge=7),
         unet_constant={64: True, 192: True},  # deviations 3.5e-7 and 9.3e-6 (< 1e-5)
+        projects_by_default=True,
     ),
     "camera": BundledWeights(
         name="camera",
@@ -394,8 +400,20 @@ class Weights:
 
     def unet_constant(self, window: int) -> bool | None:
         """Whether the U-net is proven constant at ``window`` for this very file (None: not known, probe)."""
-        entry = next((entry for entry in BUNDLED.values() if entry.sha256 == self.digest), None)
+        entry = self.bundled_entry
         return None if entry is None else entry.unet_constant.get(window)
+
+    @property
+    def projects_by_default(self) -> bool:
+        """Whether its clean-rendering output is projected by default (:attr:`BundledWeights.projects_by_default`:
+        measured per file; other files stay raw unless asked)."""
+        entry = self.bundled_entry
+        return entry is not None and entry.projects_by_default
+
+    @property
+    def bundled_entry(self) -> BundledWeights | None:
+        """The bundled file these weights are, byte for byte (by SHA-256), else None."""
+        return next((entry for entry in BUNDLED.values() if entry.sha256 == self.digest), None)
 
     def predictor(
         self,

@@ -278,3 +278,20 @@ def test_summary_keeps_file_names_whole_on_a_narrow_console(tmp_path):
     assert result.returncode == 0, result.stderr
     table = [line for line in result.stderr.splitlines() if line[:1] in "┏┃┡│└"]
     assert any(name in line for line in table), result.stderr
+
+
+def test_projection_by_default_is_a_measured_fact_of_the_file(bundled_weights):
+    """--plausible's default follows the file (BundledWeights.projects_by_default): the authors' weights gain
+    from it on clean renderings; a network with the same tensors but another file, and the bundled map, stay
+    raw unless asked; photos stay raw."""
+    from hsrecon.cli._common import plausible_or_exit
+    from hsrecon.weights import Weights, load_weights
+
+    assert plausible_or_exit(bundled_weights, None, "ntire2020-clean") is True
+    assert plausible_or_exit(bundled_weights, None, "srgb") is False
+    assert plausible_or_exit(bundled_weights, False, "ntire2020-clean") is False
+    copy = Weights.from_model(bundled_weights.build(), version="a fine-tune in memory")
+    assert copy.projects_by_default is False and plausible_or_exit(copy, None, "ntire2020-clean") is False
+    assert plausible_or_exit(copy, True, "ntire2020-clean") is True
+    pixel_map = load_weights("rpr2-clean-provisional")
+    assert plausible_or_exit(pixel_map, None, "ntire2020-clean") is False
