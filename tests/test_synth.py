@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from hsrecon.data import discover, scan, synth
+from hsrecon.data import discover, recipe1, scan
 from hsrecon.data.camera import CameraSettings, render_camera
 from hsrecon.data.synth import ILLUMINANTS, P99_RANGE, make_scene, make_synthetic_dataset, scene_name
 from hsrecon.io import read_cube
@@ -125,9 +125,9 @@ def test_only_the_validation_split_is_the_full_sets_validation_split(tmp_path):
 def test_regions_are_measured_spectra_or_their_mixtures():
     rng = np.random.default_rng(0)
     library, _ = measured_reflectances()
-    textures = synth._textures(rng, 64, 64)
-    labels = synth._layout(rng, 64, 64)
-    reflectance, kinds, used = synth._paint(rng, labels, library, textures)
+    textures = recipe1._textures(rng, 64, 64)
+    labels = recipe1._layout(rng, 64, 64)
+    reflectance, kinds, used = recipe1._paint(rng, labels, library, textures)
     flat_regions = 0
     for region in range(labels.max() + 1):
         spectra = reflectance[labels == region]

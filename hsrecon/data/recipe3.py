@@ -37,8 +37,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hsrecon.data import recipe1
 from hsrecon.data.families import FAMILIES, HELDOUT_FAMILIES, TRAIN_FAMILIES, FamilyLibrary, family_library
 from hsrecon.data.fields import scale_to_p99
+from hsrecon.data.recipe1 import MATERIALS, _material
 from hsrecon.data.scenes import _Canvas, _indoor_lamp, make_photo_scene
 from hsrecon.data.spectra import daylight
 
@@ -154,16 +156,14 @@ def _shares(families: np.ndarray) -> dict[str, float]:
 def _mosaic_scene(
     rng: np.random.Generator, height: int, width: int, library: FamilyLibrary, slots: dict, lights: str, mix: bool
 ) -> Recipe3Scene:
-    """Recipe 1's layout, shading and highlights (:mod:`hsrecon.data.synth`), each region of one family drawn
+    """Recipe 1's layout, shading and highlights (:mod:`hsrecon.data.recipe1`), each region of one family drawn
     from all the pool's families, lit by one of the pool's lights (indoor lamp or daylight)."""
-    from hsrecon.data import synth
-
     pool = sorted({family for families in slots.values() for family in families})
-    textures = synth._textures(rng, height, width)
-    labels = synth._layout(rng, height, width)
+    textures = recipe1._textures(rng, height, width)
+    labels = recipe1._layout(rng, height, width)
     reflectance, families = _mosaic_paint(rng, labels, library, pool, textures)
-    shading, shading_facts = synth._shading(rng, labels, textures)
-    specular, highlights = synth._highlights(rng, height, width)
+    shading, shading_facts = recipe1._shading(rng, labels, textures)
+    specular, highlights = recipe1._highlights(rng, height, width)
     name, light = _mosaic_light(rng, lights)
     radiance = (reflectance * shading[..., None] + specular[..., None]) * light
     radiance, gain = scale_to_p99(radiance, rng)
@@ -181,8 +181,6 @@ def _mosaic_paint(
     rng: np.random.Generator, labels: np.ndarray, library: FamilyLibrary, pool: list[str], textures: list[np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Reflectance (H×W×31) and family labels: each region one family, its material as recipe 1 draws it."""
-    from hsrecon.data.synth import MATERIALS, _material
-
     height, width = labels.shape
     flat = labels.ravel()
     coords = np.stack(np.divmod(np.arange(flat.size), width), axis=1).astype(np.float64)
