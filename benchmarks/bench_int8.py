@@ -130,7 +130,9 @@ def export_nhwc(weights: Weights, window: int, path: Path) -> Path:
     return path
 
 
-def quantise(source: Path, target: Path, calibration: np.ndarray, exclude: list[str], percentile: bool) -> Path:
+def quantise(
+    source: Path, target: Path, calibration: np.ndarray, exclude: list[str], percentile: bool, conv_only: bool = False
+) -> Path:
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -150,6 +152,7 @@ def quantise(source: Path, target: Path, calibration: np.ndarray, exclude: list[
         str(source), str(target), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
         calibrate_method=CalibrationMethod.Percentile if percentile else CalibrationMethod.MinMax,
+        op_types_to_quantize=["Conv"] if conv_only else None,
     )  # fmt: skip
     return target
 
@@ -246,13 +249,18 @@ def sensitivity(weights: Weights, window: int, calibration: np.ndarray, held_out
 
 # --- main -------------------------------------------------------------------------------------------------
 
-RECIPES = {
-    "every convolution": ([], False),
-    "every convolution, percentile ranges": ([], True),
-    "first conv fp32": (["first"], False),
-    "output conv fp32": (["fusion"], False),
-    "first and output conv fp32": (["first", "fusion"], False),
+RECIPES = {  # name: (convolutions kept fp32, percentile ranges, quantise convolutions only)
+    "every convolution": ([], False, False),
+    "every convolution, percentile ranges": ([], True, False),
+    "first conv fp32": (["first"], False, False),
+    "output conv fp32": (["fusion"], False, False),
+    "first and output conv fp32": (["first", "fusion"], False, False),
+    "convolutions only": ([], False, True),
+    "convolutions only, percentile ranges": ([], True, True),
+    "convolutions only, first and output fp32": (["first", "fusion"], False, True),
 }
+"""ONNX Runtime's default QDQ also quantises elementwise operators (the attention's Mul, Add, Concat…); the
+"convolutions only" recipes give it ``op_types_to_quantize=["Conv"]``."""
 
 
 def _conv_names(path: Path) -> dict[str, str]:
@@ -270,6 +278,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=384, help="synthetic scene side (a multiple of the window)")
     parser.add_argument("--rounds", type=int, default=5, help="alternating timing pairs per recipe")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--recipes", nargs="+", choices=list(RECIPES), default=list(RECIPES), help="which to run")
+    parser.add_argument("--no-sensitivity", action="store_true", help="skip the per-layer table")
     args = parser.parse_args()
     weights = load_weights()
     window = weights.window
@@ -292,9 +302,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         source = export_nhwc(weights, window, Path(folder) / "fp32.onnx")
         names = _conv_names(source)
-        for recipe, (kept, percentile) in RECIPES.items():
+        for recipe in args.recipes:
+            kept, percentile, conv_only = RECIPES[recipe]
             target = Path(folder) / "int8.onnx"
-            quantise(source, target, calibration, [names[k] for k in kept], percentile)
+            quantise(source, target, calibration, [names[k] for k in kept], percentile, conv_only)
             row = {"recipe": recipe, "speed": {}, "deviation": {}, "mrae": {}}
             for threads in args.threads:
                 torch.set_num_threads(threads)
@@ -318,10 +329,14 @@ def main() -> None:
     print("\nMRAE against the truth, fp32 → int8 (last recipe):")
     for key, (before, after) in rows[-1]["mrae"].items():
         print(f"  {key}: {before:.4f} → {after:.4f} ({100 * (after / before - 1):+.2f}%)")
-    held_windows = windows(weights, held_synthetic, window)
-    table = sensitivity(weights, window, calibration, held_windows)
-    print("\n| layer | share of the FLOPs | weights int8 (bias-corrected) | input uint8 |")
-    print("|---|---|---|---|")
+    table = (
+        []
+        if args.no_sensitivity
+        else sensitivity(weights, window, calibration, windows(weights, held_synthetic, window))
+    )
+    if table:
+        print("\n| layer | share of the FLOPs | weights int8 (bias-corrected) | input uint8 |")
+        print("|---|---|---|---|")
     for entry in table:
         print(f"| {entry['layer']} | {100 * entry['share_of_flops']:.0f}% | {100 * entry['weights_rounded']:.2f}% "
               f"| {100 * entry['input_rounded']:.2f}% |")  # fmt: skip
