@@ -40,6 +40,7 @@ __all__ = [
     "AUTO_SAMPLE_PIXELS",
     "AUTO_TARGET",
     "INPUT_SPACES",
+    "FedBySpace",
     "InputTransform",
     "auto_exposure",
     "canonical_space",
@@ -302,3 +303,27 @@ def make_input_transform(
     if exposure is None:
         exposure = auto_exposure(pixels, space, max_code)
     return InputTransform(space=space, max_code=max_code, exposure=float(exposure))
+
+
+class FedBySpace:
+    """How files reach a model that takes ``self.input_space``: the one rule every kind of weights follows
+    (networks and per-pixel maps alike), so the two never drift apart."""
+
+    input_space: str
+
+    def feed_space(self, file_space: str | None = None) -> tuple[str, str | None]:
+        """(input transform's space, warning or None) for files holding ``file_space`` (None: the weights'
+        own); :func:`network_space` says how each pair is handled."""
+        return network_space(self.input_space, file_space)
+
+    def transform(
+        self,
+        image: RGBImage | np.ndarray,
+        file_space: str | None = None,
+        *,
+        exposure: float | None = None,
+        max_code: float | None = None,
+    ) -> InputTransform:
+        """The transform taking ``image`` (holding ``file_space``) to these weights' input."""
+        space, _ = self.feed_space(file_space)
+        return make_input_transform(image, space, max_code=max_code, exposure=exposure)

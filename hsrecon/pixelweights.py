@@ -23,8 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hsrecon.inputs import InputTransform, make_input_transform, network_space
-from hsrecon.io.rgb import RGBImage
+from hsrecon.inputs import FedBySpace
 from hsrecon.physics import WAVELENGTHS_NM
 from hsrecon.pixelmap import RootPolynomialMap, apply_map, term_count, term_names
 from hsrecon.weights_schema import PIXEL_MAP_KIND, check_pixel_map_fields
@@ -149,7 +148,7 @@ class PixelMapPredictor:
 
 
 @dataclass
-class PixelMapWeights:
+class PixelMapWeights(FedBySpace):
     """A checked per-pixel root-polynomial map and what running it needs (the descriptor callers of
     :class:`~hsrecon.weights.Weights` use): ``path`` the file (None: made in memory), ``meta`` its
     metadata, ``matrix`` terms×B float32."""
@@ -223,23 +222,6 @@ class PixelMapWeights:
     def projects_by_default(self) -> bool:
         """A map's output is not projected by default: on held-out sets it changes MRAE by under 1%."""
         return False
-
-    def feed_space(self, file_space: str | None = None) -> tuple[str, str | None]:
-        """As for clean-space network weights (:func:`hsrecon.inputs.network_space`): files in any space are
-        converted to clean space, where the map was fitted."""
-        return network_space(self.input_space, file_space)
-
-    def transform(
-        self,
-        image: RGBImage | np.ndarray,
-        file_space: str | None = None,
-        *,
-        exposure: float | None = None,
-        max_code: float | None = None,
-    ) -> InputTransform:
-        """The transform taking ``image`` (holding ``file_space``) to the map's input."""
-        space, _ = self.feed_space(file_space)
-        return make_input_transform(image, space, max_code=max_code, exposure=exposure)
 
     def build(self, *, device: str | torch.device = "cpu") -> RootPolynomialMap:
         """The map as a torch module (N×3×H×W → N×B×H×W), on ``device``."""

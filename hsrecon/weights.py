@@ -31,7 +31,6 @@ from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import save as safetensors_bytes
@@ -39,8 +38,7 @@ from torch import nn
 
 from hsrecon import __version__
 from hsrecon.inference import TorchPredictor, prepare_model
-from hsrecon.inputs import InputTransform, make_input_transform, network_space
-from hsrecon.io.rgb import RGBImage
+from hsrecon.inputs import FedBySpace
 from hsrecon.io.temps import write_atomic
 from hsrecon.model import LWRDAN, LWRDANConfig, count_parameters, count_trainable, flops_per_pixel
 from hsrecon.physics import WAVELENGTHS_NM
@@ -256,7 +254,7 @@ class Carried:
 
 
 @dataclass
-class Weights:
+class Weights(FedBySpace):
     """A checked set of weights and what running them needs: window, input space, inference form.
 
     ``path`` is the file they came from (None for weights made in memory, :meth:`from_model`); ``tuned`` the
@@ -373,23 +371,6 @@ class Weights:
             raise ValueError(f"pad {pad}: must be from 0 to {MAX_WINDOW}")
         ramp = min(window - stride, window // 2)  # the edge must leave a ramp of at least one pixel
         return Windowing(window, stride, pad, edge=max(0, min(base.edge, (ramp - 1) // 2)))
-
-    def feed_space(self, file_space: str | None = None) -> tuple[str, str | None]:
-        """(input transform's space, warning or None) for files holding ``file_space`` (None: the weights'
-        own); :func:`hsrecon.inputs.network_space` says how each pair is handled."""
-        return network_space(self.input_space, file_space)
-
-    def transform(
-        self,
-        image: RGBImage | np.ndarray,
-        file_space: str | None = None,
-        *,
-        exposure: float | None = None,
-        max_code: float | None = None,
-    ) -> InputTransform:
-        """The transform taking ``image`` (holding ``file_space``) to these weights' input."""
-        space, _ = self.feed_space(file_space)
-        return make_input_transform(image, space, max_code=max_code, exposure=exposure)
 
     def inference_model(self, window: int | None = None) -> nn.Module:
         """The fast form for ``window`` (default: the training window), same outputs to float rounding
