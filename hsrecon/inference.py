@@ -38,8 +38,10 @@ __all__ = [
     "FrozenBranch",
     "Predictor",
     "TorchPredictor",
+    "cpu_bfloat16",
     "freeze_constant_branch",
     "freeze_proven_branch",
+    "has_native_bfloat16",
     "head_bias_map",
     "prepare_model",
     "probe_windows",
@@ -157,6 +159,61 @@ def freeze_proven_branch(model: LWRDAN, window: int) -> LWRDAN:
     return frozen
 
 
+# --- bf16 on the CPU ---------------------------------------------------------------------------------------
+
+
+class _CastOutput(nn.Module):
+    """A layer run in float32 whose output goes on in ``dtype``: cast once, where the next layers need it."""
+
+    def __init__(self, layer: nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.layer = layer
+        self.dtype = dtype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer(x).to(self.dtype)
+
+
+class _CastInput(nn.Module):
+    """A branch run in ``dtype`` on a float32 input, its output back in float32."""
+
+    def __init__(self, branch: nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.branch = branch.to(dtype)
+        self.dtype = dtype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.branch(x.to(self.dtype)).float()
+
+
+def cpu_bfloat16(model: LWRDAN) -> LWRDAN:
+    """``model`` (an inference form) with its inner convolutions in bfloat16 and its ends in float32.
+
+    Why not autocast: rounding the input (RGB and coordinates) to bf16's 8-bit mantissa moves every
+    feature of a pixel the same way, and rounding the output does the same to the cube; autocast does
+    both, and its cubes are ~0.9% from fp32. Here the first convolution (1×1, 0.1% of the FLOPs) runs
+    in float32 and hands bf16 on, the dense convolutions (79%) and a live U-net run in bf16, and their
+    sum enters the last convolution (21%) in float32: 0.13–0.16% from fp32 at 1.6× its speed on a CPU with
+    AVX512-BF16 (``docs/benchmarks.md``, "bf16 on the CPU"). A frozen U-net map stays float32.
+    """
+    mixed = copy.deepcopy(model)
+    first = copy.deepcopy(mixed.dense.conv1)  # kept apart: .to() converts modules in place
+    mixed.dense = mixed.dense.to(torch.bfloat16)
+    mixed.dense.conv1 = _CastOutput(first, torch.bfloat16)
+    if not isinstance(mixed.unet, FrozenBranch):
+        mixed.unet = _CastInput(mixed.unet, torch.bfloat16)
+    return mixed
+
+
+def has_native_bfloat16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX): where ``cpu_bfloat16`` is fast.
+    Elsewhere oneDNN emulates it, slower than float32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch built without oneDNN
+        return False
+
+
 # --- running a module on batches of windows ------------------------------------------------------------
 
 
@@ -199,7 +256,8 @@ class TorchPredictor:
     """Run a torch model on batches of windows on one device, optionally with the 8-fold self-ensemble.
 
     ``model`` runs as given (an LWRDAN's inference form comes from :meth:`hsrecon.weights.Weights.predictor`).
-    ``precision`` ``fp16``/``bf16`` (GPU) runs the network under autocast; outputs come back float32.
+    ``precision`` ``fp16``/``bf16`` runs the network under autocast, except an LWRDAN in ``bf16`` on the CPU,
+    which runs as :func:`cpu_bfloat16` (its ends in float32); outputs come back float32.
     ``tta`` averages the outputs over the 8 flips/rotations of each window (8× the compute).
 
     Out of memory on the device, the same windows are run again in halves, down to one window per
@@ -218,6 +276,8 @@ class TorchPredictor:
         on_note: Callable[[str], None] | None = None,
     ) -> None:
         self.device = torch.device(device)
+        if precision == "bf16" and self.device.type == "cpu" and isinstance(model, LWRDAN):
+            model, precision = cpu_bfloat16(model), "fp32"  # its own dtypes, no autocast
         # Channels-last: the windows arrive as NHWC arrays, and oneDNN's convolutions run faster on it.
         self.model = model.eval().to(self.device, memory_format=torch.channels_last)
         self.dtype = PRECISIONS[precision]
