@@ -131,7 +131,12 @@ def export_nhwc(weights: Weights, window: int, path: Path) -> Path:
 
 
 def quantise(
-    source: Path, target: Path, calibration: np.ndarray, exclude: list[str], percentile: bool, conv_only: bool = False
+    source: Path,
+    target: Path,
+    calibration: np.ndarray,
+    exclude: list[str],
+    percentile: bool,
+    op_types: list[str] | None = None,
 ) -> Path:
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -152,7 +157,7 @@ def quantise(
         str(source), str(target), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
         calibrate_method=CalibrationMethod.Percentile if percentile else CalibrationMethod.MinMax,
-        op_types_to_quantize=["Conv"] if conv_only else None,
+        op_types_to_quantize=op_types,
     )  # fmt: skip
     return target
 
@@ -249,18 +254,21 @@ def sensitivity(weights: Weights, window: int, calibration: np.ndarray, held_out
 
 # --- main -------------------------------------------------------------------------------------------------
 
-RECIPES = {  # name: (convolutions kept fp32, percentile ranges, quantise convolutions only)
-    "every convolution": ([], False, False),
-    "every convolution, percentile ranges": ([], True, False),
-    "first conv fp32": (["first"], False, False),
-    "output conv fp32": (["fusion"], False, False),
-    "first and output conv fp32": (["first", "fusion"], False, False),
-    "convolutions only": ([], False, True),
-    "convolutions only, percentile ranges": ([], True, True),
-    "convolutions only, first and output fp32": (["first", "fusion"], False, True),
+CONV, CONV_RELU = ["Conv"], ["Conv", "Relu"]
+RECIPES = {  # name: (convolutions kept fp32, percentile ranges, operator types quantised: None for ORT's default)
+    "every convolution": ([], False, None),
+    "every convolution, percentile ranges": ([], True, None),
+    "first conv fp32": (["first"], False, None),
+    "output conv fp32": (["fusion"], False, None),
+    "first and output conv fp32": (["first", "fusion"], False, None),
+    "convolutions only": ([], False, CONV),
+    "convolutions only, percentile ranges": ([], True, CONV),
+    "convolutions only, first and output fp32": (["first", "fusion"], False, CONV),
+    "convolutions and ReLU, first and output fp32, percentile": (["first", "fusion"], True, CONV_RELU),
 }
 """ONNX Runtime's default QDQ also quantises elementwise operators (the attention's Mul, Add, Concat…); the
-"convolutions only" recipes give it ``op_types_to_quantize=["Conv"]``."""
+"convolutions only" recipes give it ``op_types_to_quantize=["Conv"]``. With ``Relu`` quantised too, ONNX
+Runtime folds each ReLU into its convolution's output range, so that range is [0, max] (twice the levels)."""
 
 
 def _conv_names(path: Path) -> dict[str, str]:
@@ -303,9 +311,9 @@ def main() -> None:
         source = export_nhwc(weights, window, Path(folder) / "fp32.onnx")
         names = _conv_names(source)
         for recipe in args.recipes:
-            kept, percentile, conv_only = RECIPES[recipe]
+            kept, percentile, op_types = RECIPES[recipe]
             target = Path(folder) / "int8.onnx"
-            quantise(source, target, calibration, [names[k] for k in kept], percentile, conv_only)
+            quantise(source, target, calibration, [names[k] for k in kept], percentile, op_types)
             row = {"recipe": recipe, "speed": {}, "deviation": {}, "mrae": {}}
             for threads in args.threads:
                 torch.set_num_threads(threads)
