@@ -16,6 +16,22 @@ from hsrecon.printable import printable
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="signals to oneself are POSIX")
 
 
+@pytest.fixture(autouse=True)
+def _default_dispositions():
+    """Each test starts from the default SIGHUP and SIGTERM handling, whatever the runner inherited: under
+    ``nohup`` SIGHUP arrives ignored, and hsrecon rightly keeps it so (tested below), which would make a
+    test that delivers SIGHUP to be interrupted pass or fail with how the suite was started."""
+    if os.name != "posix":
+        yield
+        return
+    previous = {signum: signal.signal(signum, signal.SIG_DFL) for signum in (signal.SIGHUP, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def _deliver(signum: int) -> None:
     """Send ``signum`` to this process and give Python the instructions at which it runs its handler."""
     os.kill(os.getpid(), signum)
