@@ -541,7 +541,7 @@ def convert_batch(
         return convert_file(
             item.source, item.stem, weights=weights, predict=predict,
             formats=pending_formats(item.stem, settings.formats, settings.overwrite), input_space=settings.input_space,
-            exposure=settings.exposure, window=windowing.window, stride=windowing.stride, pad=windowing.pad,
+            exposure=settings.exposure, window=windowing.window, stride=windowing.stride, pad=settings.pad,
             batch_size=settings.batch_size,
             dtype=settings.dtype, interleave=settings.interleave, overwrite=settings.overwrite,
             preview=settings.preview, image=image, on_windows=events.windows_done, plausible=settings.plausible,

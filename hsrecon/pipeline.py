@@ -100,6 +100,7 @@ def stream_reconstruct(
     """
     if windowing is None:
         windowing = Windowing(window, stride or default_stride(window), pad, edge)
+    windowing = windowing.for_image(*pixels.shape[:2])
     window, stride, pad, edge = windowing.window, windowing.stride, windowing.pad, windowing.edge
     batch_size = batch_size or windowing.batch_size
     if (window, stride, pad) == (1, 1, 0):  # one pixel alone (a per-pixel map): no cut, overlap or blend
@@ -377,6 +378,7 @@ def convert_file(
     image = image or read_rgb(source)
     stem.parent.mkdir(parents=True, exist_ok=True)
     height, width = image.pixels.shape[:2]
+    windowing = windowing.for_image(height, width)  # the pad this image gets, as its files record it
     transform = loaded.transform(image, input_space, exposure=exposure)
     meta = {
         # File names need not be UTF-8 (Linux): store a printable form, never fail on the attribute.

@@ -142,7 +142,9 @@ BUNDLED: dict[str, BundledWeights] = {
         sha256="43490af30f802939b824328302e34669c63d87e1c95a6f730b20bd8d2ee7a762",
         summary="the paper's authors' model, trained on NTIRE 2020 clean-track data (MIT licence)",
         # Its U-net is a constant and its coordinates barely matter: larger windows give the same cube.
-        windowing=Windowing(window=192, stride=172, pad=16, edge=7),
+        # Pads of 8 and 12 serve the border as 16 does (docs/benchmarks.md, "Small images"): an image
+        # that fewer windows cover with one of them gets it.
+        windowing=Windowing(window=192, stride=172, pad=16, edge=7, least_pad=8),
         unet_constant={64: True, 192: True},  # deviations 3.5e-7 and 9.3e-6 (< 1e-5)
         projects_by_default=True,
     ),
@@ -351,8 +353,10 @@ class Weights(FedBySpace):
         """How to run these weights over an image: their measured :class:`~hsrecon.windows.Windowing`
         (``tuned``), else their training window, half-window stride and :data:`~hsrecon.windows.DEFAULT_PAD`;
         ``window``, ``stride``, ``pad`` override it (another window gets half its size as stride unless
-        given). ValueError naming the parameter first (``window 30: must be …``) for one that cannot work;
-        a value given is checked as given (0 is an error, not the default). A window (and a pad) is at most
+        given). The measured windowing's ``least_pad`` (:meth:`Windowing.for_image`) holds while the window,
+        stride and pad are its own and the pad is not given. ValueError naming the parameter first
+        (``window 30: must be …``) for one that cannot work; a value given is checked as given (0 is an error,
+        not the default). A window (and a pad) is at most
         :data:`MAX_WINDOW`: an image is padded to at least one window and a band of windows is held across
         its width, so ``window 100000`` would ask for 120 GB.
         """
@@ -366,11 +370,13 @@ class Weights(FedBySpace):
             stride = base.stride if window == base.window else default_stride(window)
         if not 0 < stride <= window:
             raise ValueError(f"stride {stride}: must be between 1 and the window ({window})")
-        pad = base.pad if pad is None else pad
+        given_pad, pad = pad, base.pad if pad is None else pad
         if not 0 <= pad <= MAX_WINDOW:
             raise ValueError(f"pad {pad}: must be from 0 to {MAX_WINDOW}")
         ramp = min(window - stride, window // 2)  # the edge must leave a ramp of at least one pixel
-        return Windowing(window, stride, pad, edge=max(0, min(base.edge, (ramp - 1) // 2)))
+        edge = max(0, min(base.edge, (ramp - 1) // 2))
+        measured = (window, stride, pad) == (base.window, base.stride, base.pad) and given_pad is None
+        return Windowing(window, stride, pad, edge=edge, least_pad=base.least_pad if measured else None)
 
     def inference_model(self, window: int | None = None) -> nn.Module:
         """The fast form for ``window`` (default: the training window), same outputs to float rounding

@@ -220,3 +220,19 @@ def test_a_network_that_carries_nothing_is_refused_without_a_window():
     with pytest.raises(ValueError, match="window it was trained on is unknown"):
         reconstruct(image, network)
     assert reconstruct(image, network, window=16).shape == (24, 20, 31)  # told: it runs
+
+
+def test_a_small_file_is_converted_with_its_fitted_pad_and_records_it(bundled_weights, tmp_path):
+    # 482x512 (NTIRE size) in the default weights' windows: pad 12 covers it with 9 windows instead of 12.
+    import imageio.v3 as iio
+
+    iio.imwrite(tmp_path / "scene.png", (textured_image(482, 512, seed=3) * 255).round().astype(np.uint8))
+    for folder, pad in (("fitted", None), ("given", 16)):
+        convert_file(tmp_path / "scene.png", tmp_path / folder / "scene", weights=bundled_weights, formats=("h5",),
+                     pad=pad)  # fmt: skip
+    fitted, _, fitted_attrs = read_cube(tmp_path / "fitted" / "scene.h5")
+    given, _, given_attrs = read_cube(tmp_path / "given" / "scene.h5")
+    assert (fitted_attrs["pad"], given_attrs["pad"]) == (12, 16)  # a pad given is the pad used
+    expected = reconstruct(read_rgb(tmp_path / "scene.png").pixels, bundled_weights, pad=12)
+    np.testing.assert_allclose(fitted, expected, rtol=0, atol=1e-6)
+    assert 0 < np.abs(given - expected).mean() < 0.01 * np.abs(expected).mean()  # the same cube but its border

@@ -195,7 +195,9 @@ def test_model_is_in_eval_mode(bundled_model):
 def test_bundled_weights_carry_their_measured_windowing(bundled_weights, tmp_path):
     """The window is a property of the weights: the bundled ones run as measured (docs/benchmarks.md), by
     name or by path; other weights in the window they were trained on, with the default pad."""
-    assert bundled_weights.windowing() == Windowing(192, 172, pad=16, edge=7)
+    assert bundled_weights.windowing() == Windowing(192, 172, pad=16, edge=7, least_pad=8)
+    assert bundled_weights.windowing(pad=16).least_pad is None  # a pad given is the pad used
+    assert bundled_weights.windowing(stride=160).least_pad is None  # measured for its own stride only
     assert load_weights(bundled_path("ntire2020-clean")).windowing() == bundled_weights.windowing()
     assert load_weights("camera").windowing() == Windowing(64, 32, pad=32, edge=0)  # its U-net works
     assert bundled_weights.windowing(window=64) == Windowing(64, 32, pad=16, edge=7)  # another window: half

@@ -225,3 +225,26 @@ def test_the_stream_holds_one_window_of_rows_and_hands_on_small_pieces(monkeypat
     assert max(height for _, height in pieces) <= EMIT_ROWS
     assert [y0 for y0, _ in pieces] == list(itertools.accumulate([0] + [h for _, h in pieces[:-1]]))
     assert sum(height for _, height in pieces) == 300
+
+
+def test_a_small_image_gets_the_least_pad_that_saves_windows():
+    measured = Windowing(192, 172, pad=16, edge=7, least_pad=8)  # the default weights' own
+    fitted = measured.for_image(482, 512)  # an NTIRE-size image: 3x4 windows with 16 px of pad, 3x3 with 12
+    assert fitted == Windowing(192, 172, pad=12, edge=7)
+    assert count_windows(482, 512, Windowing(192, 172, pad=16, edge=7)) == 12
+    assert count_windows(482, 512, measured) == count_windows(482, 512, fitted) == 9
+    assert measured.for_image(3000, 4000).pad == 16  # nothing to save: the measured pad, not the least
+    assert measured.for_image(100, 150).pad == 16  # one window whatever the pad
+    assert fitted.for_image(482, 512) is fitted and fitted.for_image(3000, 4000) is fitted  # fixed once fitted
+    assert Windowing(192, 172, pad=16, edge=7).for_image(482, 512).pad == 16  # no least pad: as given
+
+
+@given(height=st.integers(1, 900), width=st.integers(1, 900))
+@settings(max_examples=200, deadline=None)
+def test_the_fitted_pad_never_costs_windows_and_stays_in_its_range(height, width):
+    measured = Windowing(192, 172, pad=16, edge=7, least_pad=8)
+    fitted = measured.for_image(height, width)
+    assert 8 <= fitted.pad <= 16 and fitted.least_pad is None
+    counts = {pad: count_windows(height, width, Windowing(192, 172, pad, 7)) for pad in range(8, 17)}
+    assert count_windows(height, width, fitted) == min(counts.values())
+    assert all(counts[pad] > counts[fitted.pad] for pad in range(fitted.pad + 1, 17))  # the largest such pad

@@ -175,7 +175,7 @@ def convert(
     share, share_text = _share_or_exit(shard)
     settings = ConvertSettings(
         formats=tuple(dict.fromkeys(fmt.value for fmt in formats)), input_space=space, exposure=scale,
-        window=windowing.window, stride=windowing.stride, pad=windowing.pad, batch_size=batch_size,
+        window=windowing.window, stride=windowing.stride, pad=pad, batch_size=batch_size,  # pad: None, fitted per image
         precision=precision.value, tta=tta, dtype=dtype.value, interleave=interleave.value, overwrite=overwrite,
         preview=preview, plausible=plausible,
     )  # fmt: skip
