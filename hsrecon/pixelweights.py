@@ -257,7 +257,7 @@ class PixelMapWeights(FedBySpace):
             "matrix": f"{terms}×{bands} ({terms * bands} values)",
             "ridge": self.meta.ridge,
             "gflop_per_megapixel": round(2 * terms * bands * 1e6 / 1e9, 3),
-            "windowing": asdict(PIXEL_WINDOWING),
+            "windowing": PIXEL_WINDOWING.facts(),
             "input_space": self.input_space,
             "bands": bands,
             "wavelengths_nm": [self.meta.wavelengths_nm[0], self.meta.wavelengths_nm[-1]],

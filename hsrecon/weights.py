@@ -544,7 +544,7 @@ def describe(weights: Weights | PixelMapWeights, device: str | torch.device) -> 
         "trainable_parameters": count_trainable(model),
         "gflop_per_megapixel": round(flops_per_pixel(model, weights.trained_window) * 1e6 / 1e9, 2),
         "window_size": weights.trained_window,
-        "windowing": asdict(weights.windowing()),
+        "windowing": weights.windowing().facts(),
         "size_multiple": weights.size_multiple,
         "input_space": weights.input_space,
         "bands": len(meta.wavelengths_nm),

@@ -95,6 +95,12 @@ class Windowing:
         fewest = min(count_windows(height, width, candidate) for candidate in candidates)
         return next(candidate for candidate in candidates if count_windows(height, width, candidate) == fewest)
 
+    def facts(self) -> dict[str, int]:
+        """The fields as a plain dict for ``hsrecon info`` and metadata, ``least_pad`` only where it is set (a
+        fixed windowing has none to report)."""
+        fields = {"window": self.window, "stride": self.stride, "pad": self.pad, "edge": self.edge}
+        return fields if self.least_pad is None else fields | {"least_pad": self.least_pad}
+
     @property
     def batch_size(self) -> int:
         """Windows per forward pass by default: :data:`BATCH_PIXELS` (rounded, at least one window)."""
