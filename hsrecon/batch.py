@@ -37,9 +37,9 @@ from hsrecon.io import (
 )
 from hsrecon.io.base import preview_path
 from hsrecon.io.rgb import IMAGE_SUFFIXES, ImageReadError, RGBImage, read_rgb
-from hsrecon.io.temps import TEMP_PATTERN, live_temps
 from hsrecon.pipeline import ConvertResult, convert_file
 from hsrecon.plausible import check_weights_space
+from hsrecon.temps import TEMP_PATTERN, live_temps
 from hsrecon.weights import Weights
 from hsrecon.windows import count_windows
 

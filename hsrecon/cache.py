@@ -5,7 +5,7 @@ Where: ``$HSRECON_CACHE_DIR``, else ``$XDG_CACHE_HOME/hsrecon``, else ``~/.cache
 file named by a key (:func:`cache_key`: a SHA-256 of everything the content depends on: the weights' digest,
 the recipe's version, the library versions), so a changed input is a new name, never a stale hit, and no
 entry is ever updated in place. Entries are written to a temporary beside their final name and renamed
-(:func:`hsrecon.io.temps.atomic_file`): two runs building the same entry at once each write a complete
+(:func:`hsrecon.temps.atomic_file`): two runs building the same entry at once each write a complete
 file, and the last rename wins with the same content; a reader sees a whole file or none.
 
 The cache only saves time: an entry that cannot be read, fails its check, or cannot be written (read-only
@@ -63,7 +63,7 @@ def read_entry(name: str) -> bytes | None:
 
 def write_entry(name: str, data: bytes) -> Path | None:
     """Store an entry atomically; its path, or None when the cache cannot be written (the run goes on)."""
-    from hsrecon.io.temps import atomic_file
+    from hsrecon.temps import atomic_file
 
     final = cache_dir() / name
     try:

@@ -41,12 +41,12 @@ from hsrecon.io.base import (
     memory_budget,
 )
 from hsrecon.io.rgb import read_rgb
-from hsrecon.io.temps import write_atomic
 from hsrecon.metrics import NTIRE2022_CROP, MetricAccumulator, Scores, score
 from hsrecon.physics import WAVELENGTHS_NM
 from hsrecon.pipeline import NonFiniteOutputError, stream_reconstruct
 from hsrecon.pixelmap import PixelMapFit, apply_map, fit_with_validation
 from hsrecon.plausible import check_weights_space, project, rendering_for
+from hsrecon.temps import write_atomic
 from hsrecon.weights import Weights
 
 __all__ = [

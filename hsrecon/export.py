@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from hsrecon.inference import probe_windows
-from hsrecon.io.temps import atomic_file
 from hsrecon.model import LWRDAN
+from hsrecon.temps import atomic_file
 from hsrecon.weights import Weights, as_weights
 
 __all__ = ["ExportError", "ExportResult", "check_onnx", "export_checked", "export_onnx"]

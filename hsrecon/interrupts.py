@@ -15,7 +15,7 @@ Two rules keep that safe:
   does hsrecon (``kill -TERM`` still stops such a job cleanly).
 - **Only the first signal interrupts.** Later ones, while the interrupted run removes its temporaries,
   are ignored, so a second Ctrl-C cannot cut the cleanup short; SIGKILL still stops it at once, and the
-  next run removes what that leaves (``hsrecon.io.temps``).
+  next run removes what that leaves (``hsrecon.temps``).
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 
-from hsrecon.io.temps import atomic_file
 from hsrecon.physics import WAVELENGTHS_NM, align_to_bands, load_colour
+from hsrecon.temps import atomic_file
 
 __all__ = ["cube_to_linear_srgb", "cube_to_srgb", "encode_srgb", "srgb_white", "write_preview"]
 

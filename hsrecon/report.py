@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hsrecon.io.temps import atomic_file
 from hsrecon.metrics import band_relative_errors, crop_region, pixel_mrae
+from hsrecon.temps import atomic_file
 from hsrecon.view.render import apply_colormap, colormap_stops, png_bytes
 from hsrecon.view.sources import open_cube_source, overview_step
 

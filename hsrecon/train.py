@@ -35,8 +35,8 @@ from torch import nn
 from hsrecon import __version__
 from hsrecon.data import Pair, discover, track_space
 from hsrecon.data.patches import PatchDataset, check_pairs, load_pair
-from hsrecon.io.temps import write_atomic
 from hsrecon.model import LWRDAN, LWRDANConfig
+from hsrecon.temps import write_atomic
 from hsrecon.weights import Weights, WeightsError, load_weights, make_meta, save_weights
 
 __all__ = [

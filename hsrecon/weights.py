@@ -39,11 +39,11 @@ from torch import nn
 from hsrecon import __version__
 from hsrecon.inference import TorchPredictor, prepare_model
 from hsrecon.inputs import FedBySpace
-from hsrecon.io.temps import write_atomic
 from hsrecon.model import LWRDAN, LWRDANConfig, count_parameters, count_trainable, flops_per_pixel
 from hsrecon.physics import WAVELENGTHS_NM
 from hsrecon.pixelmap import RootPolynomialMap
 from hsrecon.pixelweights import PixelMapMeta, PixelMapWeights, check_pixel_map_tensors, declared_kind
+from hsrecon.temps import write_atomic
 from hsrecon.weights_schema import MAX_WINDOW, check_meta_fields, check_parameter_budget, check_safetensors_header
 from hsrecon.windows import DEFAULT_PAD, Windowing, default_stride
 

@@ -166,7 +166,7 @@ def test_ctrl_c_stops_cleanly_and_leaves_nothing_half_written(tmp_path):
     import sys
     import time
 
-    from hsrecon.io.temps import TEMP_PATTERN
+    from hsrecon.temps import TEMP_PATTERN
 
     source = tmp_path / "big.png"
     iio.imwrite(source, (np.random.default_rng(0).random((2048, 2048, 3)) * 80).astype(np.uint8))  # seconds of work

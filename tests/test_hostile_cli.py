@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 from hsrecon.cli import app
 from hsrecon.io import is_complete, read_cube
-from hsrecon.io.temps import TEMP_PATTERN, temp_name_for
+from hsrecon.temps import TEMP_PATTERN, temp_name_for
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="signals, flock and byte names are POSIX")
 

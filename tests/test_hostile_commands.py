@@ -28,13 +28,13 @@ from test_train import SMALL
 from test_view_cli import start_view, stop
 from typer.testing import CliRunner
 
-import hsrecon.io.temps as temps
+import hsrecon.temps as temps
 from hsrecon.cli import app
 from hsrecon.data.synth import make_synthetic_dataset
 from hsrecon.io import open_cube_writer, read_cube
-from hsrecon.io.temps import TEMP_PATTERN
 from hsrecon.model import LWRDAN, LWRDANConfig
 from hsrecon.physics import WAVELENGTHS_NM
+from hsrecon.temps import TEMP_PATTERN
 from hsrecon.train import TrainConfig, _save_checkpoint
 from hsrecon.weights import load_weights
 

@@ -18,7 +18,7 @@ from test_cli import NO_OVERLAP, hsrecon
 from test_io_rgb import _png
 
 from hsrecon.io import read_cube
-from hsrecon.io.temps import TEMP_PATTERN
+from hsrecon.temps import TEMP_PATTERN
 
 
 def _noise(height: int, width: int, seed: int = 0) -> np.ndarray:

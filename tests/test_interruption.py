@@ -24,7 +24,7 @@ import torch
 from test_cli import hsrecon
 
 from hsrecon.io import is_complete, read_cube
-from hsrecon.io.temps import TEMP_PATTERN
+from hsrecon.temps import TEMP_PATTERN
 
 NAMES = ("a", "b", "c", "d")
 FORMATS = ("h5", "envi")

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from hsrecon.interrupts import Interrupted, deferred, exit_code_of, signals_interrupt
-from hsrecon.io.temps import TEMP_PATTERN, create_temp, remove_stale_temps, temp_name_for, temp_stem
 from hsrecon.printable import printable
+from hsrecon.temps import TEMP_PATTERN, create_temp, remove_stale_temps, temp_name_for, temp_stem
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="signals to oneself are POSIX")
 

@@ -16,7 +16,7 @@ import pytest
 
 from hsrecon.batch import BatchItem, run_batch
 from hsrecon.io import atomic_file, open_cube_writer, output_files, remove_stale_temps
-from hsrecon.io.temps import TEMP_PATTERN, create_temp, temp_name_for
+from hsrecon.temps import TEMP_PATTERN, create_temp, temp_name_for
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="liveness is a flock on POSIX")
 WAVELENGTHS = np.arange(400.0, 701.0, 10.0)

@@ -26,7 +26,6 @@ from hsrecon.data.fields import P99_RANGE
 from hsrecon.data.recipe1 import ILLUMINANTS, MATERIALS, Scene, make_scene, value_stats
 from hsrecon.interrupts import deferred
 from hsrecon.io.base import memory_budget
-from hsrecon.io.temps import temp_name_for, write_atomic
 from hsrecon.physics import (
     REFLECTANCE_SETS,
     WAVELENGTHS_NM,
@@ -35,6 +34,7 @@ from hsrecon.physics import (
     quantize_ntire2020_clean,
     render_ntire2020_clean,
 )
+from hsrecon.temps import temp_name_for, write_atomic
 
 __all__ = [
     "ILLUMINANTS", "RECIPES", "DatasetExistsError", "Scene", "check_recipe", "make_scene", "make_synthetic_dataset",

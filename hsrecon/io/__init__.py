@@ -18,7 +18,7 @@ from hsrecon.io.base import (
     output_path,
 )
 from hsrecon.io.cube import cube_info, is_complete, open_cube_writer, read_cube
-from hsrecon.io.temps import atomic_file, remove_stale_temps, write_atomic
+from hsrecon.temps import atomic_file, remove_stale_temps, write_atomic
 
 __all__ = [
     "FORMATS",

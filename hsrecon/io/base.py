@@ -18,8 +18,8 @@ from types import TracebackType
 import numpy as np
 
 from hsrecon.interrupts import deferred
-from hsrecon.io.temps import LockedTemp, create_temp
 from hsrecon.physics import WAVELENGTHS_NM
+from hsrecon.temps import LockedTemp, create_temp
 
 FORMATS: dict[str, str] = {"envi": ".hdr", "mat": ".mat", "h5": ".h5"}
 """Format name -> suffix of the file whose presence marks a complete output."""
@@ -392,7 +392,7 @@ class CubeWriter:
     def new_temp(self, final: Path) -> Path:
         """Create an empty, locked temporary ``.NAME.<random>.tmp`` beside ``final`` and register it.
 
-        The lock (``hsrecon.io.temps``) tells a later run's cleanup that this temporary is alive; it is
+        The lock (``hsrecon.temps``) tells a later run's cleanup that this temporary is alive; it is
         held until the writer commits or aborts, and the kernel drops it if the process is killed.
         """
         with deferred():  # created and registered together, so abort() always knows to delete it
