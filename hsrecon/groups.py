@@ -25,7 +25,7 @@ import numpy as np
 
 from hsrecon.metrics import PointwiseSums
 
-__all__ = ["GROUPINGS", "HELD_OUT", "TRAINING", "GroupedScores", "GroupingError"]
+__all__ = ["GROUPINGS", "HELD_OUT", "TRAINING", "GroupedScores", "GroupingError", "main_lights"]
 
 GROUPINGS = ("family", "light")
 HELD_OUT, TRAINING = "held-out families", "training families"
@@ -101,6 +101,12 @@ class GroupedScores:
 def _order(key: tuple[str, str, str]) -> tuple:
     grouping, group, method = key
     return grouping, group in (HELD_OUT, TRAINING), group, method
+
+
+def main_lights(root: Path) -> dict[str, str]:
+    """Scene name → the kind of its main light (:data:`hsrecon.data.spectra.LIGHT_FAMILIES`), from the dataset's
+    ``synth.json``; empty for a dataset without one (NTIRE's own). GroupingError when it cannot be read."""
+    return _main_lights(_read_summary(Path(root)))
 
 
 def _read_summary(root: Path) -> dict:

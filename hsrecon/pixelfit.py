@@ -12,18 +12,21 @@ same data always gives the same bytes.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 from hsrecon import __version__
 from hsrecon.data import Pair, scan, track_space
+from hsrecon.data.spectra import LIGHT_FAMILIES
 from hsrecon.evaluate import BASELINE_SAMPLES, fit_root_polynomial_baseline
+from hsrecon.groups import GroupingError, main_lights
 from hsrecon.inputs import network_space
 from hsrecon.physics import WAVELENGTHS_NM
 from hsrecon.pixelmap import term_names
 from hsrecon.pixelweights import PixelMapWeights
 
-__all__ = ["MODELS", "fit_pixel_map", "model_degree"]
+__all__ = ["MODELS", "fit_pixel_map", "model_degree", "pairs_lit_by"]
 
 MODELS = {"rpr2": 2, "rpr3": 3}
 """``hsrecon train --model`` names of per-pixel maps and their degree."""
@@ -37,12 +40,32 @@ def model_degree(name: str) -> int:
     return MODELS[name]
 
 
+def pairs_lit_by(data: Path, pairs: list[Pair], light: str) -> list[Pair]:
+    """The pairs whose scene's main light is of kind ``light``; ValueError (one line) for an unknown kind, a
+    dataset that does not record its lights, or none of that kind (with the kinds it has)."""
+    if light not in LIGHT_FAMILIES:
+        raise ValueError(f"unknown kind of light {light!r}: choose from {', '.join(LIGHT_FAMILIES)}")
+    try:
+        kinds = main_lights(data)
+    except GroupingError as error:
+        raise ValueError(str(error)) from None
+    if not kinds:
+        raise ValueError(f"{data}: fitting for one light needs each scene's light (hsrecon synth's synth.json)")
+    chosen = [pair for pair in pairs if kinds.get(pair.name) == light]
+    if not chosen:
+        found = Counter(kinds.get(pair.name, "unrecorded") for pair in pairs)
+        have = ", ".join(f"{kind} {count}" for kind, count in sorted(found.items()))
+        raise ValueError(f"{data}: no training scene lit by {light} light (it has: {have})")
+    return chosen
+
+
 def fit_pixel_map(
     data: Path,
     degree: int,
     *,
     track: str = "clean",
     samples: int = BASELINE_SAMPLES,
+    light: str | None = None,
     version: str | None = None,
     on_start: Callable[[int], None] | None = None,
     on_image: Callable[[Pair], None] | None = None,
@@ -51,13 +74,17 @@ def fit_pixel_map(
     """A degree-``degree`` map fitted on ``data``'s training split for ``track``, as weights in memory.
 
     ``on_start(images)`` hears how many training pairs there are, ``on_image`` each one read, ``on_skip``
-    one line per pair left out. ValueError (one line) for a folder of neither layout, no training pairs,
-    no usable pair, or cubes of other than 31 bands.
+    one line per pair left out. ``light`` (a kind of :data:`~hsrecon.data.spectra.LIGHT_FAMILIES`) fits on
+    the scenes whose main light is of that kind only, as ``synth.json`` records it: what a map gains when the
+    light is known (``docs/training.md``, "How much the light is worth"). ValueError (one line) for a folder of
+    neither layout, no training pairs (of that light), no usable pair, or cubes of other than 31 bands.
     """
     data = Path(data)
     found = scan(data, "train", track)
     if not found.pairs:
         raise ValueError(f"{data}: no complete training pairs for the {track} track ({len(found.unpaired)} unpaired)")
+    if light is not None:
+        found.pairs = pairs_lit_by(data, found.pairs, light)
     space = network_space("ntire2020-clean", track_space(track))[0]
     if on_start is not None:
         on_start(len(found.pairs))
@@ -82,6 +109,7 @@ def fit_pixel_map(
         "fit_space": space,
         "terms": ", ".join(term_names(degree)),
         "skipped": len(skipped),
+        **({"light": light} if light is not None else {}),
         **fit.facts(),
         "valid_mrae": fit.scores[fit.ridge],
     }

@@ -54,7 +54,16 @@ def test_info_json():
     assert facts["input_space"] == "ntire2020-clean"
     assert facts["provenance"]["source"].startswith("dsabarinathan/LightWeightModel")
     assert facts["device"] == "cpu"
-    assert list(facts["bundled_weights"]) == ["ntire2020-clean", "camera", "camera-l2", "rpr2-clean-provisional"]
+    assert list(facts["bundled_weights"]) == [
+        "ntire2020-clean",
+        "camera",
+        "camera-l2",
+        "rpr2-clean-provisional",
+        "rpr2-daylight",
+        "rpr2-incandescent",
+        "rpr2-fluorescent",
+        "rpr2-led",
+    ]
 
 
 def test_info_table_shows_count_and_provenance():
@@ -102,6 +111,7 @@ def test_option_choices_are_the_librarys():
     from hsrecon.cli import _common as cli
     from hsrecon.cli.eval import NTIRE2022_CROP
     from hsrecon.data import SPLITS, TRACKS
+    from hsrecon.data.spectra import LIGHT_FAMILIES
     from hsrecon.evaluate import BASELINES
     from hsrecon.inference import PRECISIONS
     from hsrecon.io.base import DTYPES, FORMATS, INTERLEAVES
@@ -118,6 +128,7 @@ def test_option_choices_are_the_librarys():
     assert values(cli.Split) == SPLITS and values(cli.Track) == TRACKS
     assert values(cli.Baseline) == BASELINES
     assert values(cli.Model) == ("lwrdan", *MODELS)
+    assert values(cli.Light) == LIGHT_FAMILIES
     assert sorted(member.switch for member in cli.Ablation) == sorted(ABLATION_SWITCHES)
     assert NTIRE2022_CROP == LIBRARY_CROP
 

@@ -44,7 +44,8 @@ def test_installed_package_finds_bundled_weights(wheel, tmp_path):
     zipfile.ZipFile(wheel).extractall(site)
     code = (
         "from hsrecon.weights import load_weights as l; w = l(); print(w.path); print(w.meta.num_params); "
-        "l('camera'); l('camera-l2'); print(l('rpr2-clean-provisional').path.parent == w.path.parent)"
+        "l('camera'); l('camera-l2'); print(l('rpr2-clean-provisional').path.parent == w.path.parent == "
+        "l('rpr2-led').path.parent)"
     )
     result = subprocess.run(
         [sys.executable, "-c", code],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -19,10 +20,12 @@ from hsrecon.cli import app
 from hsrecon.data import discover
 from hsrecon.data.synth import make_synthetic_dataset
 from hsrecon.evaluate import training_samples
+from hsrecon.groups import main_lights
 from hsrecon.io import read_cube
 from hsrecon.io.rgb import read_rgb
 from hsrecon.metrics import score
 from hsrecon.pipeline import NonFiniteOutputError, convert_file, reconstruct, stream_reconstruct
+from hsrecon.pixelfit import fit_pixel_map, pairs_lit_by
 from hsrecon.pixelmap import (
     RootPolynomialMap,
     apply_map,
@@ -306,3 +309,75 @@ def test_what_a_map_cannot_do_is_one_line(tiny_set, tmp_path):
 def test_meta_json_round_trip():
     meta = PixelMapMeta(degree=3, weights_version="x", ridge=1e-6, training={"a": 1})
     assert PixelMapMeta.from_json(meta.to_json()) == meta
+
+
+# --- maps for one kind of light: `train --light`, the bundled rpr2-daylight … rpr2-led -------------------------
+
+LIGHT_MAPS = {"daylight": "rpr2-daylight", "incandescent": "rpr2-incandescent", "fluorescent": "rpr2-fluorescent",
+              "LED": "rpr2-led"}  # fmt: skip
+
+
+def test_a_map_for_one_light_is_fitted_on_that_lights_scenes_only(tiny_set, tmp_path):
+    """`--light daylight` fits on the 6 daylight training scenes of the 9 (synth.json says which), and gives the
+    matrix the same fit on exactly those scenes gives."""
+    lit = [pair for pair in discover(tiny_set, split="train") if main_lights(tiny_set)[pair.name] == "daylight"]
+    assert len(lit) == 6
+    result = invoke("train", "--model", "rpr2", "--light", "daylight", "--data", str(tiny_set), "-o",
+                    str(tmp_path / "day.safetensors"))  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert "fitted rpr2 for scenes lit by daylight on 6 images" in result.stderr
+    weights = load_weights(tmp_path / "day.safetensors")
+    assert weights.meta.training["light"] == "daylight" and weights.meta.training["fit_images"] == 6
+    inputs, targets, _ = training_samples(lit, input_space="ntire2020-clean")
+    np.testing.assert_allclose(weights.matrix.numpy(), fit_with_validation(inputs, targets, 2).matrix, rtol=1e-5,
+                               atol=1e-6)  # fmt: skip
+    everything = fit_pixel_map(tiny_set, 2)
+    assert "light" not in everything.meta.training and everything.meta.training["fit_images"] == 9
+
+
+def test_what_a_map_for_one_light_refuses_is_one_line(tiny_set, tmp_path):
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_set, bare)
+    (bare / "synth.json").unlink()
+    cases = [
+        (["--model", "rpr2", "--light", "daylight", "--data", str(bare)], 4, "needs each scene's light"),
+        (["--model", "rpr2", "--light", "LED", "--data", str(tiny_set)], 0, ""),  # one LED scene: fits
+        (["--data", str(tiny_set), "--light", "LED"], 2, "--light: fits a per-pixel map"),
+        (["--model", "rpr2", "--light", "sodium", "--data", str(tiny_set)], 2, "sodium"),
+    ]
+    for index, (args, code, words) in enumerate(cases):
+        result = invoke("train", *args, "-o", str(tmp_path / f"out{index}.safetensors"))
+        assert result.exit_code == code, (args, result.stderr)
+        if code:
+            assert words in result.stderr and len(result.stderr.strip().splitlines()) <= 2, result.stderr
+            assert not (tmp_path / f"out{index}.safetensors").exists()
+    with pytest.raises(ValueError, match=r"no training scene lit by fluorescent light \(it has: daylight 6\)"):
+        pairs_lit_by(tiny_set, [p for p in discover(tiny_set, split="train") if "0004" not in p.name
+                                and "0005" not in p.name and "0001" not in p.name], "fluorescent")  # fmt: skip
+
+
+@pytest.mark.parametrize("light", LIGHT_MAPS)
+def test_each_bundled_light_map_and_its_card(light):
+    entry = BUNDLED[LIGHT_MAPS[light]]
+    weights = load_weights(entry.name)
+    assert isinstance(weights, PixelMapWeights) and sha256_of(weights.path) == entry.sha256
+    assert weights.meta.training["light"] == light and f"--light {light}" in weights.meta.provenance["command"]
+    (key,) = weights.meta.metrics
+    assert key.endswith(f"scenes lit by {light} (pixels pooled)") and weights.meta.metrics[key]["images"] >= 20
+    card = (ROOT / "weights" / "README.md").read_text()
+    (mine,) = [s for s in re.split(r"^# Model card: ", card, flags=re.MULTILINE) if "light by light" in s[:400]]
+    assert entry.filename in mine and f"`{entry.name}` `{entry.sha256}`" in mine
+    assert weights.meta.provenance["dataset"] in mine
+
+
+def test_the_map_for_a_scenes_light_beats_the_others_on_it(tiny_set):
+    """Scenes none of the maps saw (recipe 1, not recipe 3), each lit by one kind: that kind's map has the lowest
+    MRAE and spectral angle of the four."""
+    lights = main_lights(tiny_set)
+    pairs = {pair.name: pair for split in ("train", "valid") for pair in discover(tiny_set, split=split)}
+    for name in ("ARAD_HS_0001", "ARAD_HS_0004", "ARAD_HS_0010"):
+        rgb, truth = read_rgb(pairs[name].rgb).pixels, read_cube(pairs[name].cube)[0]
+        scores = {kind: score(reconstruct(rgb, weights=bundled), truth) for kind, bundled in LIGHT_MAPS.items()}
+        own = lights[name]
+        assert min(scores, key=lambda kind: scores[kind].mrae) == own, (name, scores)
+        assert min(scores, key=lambda kind: scores[kind].sam) == own, (name, scores)

@@ -24,6 +24,12 @@ data is this one command with another ``--data`` / ``--dataset-command`` / ``--v
         --dataset-command "hsrecon synth -o synth40 --scenes 40 --size 128 --seed 5"
 
 then put the printed SHA-256 in ``hsrecon.weights.BUNDLED`` and the scores in ``weights/README.md``.
+``--light KIND`` fits on the scenes of that kind of main light only (``hsrecon train --light``) and scores the
+validation scenes of that light (``hsrecon eval --group-by light``: their pixels pooled)::
+
+    python -m tools.package_weights --fit rpr2 --light incandescent --data /work/v3train \
+        -o weights/rpr2_incandescent.safetensors --version rpr2-incandescent-1 --status "..." \
+        --dataset-command "hsrecon synth -o v3train --recipe 3 --scenes 2000 --size 128 --seed 31"
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from hsrecon.data.spectra import LIGHT_FAMILIES
 from hsrecon.pixelfit import MODELS, fit_pixel_map
 from hsrecon.pixelweights import PixelMapMeta
 from hsrecon.weights import WeightsMeta, load_weights, save_weights, sha256_of
@@ -60,6 +67,17 @@ def eval_scores(weights: Path | str, data: Path, track: str, *extra: str) -> dic
         name: {"images": method["summary"]["images"], **{key: method["summary"][key] for key in SCORES}}
         for name, method in methods.items()
     }
+
+
+def light_scores(weights: Path, data: Path, track: str, light: str) -> dict[str, float]:
+    """``hsrecon eval --group-by light``'s pooled scores of ``data``'s validation scenes lit by ``light``."""
+    with tempfile.TemporaryDirectory() as folder:
+        report = Path(folder) / "report.json"
+        command = [sys.executable, "-m", "hsrecon", "eval", "--data", str(data), "--weights", str(weights)]
+        command += ["--track", track, "--group-by", "light", "--json", str(report), "--quiet"]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        group = json.loads(report.read_text())["groups"]["light"][light]["network"]
+    return {key: group[key] for key in ("images", "pixels", "mrae", "rmse", "sam")}
 
 
 def packaged_meta(meta: WeightsMeta, args: argparse.Namespace, metrics: dict) -> WeightsMeta:
@@ -93,20 +111,22 @@ def packaged_meta(meta: WeightsMeta, args: argparse.Namespace, metrics: dict) ->
 # What a packaged map's training facts keep (the rest names this machine's folders).
 PIXEL_FACT_KEYS = ("layout", "split", "track", "file_space", "fit_space", "terms", "degree", "ridge", "ridge_chosen_by",
                    "ridges_tried", "valid_mrae_per_ridge", "valid_mrae", "fit_images", "fit_pixels", "valid_images",
-                   "valid_pixels", "skipped")  # fmt: skip
+                   "valid_pixels", "skipped", "light")  # fmt: skip
 
 
 def packaged_pixel_map(meta: PixelMapMeta, args: argparse.Namespace, metrics: dict) -> PixelMapMeta:
     """A fitted map's metadata for shipping: the dataset as its command, the exact fit command, the scores."""
     folder = args.data.name
-    command = f"hsrecon train --model {args.fit} --data {folder} --track {args.track} -o {args.version}.safetensors"
+    light = f" --light {args.light}" if args.light else ""
+    command = f"hsrecon train --model {args.fit} --data {folder} --track {args.track}{light}"
+    command += f" -o {args.version}.safetensors"
     provenance = {
         "trainer": meta.provenance["trainer"],
         "method": meta.provenance["method"],
         "dataset": args.dataset_command,
         "command": command,
-        "packaged_by": f"python -m tools.package_weights --fit {args.fit} --data {folder} --track {args.track} "
-        f"--version {args.version}",
+        "packaged_by": f"python -m tools.package_weights --fit {args.fit} --data {folder} --track {args.track}"
+        f"{light} --version {args.version}",
         "status": args.status,
         "licence": "MIT (hsrecon)",
     }
@@ -125,11 +145,16 @@ def packaged_pixel_map(meta: PixelMapMeta, args: argparse.Namespace, metrics: di
 
 def package_pixel_map(args: argparse.Namespace) -> None:
     """``--fit rpr2|rpr3``: fit on ``--data``, score on its validation split, write ``--output``."""
-    weights = fit_pixel_map(args.data, MODELS[args.fit], track=args.track, version=args.version)
+    weights = fit_pixel_map(args.data, MODELS[args.fit], track=args.track, light=args.light, version=args.version)
     with tempfile.TemporaryDirectory() as folder:
         fitted = Path(folder) / "fitted.safetensors"
         save_weights(fitted, weights.state_dict, weights.meta)
-        metrics = {f"synthetic valid, {args.track} rendering": eval_scores(fitted, args.data, args.track)["network"]}
+        if args.light:
+            key = f"synthetic valid, {args.track} rendering, scenes lit by {args.light} (pixels pooled)"
+            metrics = {key: light_scores(fitted, args.data, args.track, args.light)}
+        else:
+            scores = eval_scores(fitted, args.data, args.track)["network"]
+            metrics = {f"synthetic valid, {args.track} rendering": scores}
     save_weights(args.output, weights.state_dict, packaged_pixel_map(weights.meta, args, metrics))
     print(json.dumps(metrics, indent=1))
     print(f"{args.output}: sha256 {sha256_of(args.output)}")
@@ -150,6 +175,7 @@ def main() -> None:
         "--init", help="what the last stage started from, as --train-command names it (default: the run's --init)"
     )
     parser.add_argument("--track", default="clean", choices=TRACKS, help="--fit: the rendering to fit on")
+    parser.add_argument("--light", choices=LIGHT_FAMILIES, help="--fit: the scenes of this main light only")
     parser.add_argument(
         "--status",
         default="provisional: fitted on a small recipe-1 synthetic set; to be refitted on training data v3",

@@ -172,6 +172,15 @@ class Prior(str, Enum):
         return int(self.value[-1])
 
 
+class Light(str, Enum):
+    """``train --light`` kinds of main light (``hsrecon.data.spectra.LIGHT_FAMILIES``)."""
+
+    DAYLIGHT = "daylight"
+    INCANDESCENT = "incandescent"
+    FLUORESCENT = "fluorescent"
+    LED = "LED"
+
+
 class Track(str, Enum):
     """NTIRE 2020 RGB sets (``hsrecon.data.TRACKS``)."""
 

@@ -15,7 +15,7 @@ from hsrecon.cli._common import INTERRUPTS, ExitCode, fail, interrupted, safe, s
 
 __all__ = ["MAP_OPTIONS", "fit_map", "weights_path"]
 
-MAP_OPTIONS = ("data", "output", "track", "model")
+MAP_OPTIONS = ("data", "output", "track", "model", "light")
 """The ``train`` options a per-pixel map uses; every other one is the network's."""
 
 
@@ -33,10 +33,10 @@ def _refuse_network_options(ctx: typer.Context, model: str) -> None:
         if source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT"):
             flag = max(param.opts, key=len)
             raise fail(f"{flag}: trains the network; --model {model} is a closed-form fit and takes only "
-                       "--data, --output and --track", ExitCode.USAGE)  # fmt: skip
+                       "--data, --output, --track and --light", ExitCode.USAGE)  # fmt: skip
 
 
-def fit_map(ctx: typer.Context, model: str, data: Path, output: Path, track: str) -> ExitCode:
+def fit_map(ctx: typer.Context, model: str, data: Path, output: Path, track: str, light: str | None = None) -> ExitCode:
     """Fit the per-pixel map ``model`` on ``data``'s training split and write it (progress on stderr)."""
     _refuse_network_options(ctx, model)
     from hsrecon.pixelfit import fit_pixel_map, model_degree
@@ -51,7 +51,7 @@ def fit_map(ctx: typer.Context, model: str, data: Path, output: Path, track: str
     try:
         with progress:
             weights = fit_pixel_map(
-                data, model_degree(model), track=track,
+                data, model_degree(model), track=track, light=light,
                 on_start=lambda images: progress.update(task, total=images),
                 on_image=lambda pair: progress.advance(task),
                 on_skip=lambda line: say("note", f"left out {line}", progress.console),
@@ -67,7 +67,8 @@ def fit_map(ctx: typer.Context, model: str, data: Path, output: Path, track: str
     facts = weights.meta.training
     stderr.print(
         safe(
-            f"fitted {model} on {facts['fit_images']} images ({facts['fit_pixels']:,} pixels) of {data}; ridge "
+            f"fitted {model}{'' if light is None else f' for scenes lit by {light}'} on {facts['fit_images']} "
+            f"images ({facts['fit_pixels']:,} pixels) of {data}; ridge "
             f"{weights.meta.ridge:g} chosen on {facts['valid_pixels']:,} pixels of {facts['valid_images']} images "
             f"set aside (MRAE {facts['valid_mrae']:.4f} there); wrote {target}"
         ),

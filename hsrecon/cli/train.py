@@ -15,6 +15,7 @@ from hsrecon.cli._common import (
     Ablation,
     DeviceOption,
     ExitCode,
+    Light,
     Model,
     Prior,
     Track,
@@ -48,6 +49,14 @@ def train(
         Track,
         typer.Option(parser=one_of(Track, "--track"), help="clean or realworld (which RGB images to learn from)."),
     ] = Track.CLEAN,
+    light: Annotated[
+        Optional[Light],
+        typer.Option(
+            parser=one_of(Light, "--light"),
+            help="Per-pixel maps: fit on the training scenes whose main light is of this kind only (daylight, "
+            "incandescent, fluorescent, LED; from hsrecon synth's synth.json): a map for a known light.",
+        ),
+    ] = None,
     steps: Annotated[
         int, typer.Option("--max-steps", help="Training steps (the learning rate decays over them).")
     ] = 100_000,
@@ -100,7 +109,11 @@ def train(
     if model is not Model.LWRDAN:
         from hsrecon.cli.fit_map import fit_map
 
-        raise typer.Exit(code=int(fit_map(ctx, model.value, data, output, track.value)))
+        chosen = None if light is None else light.value
+        raise typer.Exit(code=int(fit_map(ctx, model.value, data, output, track.value, chosen)))
+    if light is not None:
+        raise fail("--light: fits a per-pixel map (--model rpr2|rpr3) for one kind of light; the network trains "
+                   "on every scene", ExitCode.USAGE)  # fmt: skip
     _check_ranges(
         at_least_one={"--max-steps": steps, "--batch-size": batch_size, "--validate-every": validate_every,
                       "--samples-per-image": samples_per_image, "--valid-images": valid_images},
