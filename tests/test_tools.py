@@ -8,9 +8,13 @@ import pytest
 from hsrecon.data import discover
 from hsrecon.data.photo import downscale
 from hsrecon.data.scenes import make_photo_scene
+from hsrecon.data.spectra import LIGHT_FAMILIES, light_family
 from hsrecon.data.synth import make_synthetic_dataset
 from hsrecon.io import read_cube
+from hsrecon.metrics import mrae
+from hsrecon.pixelmap import apply_map
 from tools.context_bounds import _scenes, grouped_maps
+from tools.light_bounds import load_scenes, score_routes, subset
 from tools.per_pixel_bounds import knn_predictors
 from tools.scores_by_illuminant import markdown, mrae_by_illuminant, scores_by_illuminant
 
@@ -103,3 +107,31 @@ def test_context_bounds_regenerates_the_stored_scenes_with_their_labels(tmp_path
     make_synthetic_dataset(recipe_1, scenes=2, size=(16, 16), seed=3, valid_fraction=0.5, camera=None)
     with pytest.raises(SystemExit, match="not a recipe-2 set"):
         _scenes(recipe_1, "valid", 1, None)
+
+
+def test_light_bounds_routes_each_scene_to_its_kinds_map(tmp_path):
+    """tools.light_bounds on a recipe-1 set: the kinds come from synth.json, the true-kind route applies exactly the
+    map of each scene's kind, and a posterior sure of the true kind gives the true-kind scores, hard and soft."""
+    make_synthetic_dataset(tmp_path / "s", scenes=8, size=(24, 24), seed=3, camera=None, valid_fraction=0.5)
+    scenes = load_scenes(tmp_path / "s", "valid")
+    assert scenes.rgb.shape == (4, 24, 24, 3) and scenes.cube.shape == (4, 24, 24, 31)
+    kinds = [LIGHT_FAMILIES.index(light_family(f["illuminant"])) for f in _synth_files(tmp_path / "s", "valid")]
+    assert scenes.kind.tolist() == kinds
+    rng = np.random.default_rng(0)
+    one_map, kind_maps = rng.uniform(0, 0.2, (6, 31)), [rng.uniform(0, 0.2, (6, 31)) for _ in LIGHT_FAMILIES]
+    sure = np.eye(len(LIGHT_FAMILIES))[scenes.kind]
+    result = score_routes(scenes, one_map, kind_maps, {"oracle": sure})
+    scores = result["scores"]
+    assert scores["oracle, hard"] == pytest.approx(scores["true kind"])
+    assert scores["oracle, soft"] == pytest.approx(scores["true kind"])
+    assert scores["true kind"] != pytest.approx(scores["one map"]) and result["accuracy"] == {"oracle": 1.0}
+    first = scenes.rgb[0].astype(np.float64)
+    expected = mrae(apply_map(first, kind_maps[scenes.kind[0]], 2), scenes.cube[0].astype(np.float64))
+    alone = score_routes(subset(scenes, np.arange(4) == 0), one_map, kind_maps, {})["scores"]["true kind"]
+    assert alone[0] == pytest.approx(expected)
+
+
+def _synth_files(root, split):
+    import json
+
+    return [f for f in json.loads((root / "synth.json").read_text())["files"] if f["split"] == split]
