@@ -113,19 +113,24 @@ class _NHWC(torch.nn.Module):
         return self.model(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
 
-def export_nhwc(weights: Weights, window: int, path: Path) -> Path:
-    """The inference form as ONNX, NHWC in and out, pre-processed for quantisation as ONNX Runtime advises."""
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
+def export_onnx(weights: Weights, window: int, path: Path) -> Path:
+    """The inference form as ONNX, NHWC in and out, batch dynamic (the graph every engine here runs)."""
     model = weights.inference_model(window).to(memory_format=torch.contiguous_format).eval()
-    raw = path.with_suffix(".raw.onnx")
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            _NHWC(model), (torch.zeros(2, window, window, 3),), str(raw), input_names=["rgb"],
+            _NHWC(model), (torch.zeros(2, window, window, 3),), str(path), input_names=["rgb"],
             output_names=["cube"], dynamic_axes={"rgb": {0: "batch"}, "cube": {0: "batch"}}, opset_version=17,
             dynamo=False,
         )  # fmt: skip
+    return path
+
+
+def export_nhwc(weights: Weights, window: int, path: Path) -> Path:
+    """:func:`export_onnx`, pre-processed for quantisation as ONNX Runtime advises."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    raw = export_onnx(weights, window, path.with_suffix(".raw.onnx"))
     quant_pre_process(str(raw), str(path), skip_symbolic_shape=True)
     return path
 

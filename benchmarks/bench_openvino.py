@@ -21,30 +21,17 @@ repository root (a few minutes on 2 idle cores)::
 from __future__ import annotations
 
 import tempfile
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from benchmarks.bench_int8 import _NHWC, examples, speed_ratio, synthetic, whole_cube, windows
+from benchmarks.bench_int8 import examples, export_onnx, speed_ratio, synthetic, whole_cube, windows
 from hsrecon.weights import Weights, load_weights
 
 WINDOW = 192
 THREADS = 2
-
-
-def export(weights: Weights, path: Path) -> Path:
-    model = weights.inference_model(WINDOW).to(memory_format=torch.contiguous_format).eval()
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            _NHWC(model), (torch.zeros(2, WINDOW, WINDOW, 3),), str(path), input_names=["rgb"],
-            output_names=["cube"], dynamic_axes={"rgb": {0: "batch"}, "cube": {0: "batch"}}, opset_version=17,
-            dynamo=False,
-        )  # fmt: skip
-    return path
 
 
 def compiled(core, model, precision: str) -> Callable[[np.ndarray], np.ndarray]:
@@ -74,7 +61,7 @@ def main() -> None:
     held_out = synthetic(202, 2, 384) + examples()[:1]
     core = ov.Core()
     with tempfile.TemporaryDirectory() as folder:
-        graph = core.read_model(str(export(weights, Path(folder) / "lwrdan.onnx")))
+        graph = core.read_model(str(export_onnx(weights, WINDOW, Path(folder) / "lwrdan.onnx")))
     convolutions = [op.get_friendly_name() for op in graph.get_ordered_ops() if op.get_type_name() == "Convolution"]
     dataset = nncf.Dataset(list(calibration[:, None]))
     rows = {"OpenVINO fp32": compiled(core, graph, "f32"), "OpenVINO bf16": compiled(core, graph, "bf16")}

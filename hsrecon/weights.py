@@ -174,35 +174,25 @@ BUNDLED: dict[str, BundledWeights] = {
         summary="provisional: a per-pixel root-polynomial map (degree 2) for clean renderings, fitted on a small "
         "synthetic set; beats the default on held-out synthetic scenes, ~13x faster (weights/README.md)",
     ),
-    "rpr2-daylight": BundledWeights(
-        name="rpr2-daylight",
-        filename="rpr2_daylight.safetensors",
-        sha256="4d50ead35e108fb0b3a987fcf2cae8a0c08e83dba825a1fed57e7783eb8d0d00",
-        summary="a per-pixel root-polynomial map (degree 2) for clean renderings of scenes lit by daylight: "
-        "use it when the light is known (weights/README.md)",
-    ),
-    "rpr2-incandescent": BundledWeights(
-        name="rpr2-incandescent",
-        filename="rpr2_incandescent.safetensors",
-        sha256="4b95b0264fe8cb6c5518751ab70e8beec05efeda45d7bb688bfd76a9d6f5db63",
-        summary="a per-pixel root-polynomial map (degree 2) for clean renderings of scenes lit by incandescent light "
-        "(tungsten, halogen, CIE A): "
-        "use it when the light is known (weights/README.md)",
-    ),
-    "rpr2-fluorescent": BundledWeights(
-        name="rpr2-fluorescent",
-        filename="rpr2_fluorescent.safetensors",
-        sha256="fe22f8008d63bca6c42cee1610a0e61aadd7962aa0249c2c54435067265c3200",
-        summary="a per-pixel root-polynomial map (degree 2) for clean renderings of scenes lit by fluorescent tubes: "
-        "use it when the light is known (weights/README.md)",
-    ),
-    "rpr2-led": BundledWeights(
-        name="rpr2-led",
-        filename="rpr2_led.safetensors",
-        sha256="567c488b62366a87d44aedac916b08acc291a029c88547d609494f1d9c631323",
-        summary="a per-pixel root-polynomial map (degree 2) for clean renderings of scenes lit by white LEDs: "
-        "use it when the light is known (weights/README.md)",
-    ),
+    **{
+        f"rpr2-{kind}": BundledWeights(
+            name=f"rpr2-{kind}",
+            filename=f"rpr2_{kind}.safetensors",
+            sha256=sha256,
+            summary=f"a per-pixel root-polynomial map (degree 2) for clean renderings of scenes lit by {light}: use it "
+            "when the light is known (weights/README.md)",
+        )
+        for kind, light, sha256 in (
+            ("daylight", "daylight", "4d50ead35e108fb0b3a987fcf2cae8a0c08e83dba825a1fed57e7783eb8d0d00"),
+            (
+                "incandescent",
+                "incandescent light (tungsten, halogen, CIE A)",
+                "4b95b0264fe8cb6c5518751ab70e8beec05efeda45d7bb688bfd76a9d6f5db63",
+            ),
+            ("fluorescent", "fluorescent tubes", "fe22f8008d63bca6c42cee1610a0e61aadd7962aa0249c2c54435067265c3200"),
+            ("led", "white LEDs", "567c488b62366a87d44aedac916b08acc291a029c88547d609494f1d9c631323"),
+        )
+    },
 }
 DEFAULT_WEIGHTS = "ntire2020-clean"
 

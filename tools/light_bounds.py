@@ -26,7 +26,6 @@ and paste the printed markdown.
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,8 @@ import torch
 from torch import nn
 
 from hsrecon.data import discover
-from hsrecon.data.spectra import LIGHT_FAMILIES, light_family
+from hsrecon.data.spectra import LIGHT_FAMILIES
+from hsrecon.groups import main_lights
 from hsrecon.inputs import make_input_transform
 from hsrecon.io import read_cube
 from hsrecon.io.rgb import read_rgb
@@ -58,14 +58,14 @@ class Scenes:
 
 def load_scenes(root: Path, split: str) -> Scenes:
     """Every scene of ``root``'s ``split``, with its light kind from synth.json (same-size scenes only)."""
-    lights = {entry["name"]: entry["illuminant"] for entry in json.loads((root / "synth.json").read_text())["files"]}
+    lights = main_lights(root)
     rgbs, cubes, kinds = [], [], []
     for pair in discover(root, split, "clean"):
         image = read_rgb(pair.rgb)
         cube, _, _ = read_cube(pair.cube, image_shape=image.pixels.shape[:2])
         rgbs.append(np.asarray(make_input_transform(image, SPACE)(image.pixels), dtype=np.float32))
         cubes.append(np.asarray(cube, dtype=np.float32))
-        kinds.append(LIGHT_FAMILIES.index(light_family(lights[pair.cube.stem])))
+        kinds.append(LIGHT_FAMILIES.index(lights[pair.name]))
     return Scenes(np.stack(rgbs), np.stack(cubes), np.array(kinds))
 
 

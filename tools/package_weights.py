@@ -55,28 +55,27 @@ RECIPE_KEYS = (
 )  # fmt: skip
 
 
-def eval_scores(weights: Path | str, data: Path, track: str, *extra: str) -> dict[str, dict[str, float]]:
-    """``hsrecon eval``'s summary per method on the validation split of ``data`` for ``track`` (its JSON)."""
+def eval_report(weights: Path | str, data: Path, track: str, *extra: str) -> dict:
+    """``hsrecon eval``'s JSON report on the validation split of ``data`` for ``track``."""
     with tempfile.TemporaryDirectory() as folder:
         report = Path(folder) / "report.json"
         command = [sys.executable, "-m", "hsrecon", "eval", "--data", str(data), "--weights", str(weights)]
         command += ["--track", track, "--json", str(report), "--quiet", *extra]
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-        methods = json.loads(report.read_text())["methods"]
+        return json.loads(report.read_text())
+
+
+def eval_scores(weights: Path | str, data: Path, track: str, *extra: str) -> dict[str, dict[str, float]]:
+    """``hsrecon eval``'s summary per method on the validation split of ``data`` for ``track``."""
     return {
         name: {"images": method["summary"]["images"], **{key: method["summary"][key] for key in SCORES}}
-        for name, method in methods.items()
+        for name, method in eval_report(weights, data, track, *extra)["methods"].items()
     }
 
 
 def light_scores(weights: Path, data: Path, track: str, light: str) -> dict[str, float]:
     """``hsrecon eval --group-by light``'s pooled scores of ``data``'s validation scenes lit by ``light``."""
-    with tempfile.TemporaryDirectory() as folder:
-        report = Path(folder) / "report.json"
-        command = [sys.executable, "-m", "hsrecon", "eval", "--data", str(data), "--weights", str(weights)]
-        command += ["--track", track, "--group-by", "light", "--json", str(report), "--quiet"]
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-        group = json.loads(report.read_text())["groups"]["light"][light]["network"]
+    group = eval_report(weights, data, track, "--group-by", "light")["groups"]["light"][light]["network"]
     return {key: group[key] for key in ("images", "pixels", "mrae", "rmse", "sam")}
 
 
