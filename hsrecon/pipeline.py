@@ -52,6 +52,8 @@ __all__ = [
     "ConvertResult",
     "NonFiniteOutputError",
     "convert_file",
+    "describe_light",
+    "for_image",
     "reconstruct",
     "stream_reconstruct",
 ]
@@ -69,6 +71,20 @@ def _all_finite(values: np.ndarray) -> bool:
     """No NaN or infinity: one pass of a sum (which they survive), the exact test only when it says no."""
     with np.errstate(over="ignore", invalid="ignore"):
         return bool(np.isfinite(values.sum()) or np.isfinite(values).all())
+
+
+def for_image(predict: Predictor, pixels: np.ndarray, transform: Callable[[np.ndarray], np.ndarray]) -> Predictor:
+    """The predictor for this image: ``predict.for_image(pixels, transform)`` when it adapts to each image (a
+    routed per-pixel map, :mod:`hsrecon.lightroute`), else ``predict`` itself. Applying it twice is applying it
+    once: the adapted predictor no longer adapts."""
+    adapt = getattr(predict, "for_image", None)
+    return adapt(pixels, transform) if adapt is not None else predict
+
+
+def describe_light(predict: Predictor) -> str | None:
+    """What a routed map's router read of the image (``daylight 0.97, incandescent 0.03``), None otherwise."""
+    light = getattr(predict, "light", None)
+    return ", ".join(f"{route} {share:.2f}" for route, share in light.items()) if light else None
 
 
 def stream_reconstruct(
@@ -97,10 +113,13 @@ def stream_reconstruct(
     output raises :class:`NonFiniteOutputError` naming the window (image coordinates of its top-left
     pixel), before any of that batch's rows are emitted. Windows of one pixel, stride 1, no pad (a per-pixel
     map's windowing) need no cutting or blending: they run as blocks of whole rows (:func:`_stream_pixels`).
+    A ``predict`` with a ``for_image(pixels, transform)`` method (a routed per-pixel map's) is first given
+    the image and replaced by the predictor it returns.
     """
     if windowing is None:
         windowing = Windowing(window, stride or default_stride(window), pad, edge)
     windowing = windowing.for_image(*pixels.shape[:2])
+    predict = for_image(predict, pixels, transform)
     window, stride, pad, edge = windowing.window, windowing.stride, windowing.pad, windowing.edge
     batch_size = batch_size or windowing.batch_size
     if (window, stride, pad) == (1, 1, 0):  # one pixel alone (a per-pixel map): no cut, overlap or blend
@@ -380,6 +399,8 @@ def convert_file(
     height, width = image.pixels.shape[:2]
     windowing = windowing.for_image(height, width)  # the pad this image gets, as its files record it
     transform = loaded.transform(image, input_space, exposure=exposure)
+    predict = for_image(predict, image.pixels, transform)  # a routed map reads the light here, once
+    light = describe_light(predict)
     meta = {
         # File names need not be UTF-8 (Linux): store a printable form, never fail on the attribute.
         "source": os.fsencode(source.name).decode("utf-8", "replace"),
@@ -393,6 +414,7 @@ def convert_file(
         "hsrecon_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "weights": loaded.name,
+        **({"light": light} if light else {}),  # what a routed map's router read of the image
         **(attrs or {}),
     }
     ranges = _RangeCounter()

@@ -16,21 +16,43 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from hsrecon import __version__
 from hsrecon.data import Pair, scan, track_space
 from hsrecon.data.spectra import LIGHT_FAMILIES
 from hsrecon.evaluate import BASELINE_SAMPLES, fit_root_polynomial_baseline
 from hsrecon.groups import GroupingError, main_lights
-from hsrecon.inputs import network_space
+from hsrecon.inputs import make_input_transform, network_space
+from hsrecon.io.rgb import read_rgb
+from hsrecon.lightroute import fit_router, image_sample, light_features
 from hsrecon.physics import WAVELENGTHS_NM
 from hsrecon.pixelmap import term_names
 from hsrecon.pixelweights import PixelMapWeights
 
-__all__ = ["MODELS", "fit_pixel_map", "model_degree", "pairs_lit_by"]
+__all__ = [
+    "AUTO_LIGHT",
+    "LIGHT_CHOICES",
+    "MODELS",
+    "ROUTED_LIGHTS",
+    "fit_pixel_map",
+    "fit_routed_map",
+    "model_degree",
+    "pairs_lit_by",
+]
 
 MODELS = {"rpr2": 2, "rpr3": 3}
 """``hsrecon train --model`` names of per-pixel maps and their degree."""
 METHOD = "root-polynomial regression (Finlayson, Mackiewicz & Hurlbert 2015), colour-science's terms"
+AUTO_LIGHT = "auto"
+"""``--light auto``: a routed map (:func:`fit_routed_map`) instead of a map for one kind of light."""
+LIGHT_CHOICES = (*LIGHT_FAMILIES, AUTO_LIGHT)
+"""What ``hsrecon train --light`` takes."""
+ROUTED_LIGHTS = ("daylight", "incandescent")
+"""The kinds of light ``--light auto`` routes between: those an image shows. A fluorescent tube or an LED gives
+nearly the image a smooth light of its colour gives (``tools/light_twins``), so their maps, wrong on a
+daylight scene by far more than one map is, are left out (``docs/training.md`` has the three-way router that
+sends such scenes to the map for every light, measured and not kept: it loses the warm scenes' gain)."""
 
 
 def model_degree(name: str) -> int:
@@ -118,3 +140,67 @@ def fit_pixel_map(
         fit.matrix, degree, weights_version=version or f"rpr{degree}-fitted", ridge=fit.ridge,
         provenance=provenance, training=training,
     )  # fmt: skip
+
+
+def fit_routed_map(
+    data: Path,
+    degree: int,
+    *,
+    track: str = "clean",
+    samples: int = BASELINE_SAMPLES,
+    version: str | None = None,
+    on_start: Callable[[int], None] | None = None,
+    on_image: Callable[[Pair], None] | None = None,
+    on_skip: Callable[[str], None] | None = None,
+) -> PixelMapWeights:
+    """A routed map (``hsrecon train --model rpr2 --light auto``): one map per kind of :data:`ROUTED_LIGHTS`,
+    each fitted as :func:`fit_pixel_map` fits it on that kind's training scenes, a
+    :class:`~hsrecon.lightroute.LightRouter` fitted on those scenes' colours to tell the kinds apart, and the
+    map for every light as the ``matrix`` that runs where no image is read (``PixelMapWeights.build``). ``on_start``
+    hears the number of images read in all. ValueError (one line) as :func:`fit_pixel_map`, and for a set
+    without training scenes of every routed kind."""
+    data = Path(data)
+    found = scan(data, "train", track)
+    if not found.pairs:
+        raise ValueError(f"{data}: no complete training pairs for the {track} track ({len(found.unpaired)} unpaired)")
+    lit = [pairs_lit_by(data, found.pairs, light) for light in ROUTED_LIGHTS]
+    if on_start is not None:
+        on_start(len(found.pairs) + 2 * sum(len(pairs) for pairs in lit))
+    fit = {"track": track, "samples": samples, "on_image": on_image, "on_skip": on_skip}
+    general = fit_pixel_map(data, degree, **fit)  # type: ignore[arg-type]
+    by_light = [fit_pixel_map(data, degree, light=light, **fit) for light in ROUTED_LIGHTS]  # type: ignore[arg-type]
+    features, labels = _router_samples(lit, network_space("ntire2020-clean", track_space(track))[0], on_image)
+    router = fit_router(features, labels, ROUTED_LIGHTS)
+    right = [int(router.posterior(row).argmax()) == label for row, label in zip(features, labels, strict=True)]
+    training = {
+        **general.meta.training,
+        "light": AUTO_LIGHT,
+        "routes": {light: _route_facts(weights) for light, weights in zip(ROUTED_LIGHTS, by_light, strict=True)},
+        "router_images": len(labels),
+        "router_training_accuracy": round(float(np.mean(right)), 4),
+    }
+    return PixelMapWeights.from_matrix(
+        general.matrix, degree, routes=np.stack([weights.matrix.numpy() for weights in by_light]),
+        weights_version=version or f"rpr{degree}-auto", ridge=general.meta.ridge,
+        provenance=general.meta.provenance, training=training, routing=router.to_json(),
+    )  # fmt: skip
+
+
+def _router_samples(
+    groups: list[list[Pair]], space: str, on_image: Callable[[Pair], None] | None
+) -> tuple[np.ndarray, list[int]]:
+    """Each pair's :func:`~hsrecon.lightroute.light_features` in ``space``, labelled with its group's index."""
+    features, labels = [], []
+    for index, pairs in enumerate(groups):
+        for pair in pairs:
+            image = read_rgb(pair.rgb)
+            features.append(light_features(image_sample(image.pixels, make_input_transform(image, space))))
+            labels.append(index)
+            if on_image is not None:
+                on_image(pair)
+    return np.array(features), labels
+
+
+def _route_facts(weights: PixelMapWeights) -> dict:
+    facts = weights.meta.training
+    return {"ridge": weights.meta.ridge, "fit_images": facts["fit_images"], "valid_mrae": facts["valid_mrae"]}

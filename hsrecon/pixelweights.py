@@ -11,6 +11,12 @@ ask of :class:`~hsrecon.weights.Weights` — name, meta, input space and transfo
 It reads each pixel alone, so it needs no windows, context, overlap or blending: its windowing is one
 pixel (window 1, stride 1, pad 0), which :func:`hsrecon.pipeline.stream_reconstruct` runs as blocks of
 whole rows, a few matrix products per block (``docs/benchmarks.md`` has its speed beside the network's).
+
+A *routed* map (``routing`` in the metadata, a ``routes`` tensor of one matrix per route) also carries a
+:class:`~hsrecon.lightroute.LightRouter`: before an image runs, its predictor reads the image's colours,
+weighs the routes (kinds of light) and runs the posterior-weighted mean of their matrices, itself one map
+(:meth:`PixelMapPredictor.for_image`). ``matrix`` is then the map for every light, which runs wherever
+there is no image to read (``build``, ``inference_model``).
 """
 
 from __future__ import annotations
@@ -24,9 +30,10 @@ import numpy as np
 import torch
 
 from hsrecon.inputs import FedBySpace
+from hsrecon.lightroute import FEATURE_NAMES, LightRouter, image_sample, light_features
 from hsrecon.physics import WAVELENGTHS_NM
 from hsrecon.pixelmap import RootPolynomialMap, apply_map, term_count, term_names
-from hsrecon.weights_schema import PIXEL_MAP_KIND, check_pixel_map_fields
+from hsrecon.weights_schema import PIXEL_MAP_KIND, check_pixel_map_fields, check_routing
 from hsrecon.windows import Windowing
 
 __all__ = [
@@ -36,10 +43,12 @@ __all__ = [
     "PixelMapPredictor",
     "PixelMapWeights",
     "check_pixel_map_tensors",
+    "check_route_tensor",
     "declared_kind",
 ]
 
 MATRIX_KEY = "matrix"
+ROUTES_KEY = "routes"
 PIXEL_WINDOWING = Windowing(window=1, stride=1, pad=0, edge=0)
 """A per-pixel map's windowing: each pixel alone, no overlap, no reflection. ``stream_reconstruct`` runs
 it as blocks of whole rows (``batch_size`` pixels each, default 2¹⁶)."""
@@ -69,6 +78,7 @@ class PixelMapMeta:
     provenance: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
+    routing: dict = field(default_factory=dict)
     kind: str = PIXEL_MAP_KIND
     format: str = _FORMAT
     format_version: int = _FORMAT_VERSION
@@ -96,19 +106,37 @@ class PixelMapMeta:
 
 
 def check_pixel_map_tensors(meta: PixelMapMeta, state: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The one ``matrix`` tensor a map of ``meta`` needs: terms × bands, floating point, finite; ValueError
-    naming what is wrong. Returns it as float32 (the precision the map runs in)."""
-    if set(state) != {MATRIX_KEY}:
-        raise ValueError(f"a {PIXEL_MAP_KIND} map holds one tensor {MATRIX_KEY!r}, found {sorted(state)[:4]}")
-    matrix = state[MATRIX_KEY]
-    expected = (term_count(meta.degree), meta.bands)
-    if tuple(matrix.shape) != expected:
-        raise ValueError(f"{MATRIX_KEY} has shape {tuple(matrix.shape)}, a degree-{meta.degree} map needs {expected}")
-    if not matrix.is_floating_point():
-        raise ValueError(f"{MATRIX_KEY} holds {matrix.dtype}, not floating-point values")
-    if not torch.isfinite(matrix).all():
-        raise ValueError(f"{MATRIX_KEY} contains NaN or infinite values")
-    return matrix.to(torch.float32)
+    """The ``matrix`` tensor a map of ``meta`` needs (terms × bands; and for a routed map ``routes``, one
+    such matrix per route, checked by :func:`check_route_tensor`): floating point, finite; ValueError
+    naming what is wrong. Returns the matrix as float32 (the precision the map runs in)."""
+    expected = {MATRIX_KEY, ROUTES_KEY} if meta.routing else {MATRIX_KEY}
+    if set(state) != expected:
+        holds = f"two tensors {MATRIX_KEY!r} and {ROUTES_KEY!r}" if meta.routing else f"one tensor {MATRIX_KEY!r}"
+        routed = "routed " if meta.routing else ""
+        raise ValueError(f"a {routed}{PIXEL_MAP_KIND} map holds {holds}, found {sorted(state)[:4]}")
+    return _checked(MATRIX_KEY, state[MATRIX_KEY], (term_count(meta.degree), meta.bands), meta.degree)
+
+
+def check_route_tensor(meta: PixelMapMeta, state: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    """A routed map's ``routes`` tensor (routes × terms × bands, float32), None for an unrouted map;
+    ValueError naming what is wrong, a router whose features this hsrecon does not compute included."""
+    if not meta.routing:
+        return None
+    count, _ = check_routing(meta.routing)
+    if tuple(meta.routing["features"]) != FEATURE_NAMES:
+        raise ValueError("routing.features: not the features this hsrecon computes (hsrecon.lightroute)")
+    shape = (count, term_count(meta.degree), meta.bands)
+    return _checked(ROUTES_KEY, state[ROUTES_KEY], shape, meta.degree)
+
+
+def _checked(key: str, tensor: torch.Tensor, shape: tuple[int, ...], degree: int) -> torch.Tensor:
+    if tuple(tensor.shape) != shape:
+        raise ValueError(f"{key} has shape {tuple(tensor.shape)}, a degree-{degree} map needs {shape}")
+    if not tensor.is_floating_point():
+        raise ValueError(f"{key} holds {tensor.dtype}, not floating-point values")
+    if not torch.isfinite(tensor).all():
+        raise ValueError(f"{key} contains NaN or infinite values")
+    return tensor.to(torch.float32)
 
 
 class PixelMapPredictor:
@@ -129,14 +157,29 @@ class PixelMapPredictor:
         precision: str = "fp32",
         tta: bool = False,
         on_note: Callable[[str], None] | None = None,
+        router: LightRouter | None = None,
+        routes: torch.Tensor | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.module = module.to(self.device).eval()
         self._matrix = module.matrix.detach().cpu().numpy()
+        self.router, self.routes = router, routes
+        self.light: dict[str, float] = {}  # a routed image's posterior over the routes
         if on_note is not None and (precision != "fp32" or tta):
             asked = ", ".join(flag for flag, on in (("--precision " + precision, precision != "fp32"),
                                                      ("--tta", tta)) if on)  # fmt: skip
             on_note(f"a per-pixel map runs in float32 and is the same under flips: {asked} changes nothing")
+
+    def for_image(self, pixels: np.ndarray, transform: Callable[[np.ndarray], np.ndarray]) -> PixelMapPredictor:
+        """The predictor for one H×W×3 image: itself for an unrouted map; for a routed one, the map whose
+        matrix is the routes' matrices weighted by the router's posterior on the image (``light`` holds it)."""
+        if self.router is None or self.routes is None:
+            return self
+        posterior = self.router.posterior(light_features(image_sample(pixels, transform)))
+        blended = torch.einsum("k,kij->ij", torch.from_numpy(posterior).float(), self.routes)
+        routed = PixelMapPredictor(RootPolynomialMap(blended, self.module.degree), device=self.device)
+        routed.light = {route: round(float(p), 4) for route, p in zip(self.router.routes, posterior, strict=True)}
+        return routed
 
     @torch.inference_mode()
     def __call__(self, windows: np.ndarray) -> np.ndarray:
@@ -157,18 +200,34 @@ class PixelMapWeights(FedBySpace):
     meta: PixelMapMeta
     matrix: torch.Tensor
     tuned: Windowing | None = None
+    routes: torch.Tensor | None = None  # a routed map's matrices, one per route (check_route_tensor)
 
     kind = PIXEL_MAP_KIND
     per_pixel = True
 
     @classmethod
-    def from_matrix(cls, matrix: np.ndarray | torch.Tensor, degree: int, **fields: object) -> PixelMapWeights:
+    def from_matrix(
+        cls, matrix: np.ndarray | torch.Tensor, degree: int, routes: np.ndarray | None = None, **fields: object
+    ) -> PixelMapWeights:
         """Weights of a fitted ``matrix`` in memory (checked as a file's would be); ``fields`` fill
-        :class:`PixelMapMeta` (``weights_version`` defaults to ``in memory``)."""
+        :class:`PixelMapMeta` (``weights_version`` defaults to ``in memory``); a routed map also gives
+        ``routes`` (one matrix per route) and ``routing`` (:meth:`LightRouter.to_json`)."""
         meta = PixelMapMeta(degree=degree, **{"weights_version": "in memory", **fields})  # type: ignore[arg-type]
         check_pixel_map_fields(json.loads(meta.to_json()))
-        tensor = torch.as_tensor(np.asarray(matrix)).to(torch.float32)
-        return cls(path=None, meta=meta, matrix=check_pixel_map_tensors(meta, {MATRIX_KEY: tensor}))
+        state = {MATRIX_KEY: torch.as_tensor(np.asarray(matrix)).to(torch.float32)}
+        if routes is not None:
+            state[ROUTES_KEY] = torch.as_tensor(np.asarray(routes)).to(torch.float32)
+        return cls(path=None, meta=meta, **cls.checked_tensors(meta, state))
+
+    @staticmethod
+    def checked_tensors(meta: PixelMapMeta, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | None]:
+        """``matrix`` and ``routes`` of a file's ``state``, checked against ``meta``; ValueError naming the fault."""
+        return {"matrix": check_pixel_map_tensors(meta, state), "routes": check_route_tensor(meta, state)}
+
+    @property
+    def router(self) -> LightRouter | None:
+        """A routed map's router (:mod:`hsrecon.lightroute`), None for a map for every image alike."""
+        return LightRouter.from_json(self.meta.routing) if self.meta.routing else None
 
     @classmethod
     def from_module(cls, module: RootPolynomialMap, *, version: str = "in memory") -> PixelMapWeights:
@@ -208,7 +267,7 @@ class PixelMapWeights(FedBySpace):
     @property
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The tensors of its file (as :attr:`Weights.state_dict <hsrecon.weights.Weights>`)."""
-        return {MATRIX_KEY: self.matrix}
+        return {MATRIX_KEY: self.matrix, **({ROUTES_KEY: self.routes} if self.routes is not None else {})}
 
     def windowing(self, window: int | None = None, stride: int | None = None, pad: int | None = None) -> Windowing:
         """Always :data:`PIXEL_WINDOWING`: the map reads each pixel alone, so any other window, stride or
@@ -243,7 +302,16 @@ class PixelMapWeights(FedBySpace):
     ) -> PixelMapPredictor:
         """Batches of pixels → spectra on ``device`` (:class:`PixelMapPredictor`)."""
         self.windowing(window)
-        return PixelMapPredictor(self.build(), device=device, precision=precision, tta=tta, on_note=on_note)
+        return PixelMapPredictor(
+            self.build(), device=device, precision=precision, tta=tta, on_note=on_note,
+            router=self.router, routes=self.routes,
+        )  # fmt: skip
+
+    def _routing_facts(self) -> dict:
+        router = self.router
+        if router is None:
+            return {}
+        return {"routes": f"{', '.join(router.routes)}: weighed per image by its colours (hsrecon.lightroute)"}
 
     def facts(self) -> dict:
         """What ``hsrecon info`` shows of a per-pixel map (beside the version, device and bundled names)."""
@@ -258,6 +326,7 @@ class PixelMapWeights(FedBySpace):
             "ridge": self.meta.ridge,
             "gflop_per_megapixel": round(2 * terms * bands * 1e6 / 1e9, 3),
             "windowing": PIXEL_WINDOWING.facts(),
+            **self._routing_facts(),
             "input_space": self.input_space,
             "bands": bands,
             "wavelengths_nm": [self.meta.wavelengths_nm[0], self.meta.wavelengths_nm[-1]],

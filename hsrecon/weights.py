@@ -42,7 +42,7 @@ from hsrecon.inputs import FedBySpace
 from hsrecon.model import LWRDAN, LWRDANConfig, count_parameters, count_trainable, flops_per_pixel
 from hsrecon.physics import WAVELENGTHS_NM
 from hsrecon.pixelmap import RootPolynomialMap
-from hsrecon.pixelweights import PixelMapMeta, PixelMapWeights, check_pixel_map_tensors, declared_kind
+from hsrecon.pixelweights import PixelMapMeta, PixelMapWeights, declared_kind
 from hsrecon.temps import write_atomic
 from hsrecon.weights_schema import MAX_WINDOW, check_meta_fields, check_parameter_budget, check_safetensors_header
 from hsrecon.windows import DEFAULT_PAD, Windowing, default_stride
@@ -193,6 +193,13 @@ BUNDLED: dict[str, BundledWeights] = {
             ("led", "white LEDs", "567c488b62366a87d44aedac916b08acc291a029c88547d609494f1d9c631323"),
         )
     },
+    "rpr2-auto": BundledWeights(
+        name="rpr2-auto",
+        filename="rpr2_auto.safetensors",
+        sha256="51ad8a340fe658370362d9b857ec6dcc894d9ed7839ec8b428c00e9383e5b7c7",
+        summary="a per-pixel root-polynomial map (degree 2) for clean renderings that reads the light from each "
+        "image: its daylight and incandescent maps weighed by the image's colours (weights/README.md)",
+    ),
 }
 DEFAULT_WEIGHTS = "ntire2020-clean"
 
@@ -511,10 +518,10 @@ def _parse_meta(path: Path, metadata: dict) -> WeightsMeta | PixelMapMeta:
 def _pixel_map(path: Path, meta: PixelMapMeta, state: dict[str, torch.Tensor]) -> PixelMapWeights:
     """A per-pixel map's weights, its one tensor checked against its metadata."""
     try:
-        matrix = check_pixel_map_tensors(meta, state)
+        tensors = PixelMapWeights.checked_tensors(meta, state)
     except ValueError as error:
         raise WeightsError(f"{path}: {error}") from None
-    return PixelMapWeights(path=path, meta=meta, matrix=matrix)
+    return PixelMapWeights(path=path, meta=meta, **tensors)
 
 
 def _check_bundled_digest(path: Path, digest: str, entry: BundledWeights) -> None:

@@ -32,6 +32,7 @@ __all__ = [
     "check_meta_fields",
     "check_parameter_budget",
     "check_pixel_map_fields",
+    "check_routing",
     "check_safetensors_header",
 ]
 
@@ -188,6 +189,40 @@ def check_pixel_map_fields(data: object) -> None:
         raise ValueError(
             f"input_space: a root-polynomial map takes ntire2020-clean values, found {data['input_space']!r}"
         )
+    if data.get("routing"):
+        check_routing(data["routing"])
+
+
+ROUTING_KEYS = ("routes", "features", "mean", "scale", "coef", "intercept")
+MAX_ROUTES = 8
+MAX_ROUTING_FEATURES = 64
+
+
+def check_routing(routing: object) -> tuple[int, int]:
+    """A routed map's ``routing`` (:mod:`hsrecon.lightroute`): 2–8 distinct route names, feature names, and
+    the logistic regression's finite numbers in matching shapes, ``scale`` positive. Returns (routes,
+    features); ValueError naming the field."""
+    if not isinstance(routing, Mapping) or set(routing) != set(ROUTING_KEYS):
+        raise ValueError(f"routing: expected an object with keys {', '.join(ROUTING_KEYS)}")
+    routes, features = routing["routes"], routing["features"]
+    for name, names, high in (("routes", routes, MAX_ROUTES), ("features", features, MAX_ROUTING_FEATURES)):
+        valid = isinstance(names, list) and 2 <= len(names) <= high and len(set(map(str, names))) == len(names)
+        if not valid or not all(isinstance(item, str) and 0 < len(item) <= 64 for item in names):
+            raise ValueError(f"routing.{name}: expected 2 to {high} distinct names, found {_describe(names)}")
+    for key, length in (("mean", len(features)), ("scale", len(features)), ("intercept", len(routes))):
+        _numbers(f"routing.{key}", routing[key], length, positive=key == "scale")
+    if not isinstance(routing["coef"], list) or len(routing["coef"]) != len(routes):
+        raise ValueError(f"routing.coef: expected {len(routes)} rows, one per route")
+    for row in routing["coef"]:
+        _numbers("routing.coef", row, len(features))
+    return len(routes), len(features)
+
+
+def _numbers(name: str, values: object, length: int, *, positive: bool = False) -> None:
+    valid = isinstance(values, list) and len(values) == length and all(_is_number(value) for value in values)
+    if not valid or (positive and not all(value > 0 for value in values)):  # type: ignore[union-attr]
+        kind = "positive numbers" if positive else "finite numbers"
+        raise ValueError(f"{name}: expected {length} {kind}, found {_describe(values)}")
 
 
 def check_parameter_budget(config: object) -> int:

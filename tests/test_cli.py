@@ -63,6 +63,7 @@ def test_info_json():
         "rpr2-incandescent",
         "rpr2-fluorescent",
         "rpr2-led",
+        "rpr2-auto",
     ]
 
 
@@ -117,7 +118,7 @@ def test_option_choices_are_the_librarys():
     from hsrecon.io.base import DTYPES, FORMATS, INTERLEAVES
     from hsrecon.metrics import NTIRE2022_CROP as LIBRARY_CROP
     from hsrecon.model import ABLATION_SWITCHES
-    from hsrecon.pixelfit import MODELS
+    from hsrecon.pixelfit import LIGHT_CHOICES, MODELS
 
     def values(kind):
         return tuple(member.value for member in kind)
@@ -128,7 +129,7 @@ def test_option_choices_are_the_librarys():
     assert values(cli.Split) == SPLITS and values(cli.Track) == TRACKS
     assert values(cli.Baseline) == BASELINES
     assert values(cli.Model) == ("lwrdan", *MODELS)
-    assert values(cli.Light) == LIGHT_FAMILIES
+    assert values(cli.Light) == LIGHT_CHOICES and LIGHT_CHOICES[:-1] == LIGHT_FAMILIES
     assert sorted(member.switch for member in cli.Ablation) == sorted(ABLATION_SWITCHES)
     assert NTIRE2022_CROP == LIBRARY_CROP
 

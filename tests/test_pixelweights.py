@@ -23,9 +23,10 @@ from hsrecon.evaluate import training_samples
 from hsrecon.groups import main_lights
 from hsrecon.io import read_cube
 from hsrecon.io.rgb import read_rgb
+from hsrecon.lightroute import FEATURE_NAMES, LightRouter, light_features
 from hsrecon.metrics import score
 from hsrecon.pipeline import NonFiniteOutputError, convert_file, reconstruct, stream_reconstruct
-from hsrecon.pixelfit import fit_pixel_map, pairs_lit_by
+from hsrecon.pixelfit import ROUTED_LIGHTS, fit_pixel_map, pairs_lit_by
 from hsrecon.pixelmap import (
     RootPolynomialMap,
     apply_map,
@@ -381,3 +382,129 @@ def test_the_map_for_a_scenes_light_beats_the_others_on_it(tiny_set):
         own = lights[name]
         assert min(scores, key=lambda kind: scores[kind].mrae) == own, (name, scores)
         assert min(scores, key=lambda kind: scores[kind].sam) == own, (name, scores)
+
+
+# --- a routed map: `train --light auto`, the bundled rpr2-auto ------------------------------------------------
+
+
+def routed_map(seed: int = 7) -> PixelMapWeights:
+    """Two routes whose matrices differ, and a router that sends reddish images (log R/G of all pixels above 0)
+    to the second: every other feature weighs nothing."""
+    rng = np.random.default_rng(seed)
+    coef = np.zeros((2, len(FEATURE_NAMES)))
+    coef[1, 0] = 8.0
+    router = LightRouter(("daylight", "incandescent"), np.zeros(8), np.ones(8), coef, np.zeros(2))
+    routes = rng.uniform(0.0, 0.3, (2, 6, 31))
+    return PixelMapWeights.from_matrix(routes.mean(0), 2, routes=routes, routing=router.to_json(), weights_version="t")
+
+
+def test_a_routed_map_runs_the_posterior_weighted_matrix_of_each_image(tmp_path, rng):
+    weights = load_weights(saved(tmp_path / "routed.safetensors", routed_map()))
+    assert weights.router.routes == ("daylight", "incandescent") and weights.routes.shape == (2, 6, 31)
+    for tint in ([1.6, 1.0, 0.6], [0.6, 1.0, 1.5]):
+        rgb = (rng.uniform(40, 140, (20, 24, 1)) * np.array(tint)).clip(0, 255).astype(np.uint8)
+        clean = rgb.astype(np.float64) / 255.0
+        posterior = weights.router.posterior(light_features(clean.reshape(-1, 3)))
+        assert posterior.max() > 0.95  # one route clearly: the blend is not a mean of the two
+        matrix = np.einsum("k,kij->ij", posterior, weights.routes.double().numpy())
+        np.testing.assert_allclose(reconstruct(rgb, weights), apply_map(clean, matrix, 2), rtol=1e-4, atol=1e-5)
+        chosen = weights.predictor().for_image(rgb, weights.transform(rgb, None))
+        assert chosen.light[("daylight", "incandescent")[int(tint[0] > 1)]] > 0.95
+    assert weights.predictor().for_image(rgb, weights.transform(rgb, None)) is not weights.predictor()
+    plain = pixel_map(2)
+    assert plain.predictor().for_image(rgb, plain.transform(rgb, None)).light == {}
+
+
+def test_convert_with_a_routed_map_records_what_the_router_read(tmp_path, rng):
+    """convert's cube is reconstruct's, and its metadata says which light the router read (``light``)."""
+    weights = load_weights(saved(tmp_path / "routed.safetensors", routed_map()))
+    rgb = (rng.uniform(40, 140, (12, 16, 1)) * np.array([1.6, 1.0, 0.6])).clip(0, 255).astype(np.uint8)
+    source = tmp_path / "warm.png"
+    iio.imwrite(source, rgb)
+    result = convert_file(source, tmp_path / "out" / "warm", weights=weights, formats=("h5", "envi"))
+    for path in result.outputs:
+        cube, _, attrs = read_cube(path)
+        np.testing.assert_allclose(cube, reconstruct(rgb, weights), rtol=1e-6, atol=1e-7)
+        route, share = attrs["light"].split(", ")[1].split()
+        assert route == "incandescent" and float(share) > 0.95, attrs["light"]
+    plain = convert_file(source, tmp_path / "out" / "plain", weights=pixel_map(2), formats=("h5",))
+    assert "light" not in read_cube(plain.outputs[0])[2]
+
+
+def _routed_meta(**routing_changes) -> dict:
+    data = json.loads(routed_map().meta.to_json())
+    data["routing"].update(routing_changes)
+    return data
+
+
+@pytest.mark.parametrize(
+    ("meta", "tensors", "message"),
+    [
+        (_routed_meta(coef=[[0.0] * 8]), None, "routing.coef: expected 2 rows, one per route"),
+        (_routed_meta(scale=[0.0] * 8), None, "routing.scale: expected 8 positive numbers"),
+        (_routed_meta(routes=["daylight", "daylight"]), None, "routing.routes: expected 2 to 8 distinct names"),
+        (_routed_meta(features=[f"f{i}" for i in range(8)]), None, "not the features this hsrecon computes"),
+        (_routed_meta(), {"matrix": torch.zeros(6, 31)}, "a routed root-polynomial map holds two tensors"),
+        (_routed_meta(), {"matrix": torch.zeros(6, 31), "routes": torch.zeros(3, 6, 31)}, "routes has shape (3, 6"),
+    ],
+)
+def test_the_loader_refuses_a_crafted_routed_file_in_one_line(tmp_path, meta, tensors, message):
+    good = routed_map()
+    path = tmp_path / "crafted.safetensors"
+    save_file(tensors or {"matrix": good.matrix, "routes": good.routes}, str(path),
+              metadata={"hsrecon": json.dumps(meta)})  # fmt: skip
+    with pytest.raises(WeightsError) as raised:
+        load_weights(path)
+    text = str(raised.value)
+    assert message in text and text.startswith(str(path)) and "\n" not in text
+
+
+def test_train_light_auto_fits_each_routed_lights_map_and_a_router(tiny_set, tmp_path):
+    """`--light auto` on the tiny set (6 daylight and 1 incandescent training scenes among 9): the routes are
+    exactly the one-light fits, the fallback matrix the fit on every scene, the router fitted on the 7."""
+    result = invoke("train", "--model", "rpr2", "--light", "auto", "--data", str(tiny_set), "-o",
+                    str(tmp_path / "auto.safetensors"))  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert "with a map per kind of light an image shows" in result.stderr
+    weights = load_weights(tmp_path / "auto.safetensors")
+    for index, light in enumerate(ROUTED_LIGHTS):
+        assert torch.equal(weights.routes[index], fit_pixel_map(tiny_set, 2, light=light).matrix)
+    assert torch.equal(weights.matrix, fit_pixel_map(tiny_set, 2).matrix)
+    facts = weights.meta.training
+    assert facts["light"] == "auto" and facts["router_images"] == 7 and set(facts["routes"]) == set(ROUTED_LIGHTS)
+    assert weights.router.routes == ROUTED_LIGHTS and "routes" in weights.facts()
+    daylight_only = tmp_path / "daylight_only"
+    shutil.copytree(tiny_set, daylight_only)
+    for stem in ("ARAD_HS_0001",):  # the one incandescent training scene
+        for path in daylight_only.rglob(f"{stem}*"):
+            path.unlink()
+    result = invoke("train", "--model", "rpr2", "--light", "auto", "--data", str(daylight_only), "-o",
+                    str(tmp_path / "none.safetensors"))  # fmt: skip
+    assert result.exit_code == 4 and "no training scene lit by incandescent light" in result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 2 and not (tmp_path / "none.safetensors").exists()
+
+
+def test_the_bundled_auto_map_reads_daylight_and_incandescent_scenes_it_never_saw(tiny_set):
+    """rpr2-auto on recipe-1 scenes (it was fitted on recipe 3): the router gives a daylight scene to the
+    daylight map (posterior 0.99) and the incandescent scene, less surely (0.69), to the incandescent map, so on
+    each it scores near that light's own map and far better than the other light's (incandescent scene: SAM
+    12.9° against 10.8° and 19.0°); its card is in weights/README.md."""
+    entry = BUNDLED["rpr2-auto"]
+    weights = load_weights(entry.name)
+    assert sha256_of(weights.path) == entry.sha256 and weights.router.routes == ROUTED_LIGHTS
+    assert weights.meta.training["light"] == "auto" and "--light auto" in weights.meta.provenance["command"]
+    pairs = {pair.name: pair for split in ("train", "valid") for pair in discover(tiny_set, split=split)}
+    for name, own, other in (
+        ("ARAD_HS_0001", "incandescent", "daylight"),
+        ("ARAD_HS_0010", "daylight", "incandescent"),
+    ):
+        image = read_rgb(pairs[name].rgb)
+        truth = read_cube(pairs[name].cube)[0]
+        assert weights.predictor().for_image(image.pixels, weights.transform(image, None)).light[own] > 0.6
+        auto, mine, theirs = (score(reconstruct(image.pixels, weights=w), truth)
+                              for w in (weights, f"rpr2-{own}", f"rpr2-{other}"))  # fmt: skip
+        assert auto.sam < mine.sam + 2.5 and auto.sam < theirs.sam - 4.0, (name, auto, mine, theirs)
+        assert auto.mrae < 1.25 * mine.mrae and auto.mrae < 0.8 * theirs.mrae, (name, auto, mine, theirs)
+    card = (ROOT / "weights" / "README.md").read_text()
+    (mine,) = [s for s in re.split(r"^# Model card: ", card, flags=re.MULTILINE) if "(bundled name `rpr2-auto`" in s]
+    assert entry.filename in mine and entry.sha256 in mine and weights.meta.provenance["dataset"] in mine

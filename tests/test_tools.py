@@ -14,7 +14,8 @@ from hsrecon.io import read_cube
 from hsrecon.metrics import mrae
 from hsrecon.pixelmap import apply_map
 from tools.context_bounds import _scenes, grouped_maps
-from tools.light_bounds import load_scenes, score_routes, subset
+from tools.light_bounds import Scenes, load_scenes, score_routes, subset, train_pixel_classifier
+from tools.light_twins import compare, lamps, twin_of
 from tools.per_pixel_bounds import knn_predictors
 from tools.scores_by_illuminant import markdown, mrae_by_illuminant, scores_by_illuminant
 
@@ -129,6 +130,56 @@ def test_light_bounds_routes_each_scene_to_its_kinds_map(tmp_path):
     expected = mrae(apply_map(first, kind_maps[scenes.kind[0]], 2), scenes.cube[0].astype(np.float64))
     alone = score_routes(subset(scenes, np.arange(4) == 0), one_map, kind_maps, {})["scores"]["true kind"]
     assert alone[0] == pytest.approx(expected)
+
+
+def test_light_bounds_reject_option_and_wrong_kind_routes(tmp_path):
+    """A sure posterior routes like the true kind; an unsure one falls back to one map; ``wrong kind`` is the mean
+    of the other kinds' maps' scores."""
+    make_synthetic_dataset(tmp_path / "s", scenes=4, size=(16, 16), seed=5, camera=None, valid_fraction=0.5)
+    scenes = load_scenes(tmp_path / "s", "valid")
+    rng = np.random.default_rng(1)
+    one_map, kind_maps = rng.uniform(0, 0.2, (6, 31)), [rng.uniform(0, 0.2, (6, 31)) for _ in LIGHT_FAMILIES]
+    kinds = len(LIGHT_FAMILIES)
+    posteriors = {"sure": np.eye(kinds)[scenes.kind], "unsure": np.full((len(scenes.kind), kinds), 1 / kinds)}
+    scores = score_routes(scenes, one_map, kind_maps, posteriors)["scores"]
+    assert scores["sure, sure ≥ 0.9"] == pytest.approx(scores["true kind"])
+    assert scores["unsure, sure ≥ 0.7"] == pytest.approx(scores["one map"])
+    first = scenes.rgb[0].astype(np.float64), scenes.cube[0].astype(np.float64)
+    others = [k for k in range(kinds) if k != scenes.kind[0]]
+    expected = np.mean([mrae(apply_map(first[0], kind_maps[k], 2), first[1]) for k in others])
+    alone = score_routes(subset(scenes, np.arange(len(scenes.kind)) == 0), one_map, kind_maps, {})["scores"]
+    assert alone["wrong kind"][0] == pytest.approx(expected)
+
+
+def test_light_bounds_pixel_classifier_pools_evidence_from_chroma():
+    """Scenes whose kind shows only in their pixels' chroma (noisy tints) are told apart by the pooled per-pixel
+    evidence, with a proper posterior per image."""
+    rng = np.random.default_rng(0)
+    tints = np.array([[1.0, 1.0, 1.0], [1.6, 1.0, 0.5], [0.8, 1.0, 1.3], [1.2, 1.0, 1.2]])
+    kind = np.arange(48) % 4
+    rgb = rng.uniform(0.05, 0.5, (48, 16, 16, 1)) * tints[kind][:, None, None] * rng.uniform(0.8, 1.2, (48, 16, 16, 3))
+    scenes = Scenes(rgb.astype(np.float32), np.zeros((48, 16, 16, 31), np.float32), kind)
+    posterior = train_pixel_classifier(subset(scenes, np.arange(48) < 40), epochs=60)(scenes.rgb[40:])
+    assert posterior.shape == (8, 4) and np.allclose(posterior.sum(1), 1.0)
+    assert (posterior.argmax(1) == kind[40:]).all()
+
+
+def test_light_twins_a_smooth_light_is_its_own_twin_and_a_tube_is_metameric_to_one():
+    """Daylight's twin is itself (no gap, no change); FL2's is a blackbody near 3700 K that moves most measured
+    reflectances' 8-bit RGB by under two steps while the radiance it implies is tens of degrees away."""
+    from hsrecon.data.families import family_library
+    from hsrecon.data.spectra import daylight, light_spectrum
+
+    name, spectrum, gap = twin_of(daylight(6500))
+    assert name == "D6500K" and gap == pytest.approx(0.0, abs=1e-9)
+    reflectances = np.clip(family_library().spectra[::25], 0.0, 1.0)
+    same = compare(reflectances, spectrum, spectrum)
+    assert np.allclose(same["steps"], 0) and np.allclose(same["mrae"], 0) and np.allclose(same["sam"], 0, atol=1e-3)
+    name, twin, gap = twin_of(light_spectrum("FL2"))
+    assert name.startswith("BB") and 3500 <= float(name[2:-1]) <= 3900 and gap < 0.02
+    tube = compare(reflectances, light_spectrum("FL2"), twin)
+    assert np.median(tube["steps"]) < 2 and np.median(tube["sam"]) > 20
+    assert ("train", "fluorescent", "FL2") in lamps() and not any(kind == "incandescent" for _, kind, _ in lamps())
 
 
 def _synth_files(root, split):

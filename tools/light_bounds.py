@@ -11,12 +11,21 @@ routes to it, all fitted on the training split only:
   bright pixels, percentiles, a luminance-weighted log-chroma histogram), applied as the one most likely map
   (hard) or as the posterior-weighted mean of the four maps' spectra (soft);
 - ``CNN, hard/soft``: the same from a small convolutional network over the whole log image (four stride-2
-  convolutions, mean and max pooled), trained with random crops and flips.
+  convolutions, mean and max pooled), trained with random crops and flips;
+- ``pixels, hard/soft``: the same from evidence pooled over every pixel: an MLP gives each pixel's kind from its
+  log-chroma and relative brightness alone (so no layout can be learned), and the image's posterior is the
+  prior plus a tempered sum of the pixels' log-likelihoods, the temperature chosen on a fifth of the training
+  scenes the MLP did not see;
+- ``NAME, sure ≥ τ``: a reject option: the most likely kind's map where the estimator's posterior reaches τ,
+  one map elsewhere (a wrong lamp's map costs far more than one map does);
+- ``wrong kind``: the mean score of the three other kinds' maps, so that ``a × true kind + (1 − a) × wrong kind``
+  is what an estimator right on a share ``a`` of scenes can expect, and ``a × true kind + (1 − a) × one map``
+  what one that knows when it is unsure can.
 
 Every map is fitted as ``hsrecon train --model rpr2`` fits one (:func:`hsrecon.pixelmap.fit_with_validation`,
 on a 4-px grid of each training scene), in the clean input space. Scores are hsrecon's MRAE and SAM, means over
 the validation scenes of each set; ``accuracy`` is the share of scenes whose kind the estimator gets right.
-Run from the repository root (about 10 minutes on 2 CPU cores; the sets as in ``docs/training.md``)::
+Run from the repository root (about 12 minutes on 2 CPU cores; the sets as in ``docs/training.md``)::
 
     python -m tools.light_bounds v3train dev_fam dev_gen r1dev
 
@@ -172,6 +181,70 @@ def train_cnn_classifier(train: Scenes, epochs: int = 40, crop: int = 96) -> Pos
     return posterior
 
 
+def pixel_features(image: np.ndarray) -> np.ndarray:
+    """Per pixel: log(R/G), log(B/G) and log of its brightness over the image's 95th percentile (n×3, float32)."""
+    pixels = image.reshape(-1, 3).astype(np.float64) + 1e-4
+    brightness = pixels.sum(1)
+    reference = np.quantile(brightness, 0.95)
+    logs = [np.log(pixels[:, 0] / pixels[:, 1]), np.log(pixels[:, 2] / pixels[:, 1]), np.log(brightness / reference)]
+    return np.stack(logs, 1).astype(np.float32)
+
+
+def train_pixel_classifier(train: Scenes, per_image: int = 512, epochs: int = 6) -> Posterior:
+    """A per-pixel kind classifier (MLP 3→128→128→kinds, classes weighted to balance) whose pixels' mean
+    log-probabilities, tempered and added to the log prior, give each image's posterior."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(1)
+    calibrate = np.zeros(len(train.kind), bool)
+    calibrate[rng.permutation(len(train.kind))[: len(train.kind) // 5]] = True
+    fit = subset(train, ~calibrate)
+    samples = [pixel_features(image)[rng.choice(image.shape[0] * image.shape[1], per_image)] for image in fit.rgb]
+    features, labels = np.concatenate(samples), np.repeat(fit.kind, per_image)
+    mean, std = features.mean(0), features.std(0)
+    kinds = len(LIGHT_FAMILIES)
+    net = nn.Sequential(nn.Linear(3, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, kinds))
+    counts = np.bincount(labels, minlength=kinds)
+    balance = torch.tensor(len(labels) / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32)
+    optimiser = torch.optim.Adam(net.parameters(), lr=2e-3)
+    inputs, targets = torch.tensor((features - mean) / std), torch.tensor(labels)
+    for _ in range(epochs):
+        order = torch.randperm(len(targets))
+        for start in range(0, len(order), 4096):
+            batch = order[start : start + 4096]
+            optimiser.zero_grad()
+            nn.functional.cross_entropy(net(inputs[batch]), targets[batch], weight=balance).backward()
+            optimiser.step()
+    net.eval()
+
+    def evidence(images: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return np.array(
+                [
+                    torch.log_softmax(net(torch.tensor((pixel_features(image) - mean) / std)), 1).mean(0).numpy()
+                    for image in images
+                ]
+            )
+
+    log_prior = np.log(np.maximum(counts, 1) / counts.sum())
+
+    def tempered(pooled: np.ndarray, temperature: float) -> np.ndarray:
+        logits = log_prior + temperature * pooled
+        weights = np.exp(logits - logits.max(1, keepdims=True))
+        return weights / weights.sum(1, keepdims=True)
+
+    held = subset(train, calibrate)
+    pooled = evidence(held.rgb)
+
+    def loss(temperature: float) -> float:
+        return float(-np.log(tempered(pooled, temperature)[np.arange(len(held.kind)), held.kind] + 1e-12).mean())
+
+    best = min((1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0), key=loss)
+    return lambda images: tempered(evidence(images), best)
+
+
+SURE = (0.7, 0.9)
+
+
 def score_routes(scenes: Scenes, one_map: np.ndarray, kind_maps: list[np.ndarray], posteriors: dict) -> dict:
     """Mean (MRAE, SAM) per route over the scenes, and each estimator's accuracy."""
     scores: dict[str, list[tuple[float, float]]] = {}
@@ -182,12 +255,18 @@ def score_routes(scenes: Scenes, one_map: np.ndarray, kind_maps: list[np.ndarray
     for index, kind in enumerate(scenes.kind):
         rgb, truth = scenes.rgb[index].astype(np.float64), scenes.cube[index].astype(np.float64)
         by_kind = [apply_map(rgb, matrix, 2) for matrix in kind_maps]
-        add("one map", apply_map(rgb, one_map, 2), truth)
+        one = apply_map(rgb, one_map, 2)
+        add("one map", one, truth)
         add("true kind", by_kind[kind], truth)
+        wrong = [(mrae(spectra, truth), sam(spectra, truth)) for k, spectra in enumerate(by_kind) if k != kind]
+        scores.setdefault("wrong kind", []).append(tuple(np.mean(wrong, axis=0)))
         for name, probabilities in posteriors.items():
             add(f"{name}, hard", by_kind[int(probabilities[index].argmax())], truth)
             mixed = sum(p * spectra for p, spectra in zip(probabilities[index], by_kind, strict=True))
             add(f"{name}, soft", mixed, truth)
+            for level in SURE:
+                sure = probabilities[index].max() >= level
+                add(f"{name}, sure ≥ {level}", by_kind[int(probabilities[index].argmax())] if sure else one, truth)
     result = {route: tuple(np.mean(values, axis=0)) for route, values in scores.items()}
     accuracy = {name: float((p.argmax(1) == scenes.kind).mean()) for name, p in posteriors.items()}
     return {"scores": result, "accuracy": accuracy}
@@ -201,7 +280,11 @@ def main() -> None:
     train = load_scenes(args.train, "train")
     one_map = fit_map(train)
     kind_maps = [fit_map(subset(train, train.kind == kind)) for kind in range(len(LIGHT_FAMILIES))]
-    estimators = {"features": train_feature_classifier(train), "CNN": train_cnn_classifier(train)}
+    estimators = {
+        "features": train_feature_classifier(train),
+        "CNN": train_cnn_classifier(train),
+        "pixels": train_pixel_classifier(train),
+    }
     results = {}
     for root in args.sets:
         scenes = load_scenes(root, "valid")

@@ -24,6 +24,7 @@ data is this one command with another ``--data`` / ``--dataset-command`` / ``--v
         --dataset-command "hsrecon synth -o synth40 --scenes 40 --size 128 --seed 5"
 
 then put the printed SHA-256 in ``hsrecon.weights.BUNDLED`` and the scores in ``weights/README.md``.
+``--light auto`` packages a routed map (``hsrecon train --light auto``), scored on the whole validation split.
 ``--light KIND`` fits on the scenes of that kind of main light only (``hsrecon train --light``) and scores the
 validation scenes of that light (``hsrecon eval --group-by light``: their pixels pooled)::
 
@@ -41,8 +42,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from hsrecon.data.spectra import LIGHT_FAMILIES
-from hsrecon.pixelfit import MODELS, fit_pixel_map
+from hsrecon.pixelfit import AUTO_LIGHT, LIGHT_CHOICES, MODELS, fit_pixel_map, fit_routed_map
 from hsrecon.pixelweights import PixelMapMeta
 from hsrecon.weights import WeightsMeta, load_weights, save_weights, sha256_of
 
@@ -110,7 +110,8 @@ def packaged_meta(meta: WeightsMeta, args: argparse.Namespace, metrics: dict) ->
 # What a packaged map's training facts keep (the rest names this machine's folders).
 PIXEL_FACT_KEYS = ("layout", "split", "track", "file_space", "fit_space", "terms", "degree", "ridge", "ridge_chosen_by",
                    "ridges_tried", "valid_mrae_per_ridge", "valid_mrae", "fit_images", "fit_pixels", "valid_images",
-                   "valid_pixels", "skipped", "light")  # fmt: skip
+                   "valid_pixels", "skipped", "light", "routes", "router_images",
+                   "router_training_accuracy")  # fmt: skip
 
 
 def packaged_pixel_map(meta: PixelMapMeta, args: argparse.Namespace, metrics: dict) -> PixelMapMeta:
@@ -139,16 +140,20 @@ def packaged_pixel_map(meta: PixelMapMeta, args: argparse.Namespace, metrics: di
         provenance=provenance,
         training=training,
         metrics=metrics,
+        routing=meta.routing,
     )
 
 
 def package_pixel_map(args: argparse.Namespace) -> None:
     """``--fit rpr2|rpr3``: fit on ``--data``, score on its validation split, write ``--output``."""
-    weights = fit_pixel_map(args.data, MODELS[args.fit], track=args.track, light=args.light, version=args.version)
+    if args.light == AUTO_LIGHT:
+        weights = fit_routed_map(args.data, MODELS[args.fit], track=args.track, version=args.version)
+    else:
+        weights = fit_pixel_map(args.data, MODELS[args.fit], track=args.track, light=args.light, version=args.version)
     with tempfile.TemporaryDirectory() as folder:
         fitted = Path(folder) / "fitted.safetensors"
         save_weights(fitted, weights.state_dict, weights.meta)
-        if args.light:
+        if args.light and args.light != AUTO_LIGHT:
             key = f"synthetic valid, {args.track} rendering, scenes lit by {args.light} (pixels pooled)"
             metrics = {key: light_scores(fitted, args.data, args.track, args.light)}
         else:
@@ -174,7 +179,9 @@ def main() -> None:
         "--init", help="what the last stage started from, as --train-command names it (default: the run's --init)"
     )
     parser.add_argument("--track", default="clean", choices=TRACKS, help="--fit: the rendering to fit on")
-    parser.add_argument("--light", choices=LIGHT_FAMILIES, help="--fit: the scenes of this main light only")
+    parser.add_argument(
+        "--light", choices=LIGHT_CHOICES, help="--fit: the scenes of this main light only; auto: a routed map"
+    )
     parser.add_argument(
         "--status",
         default="provisional: fitted on a small recipe-1 synthetic set; to be refitted on training data v3",

@@ -173,12 +173,14 @@ class Prior(str, Enum):
 
 
 class Light(str, Enum):
-    """``train --light`` kinds of main light (``hsrecon.data.spectra.LIGHT_FAMILIES``)."""
+    """``train --light`` kinds of main light (``hsrecon.data.spectra.LIGHT_FAMILIES``), or ``auto``: a map per
+    kind an image shows, chosen by the image's colours (``hsrecon.pixelfit.fit_routed_map``)."""
 
     DAYLIGHT = "daylight"
     INCANDESCENT = "incandescent"
     FLUORESCENT = "fluorescent"
     LED = "LED"
+    AUTO = "auto"
 
 
 class Track(str, Enum):

@@ -23,7 +23,7 @@ def export(
 
     loaded = weights_or_exit(weights)
     if getattr(loaded, "per_pixel", False):
-        raise fail(f"{loaded.name}: a per-pixel map has no network to export; its matrix is the file's one tensor "
+        raise fail(f"{loaded.name}: a per-pixel map has no network to export; its matrices are the file's tensors "
                    "(safetensors), applied as docs/formats.md says", ExitCode.USAGE)  # fmt: skip
     size = windowing_or_exit(loaded, window, None, None, None)[0].window
     if onnx.exists() and not overwrite:

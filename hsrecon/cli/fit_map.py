@@ -39,7 +39,7 @@ def _refuse_network_options(ctx: typer.Context, model: str) -> None:
 def fit_map(ctx: typer.Context, model: str, data: Path, output: Path, track: str, light: str | None = None) -> ExitCode:
     """Fit the per-pixel map ``model`` on ``data``'s training split and write it (progress on stderr)."""
     _refuse_network_options(ctx, model)
-    from hsrecon.pixelfit import fit_pixel_map, model_degree
+    from hsrecon.pixelfit import AUTO_LIGHT, fit_pixel_map, fit_routed_map, model_degree
     from hsrecon.weights import save_weights
 
     target = weights_path(output)
@@ -50,8 +50,9 @@ def fit_map(ctx: typer.Context, model: str, data: Path, output: Path, track: str
     task = progress.add_task("read", total=None)
     try:
         with progress:
-            weights = fit_pixel_map(
-                data, model_degree(model), track=track, light=light,
+            routed = light == AUTO_LIGHT
+            weights = (fit_routed_map if routed else fit_pixel_map)(
+                data, model_degree(model), track=track, **({} if routed else {"light": light}),
                 on_start=lambda images: progress.update(task, total=images),
                 on_image=lambda pair: progress.advance(task),
                 on_skip=lambda line: say("note", f"left out {line}", progress.console),
@@ -67,7 +68,7 @@ def fit_map(ctx: typer.Context, model: str, data: Path, output: Path, track: str
     facts = weights.meta.training
     stderr.print(
         safe(
-            f"fitted {model}{'' if light is None else f' for scenes lit by {light}'} on {facts['fit_images']} "
+            f"fitted {model}{_for_light(light)} on {facts['fit_images']} "
             f"images ({facts['fit_pixels']:,} pixels) of {data}; ridge "
             f"{weights.meta.ridge:g} chosen on {facts['valid_pixels']:,} pixels of {facts['valid_images']} images "
             f"set aside (MRAE {facts['valid_mrae']:.4f} there); wrote {target}"
@@ -75,3 +76,11 @@ def fit_map(ctx: typer.Context, model: str, data: Path, output: Path, track: str
         highlight=False,
     )
     return ExitCode.OK
+
+
+def _for_light(light: str | None) -> str:
+    if light is None:
+        return ""
+    if light == "auto":  # pixelfit.AUTO_LIGHT (not imported here: --help stays free of numpy)
+        return " with a map per kind of light an image shows, chosen by its colours,"
+    return f" for scenes lit by {light}"

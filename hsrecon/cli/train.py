@@ -54,7 +54,8 @@ def train(
         typer.Option(
             parser=one_of(Light, "--light"),
             help="Per-pixel maps: fit on the training scenes whose main light is of this kind only (daylight, "
-            "incandescent, fluorescent, LED; from hsrecon synth's synth.json): a map for a known light.",
+            "incandescent, fluorescent, LED; from hsrecon synth's synth.json): a map for a known light. auto: "
+            "a daylight and an incandescent map, weighed per image by its colours (docs/training.md).",
         ),
     ] = None,
     steps: Annotated[
