@@ -167,6 +167,15 @@ BUNDLED: dict[str, BundledWeights] = {
         windowing=Windowing(window=64, stride=32, pad=32, edge=0),
         unet_constant={64: False},  # deviation 0.66
     ),
+    "camera-v3": BundledWeights(
+        name="camera-v3",
+        filename="lwrdan_camera_v3.safetensors",
+        sha256="22965257035612cb6daf3fd8b29e77ab3281028545ad87975a9bd82cab8fbb99",
+        summary="for camera photos (sRGB JPEG): camera-l2 fine-tuned on training data v3's photos for MRAE and "
+        "spectral angle; the best bundled model on photos of unseen cameras and materials (weights/README.md)",
+        windowing=Windowing(window=64, stride=32, pad=32, edge=0),
+        unet_constant={64: False},  # deviation 0.30
+    ),
     "rpr2-clean-provisional": BundledWeights(
         name="rpr2-clean-provisional",
         filename="rpr2_clean_provisional.safetensors",

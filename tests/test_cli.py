@@ -58,6 +58,7 @@ def test_info_json():
         "ntire2020-clean",
         "camera",
         "camera-l2",
+        "camera-v3",
         "rpr2-clean-provisional",
         "rpr2-daylight",
         "rpr2-incandescent",
