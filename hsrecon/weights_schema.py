@@ -218,11 +218,19 @@ def check_routing(routing: object) -> tuple[int, int]:
     return len(routes), len(features)
 
 
+MAX_ROUTING_VALUE = 1e6
+"""The largest magnitude a router's number may have: a fitted one is within ±100; beyond this, exp() of a
+logit could overflow and turn an image's matrix into NaN."""
+
+
 def _numbers(name: str, values: object, length: int, *, positive: bool = False) -> None:
-    valid = isinstance(values, list) and len(values) == length and all(_is_number(value) for value in values)
-    if not valid or (positive and not all(value > 0 for value in values)):  # type: ignore[union-attr]
-        kind = "positive numbers" if positive else "finite numbers"
-        raise ValueError(f"{name}: expected {length} {kind}, found {_describe(values)}")
+    valid = isinstance(values, list) and len(values) == length
+    valid = valid and all(_is_number(value) and abs(value) <= MAX_ROUTING_VALUE for value in values)  # type: ignore[union-attr]
+    if not valid or (positive and not all(value >= 1e-9 for value in values)):  # type: ignore[union-attr]
+        kind = "positive numbers" if positive else "numbers"
+        raise ValueError(
+            f"{name}: expected {length} {kind} of magnitude at most {MAX_ROUTING_VALUE:g}, found {_describe(values)}"
+        )
 
 
 def check_parameter_budget(config: object) -> int:

@@ -442,6 +442,7 @@ def _routed_meta(**routing_changes) -> dict:
     [
         (_routed_meta(coef=[[0.0] * 8]), None, "routing.coef: expected 2 rows, one per route"),
         (_routed_meta(scale=[0.0] * 8), None, "routing.scale: expected 8 positive numbers"),
+        (_routed_meta(intercept=[1e300, 0.0]), None, "routing.intercept: expected 2 numbers of magnitude at most"),
         (_routed_meta(routes=["daylight", "daylight"]), None, "routing.routes: expected 2 to 8 distinct names"),
         (_routed_meta(features=[f"f{i}" for i in range(8)]), None, "not the features this hsrecon computes"),
         (_routed_meta(), {"matrix": torch.zeros(6, 31)}, "a routed root-polynomial map holds two tensors"),
