@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from hsrecon import __version__
-from hsrecon.data import Pair, scan, track_space
+from hsrecon.data import Pair, Scan, scan, track_space
 from hsrecon.data.spectra import LIGHT_FAMILIES
 from hsrecon.evaluate import BASELINE_SAMPLES, fit_root_polynomial_baseline
 from hsrecon.groups import GroupingError, main_lights
@@ -81,6 +81,19 @@ def pairs_lit_by(data: Path, pairs: list[Pair], light: str) -> list[Pair]:
     return chosen
 
 
+def _fit_space(track: str) -> str:
+    """The values a map is fitted on for ``track``: clean space (photos decoded), as the baselines see them."""
+    return network_space("ntire2020-clean", track_space(track))[0]
+
+
+def _training_pairs(data: Path, track: str) -> Scan:
+    """``data``'s training split for ``track``; ValueError (one line) when it has no complete pair."""
+    found = scan(data, "train", track)
+    if not found.pairs:
+        raise ValueError(f"{data}: no complete training pairs for the {track} track ({len(found.unpaired)} unpaired)")
+    return found
+
+
 def fit_pixel_map(
     data: Path,
     degree: int,
@@ -102,12 +115,10 @@ def fit_pixel_map(
     neither layout, no training pairs (of that light), no usable pair, or cubes of other than 31 bands.
     """
     data = Path(data)
-    found = scan(data, "train", track)
-    if not found.pairs:
-        raise ValueError(f"{data}: no complete training pairs for the {track} track ({len(found.unpaired)} unpaired)")
+    found = _training_pairs(data, track)
     if light is not None:
         found.pairs = pairs_lit_by(data, found.pairs, light)
-    space = network_space("ntire2020-clean", track_space(track))[0]
+    space = _fit_space(track)
     if on_start is not None:
         on_start(len(found.pairs))
     try:
@@ -160,16 +171,14 @@ def fit_routed_map(
     hears the number of images read in all. ValueError (one line) as :func:`fit_pixel_map`, and for a set
     without training scenes of every routed kind."""
     data = Path(data)
-    found = scan(data, "train", track)
-    if not found.pairs:
-        raise ValueError(f"{data}: no complete training pairs for the {track} track ({len(found.unpaired)} unpaired)")
+    found = _training_pairs(data, track)
     lit = [pairs_lit_by(data, found.pairs, light) for light in ROUTED_LIGHTS]
     if on_start is not None:
         on_start(len(found.pairs) + 2 * sum(len(pairs) for pairs in lit))
     fit = {"track": track, "samples": samples, "on_image": on_image, "on_skip": on_skip}
     general = fit_pixel_map(data, degree, **fit)  # type: ignore[arg-type]
     by_light = [fit_pixel_map(data, degree, light=light, **fit) for light in ROUTED_LIGHTS]  # type: ignore[arg-type]
-    features, labels = _router_samples(lit, network_space("ntire2020-clean", track_space(track))[0], on_image)
+    features, labels = _router_samples(lit, _fit_space(track), on_image)
     router = fit_router(features, labels, ROUTED_LIGHTS)
     right = [int(router.posterior(row).argmax()) == label for row, label in zip(features, labels, strict=True)]
     training = {

@@ -135,6 +135,10 @@ class BundledWeights:
     projects_by_default: bool = False
 
 
+CAMERA_WINDOWING = Windowing(window=64, stride=32, pad=32, edge=0)
+"""The camera models' windows: a working U-net with global attention, so the output depends on the window and
+the trained size stays; half-window overlap, the image mirrored by half a window."""
+
 BUNDLED: dict[str, BundledWeights] = {
     "ntire2020-clean": BundledWeights(
         name="ntire2020-clean",
@@ -154,8 +158,7 @@ BUNDLED: dict[str, BundledWeights] = {
         sha256="1070aacb3934514c5c355e1ed04de1297c624de466828c2277a0839cae63cd1d",
         summary="for camera photos (sRGB JPEG), lowest relative error (MRAE) under any light; trained by hsrecon "
         "on its synthetic set (weights/README.md)",
-        # A working U-net with global attention: the output depends on the window; the trained size stays.
-        windowing=Windowing(window=64, stride=32, pad=32, edge=0),
+        windowing=CAMERA_WINDOWING,
         unet_constant={64: False},  # deviation 0.25
     ),
     "camera-l2": BundledWeights(
@@ -164,7 +167,7 @@ BUNDLED: dict[str, BundledWeights] = {
         sha256="c50d31ac4e4d8bd9d88773476fab323969373735a74c90c603d3e7348e0abcdd",
         summary="for camera photos (sRGB JPEG), lower absolute error (RMSE) than camera and better on daylight; "
         "trained by hsrecon on its synthetic set (weights/README.md)",
-        windowing=Windowing(window=64, stride=32, pad=32, edge=0),
+        windowing=CAMERA_WINDOWING,
         unet_constant={64: False},  # deviation 0.66
     ),
     "camera-v3": BundledWeights(
@@ -173,7 +176,7 @@ BUNDLED: dict[str, BundledWeights] = {
         sha256="22965257035612cb6daf3fd8b29e77ab3281028545ad87975a9bd82cab8fbb99",
         summary="for camera photos (sRGB JPEG): camera-l2 fine-tuned on training data v3's photos for MRAE and "
         "spectral angle; the best bundled model on photos of unseen cameras and materials (weights/README.md)",
-        windowing=Windowing(window=64, stride=32, pad=32, edge=0),
+        windowing=CAMERA_WINDOWING,
         unet_constant={64: False},  # deviation 0.30
     ),
     "rpr2-clean-provisional": BundledWeights(
