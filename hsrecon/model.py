@@ -16,9 +16,10 @@ from __future__ import annotations
 import copy
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -42,6 +43,7 @@ __all__ = [
     "count_trainable",
     "flops_per_pixel",
     "fold_batchnorm",
+    "over_prior",
 ]
 
 NormFactory = Callable[[int], nn.Module]
@@ -343,6 +345,33 @@ class LWRDAN(nn.Module):
 def build_model(config: LWRDANConfig | None = None) -> LWRDAN:
     """Build an untrained LWRDAN (PyTorch default initialisation); load weights with ``hsrecon.weights``."""
     return LWRDAN(config)
+
+
+def over_prior(
+    network: LWRDAN, matrix: torch.Tensor | np.ndarray, degree: int, *, network_share: float = 0.0
+) -> LWRDAN:
+    """A network over a per-pixel prior: ``network_share`` × the network's output plus (1 − share) × the
+    root-polynomial map of ``matrix`` (terms × bands, fitted on the values the network sees).
+
+    Both terms are linear in the last convolution and the matrix, so the mixture is one LWRDAN with a prior
+    (``prior_degree``): the last convolution scaled by the share, the matrix by its complement. Share 0 is
+    design (b)'s start (the untrained correction is zero, the model is its prior); share 1 the network alone.
+    A fraction between is a blend that runs, in windows, wherever a network runs, at a network's cost: the
+    bundled ``clean-v3`` is the authors' network at share 0.35 over a map fitted on training data v3
+    (``docs/training.md``). ``network`` must have no prior of its own; it is left unchanged.
+    """
+    if network.config.prior_degree:
+        raise ValueError("this network already has a per-pixel prior; give the network without one")
+    if not 0.0 <= network_share <= 1.0:
+        raise ValueError(f"the network's share must be in [0, 1], got {network_share}")
+    model = LWRDAN(replace(network.config, prior_degree=degree))
+    prior = torch.as_tensor(np.asarray(matrix, dtype=np.float32) if not isinstance(matrix, torch.Tensor) else matrix)
+    state = network.state_dict() | {"prior.matrix": (1.0 - network_share) * prior.to(torch.float32)}
+    model.load_state_dict(state)
+    with torch.no_grad():
+        model.fusion.weight.mul_(network_share)
+        model.fusion.bias.mul_(network_share)
+    return model.train(network.training)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -21,7 +21,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,7 @@ from torch import nn
 from hsrecon import __version__
 from hsrecon.data import Pair, discover, track_space
 from hsrecon.data.patches import PatchDataset, check_pairs, load_pair
-from hsrecon.model import LWRDAN, LWRDANConfig
+from hsrecon.model import LWRDAN, LWRDANConfig, over_prior
 from hsrecon.temps import write_atomic
 from hsrecon.weights import Weights, WeightsError, load_weights, make_meta, save_weights
 
@@ -357,11 +357,9 @@ def _build_model(config: TrainConfig) -> tuple[LWRDAN, bool]:
     if not adds_prior:
         model.load_state_dict(loaded.state_dict)
         return model, False
-    model.load_state_dict(loaded.state_dict | {"prior.matrix": model.prior.matrix})
-    with torch.no_grad():
-        model.fusion.weight.zero_()
-        model.fusion.bias.zero_()
-    return model, True
+    network = LWRDAN(replace(model.config, prior_degree=0))
+    network.load_state_dict(loaded.state_dict)
+    return over_prior(network, model.prior.matrix, model.config.prior_degree, network_share=0.0), True
 
 
 def fit_prior(model: LWRDAN, train_pairs: list[Pair]) -> dict:

@@ -19,7 +19,8 @@ KERAS_REFERENCE = ROOT.parent / "shared" / "reference" / "lwrdan_ntire2020_clean
 
 @pytest.fixture(scope="session")
 def bundled_weights():
-    return load_weights()
+    """The authors' weights (``ntire2020-clean``), which most tests pin: the port, its windows and facts."""
+    return load_weights("ntire2020-clean")
 
 
 @pytest.fixture(scope="session")

@@ -44,7 +44,7 @@ def test_help_lists_commands():
 
 
 def test_info_json():
-    result = hsrecon("info", "--json", "--device", "cpu")
+    result = hsrecon("info", "--json", "--device", "cpu", "--weights", "ntire2020-clean")
     assert result.returncode == 0, result.stderr
     facts = json.loads(result.stdout)
     assert facts["parameters"] == 233_059
@@ -56,6 +56,7 @@ def test_info_json():
     assert facts["device"] == "cpu"
     assert list(facts["bundled_weights"]) == [
         "ntire2020-clean",
+        "clean-v3",
         "camera",
         "camera-l2",
         "camera-v3",
@@ -68,8 +69,15 @@ def test_info_json():
     ]
 
 
+def test_info_of_the_default_is_the_authors_network_over_its_map():
+    facts = json.loads(hsrecon("info", "--json", "--device", "cpu").stdout)
+    assert facts["weights_version"] == "clean-v3-1"
+    assert facts["parameters"] == 233_059 + 6 * 31  # the authors' values and the map's matrix
+    assert facts["training"]["network_share"] == 0.25 and facts["training"]["init"] == "ntire2020-clean"
+
+
 def test_info_table_shows_count_and_provenance():
-    result = hsrecon("info", "--device", "cpu")
+    result = hsrecon("info", "--device", "cpu", "--weights", "ntire2020-clean")
     assert result.returncode == 0
     assert "233,059" in result.stdout
     assert "0de84ebed542c030701b704b7102c074bd7c223c" in result.stdout

@@ -42,7 +42,7 @@ def test_data_table_json_and_csv(ntire2020, tmp_path, bundled_model):
     report, table = tmp_path / "report.json", tmp_path / "scores.csv"
     result = hsrecon(
         "eval", "--data", str(ntire2020), *NO_OVERLAP, "--baseline", "linear", "--device", "cpu",
-        "--json", str(report), "--csv", str(table), "-q",
+        "--weights", "ntire2020-clean", "--json", str(report), "--csv", str(table), "-q",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     for text in ("ARAD_HS_0451", "ARAD_HS_0452", "network", "linear", "mean", "median", "p95", "MRAE", "SSIM"):
@@ -138,7 +138,7 @@ def test_plausible_mrae_map_and_otsu_beside_the_network(ntire2020, tmp_path, bun
     report = tmp_path / "r.json"
     result = invoke(
         "eval", "--data", str(ntire2020), "--plausible", "--baseline", "linear-mrae", "--baseline", "otsu2018",
-        "--window", "64", "--stride", "64", "--device", "cpu", "--json", str(report),
+        "--window", "64", "--stride", "64", "--device", "cpu", "--weights", "ntire2020-clean", "--json", str(report),
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr
     for text in ("network+plausible", "linear-mrae", "otsu2018", "MRAE g*", "RMSE g*", "after each image's best gain"):
@@ -187,6 +187,8 @@ def test_pred_gt_on_convert_outputs_in_three_formats(tmp_path, rng):
         "-f",
         "h5",
         *NO_OVERLAP,
+        "--weights",
+        "ntire2020-clean",
         "--no-plausible",  # the raw network on random values (projecting them aims at codes, not at this truth)
         "-q",
     )

@@ -10,7 +10,7 @@ import pytest
 
 from hsrecon.keras_import import KerasImportError, convert_keras_file, read_keras_state_dict
 from hsrecon.model import LWRDANConfig
-from hsrecon.weights import BUNDLED, DEFAULT_WEIGHTS, load_weights, sha256_of
+from hsrecon.weights import BUNDLED, load_weights, sha256_of
 
 
 def test_config_read_from_the_file(keras_reference_file):
@@ -23,7 +23,7 @@ def test_config_read_from_the_file(keras_reference_file):
 
 def test_conversion_reproduces_the_bundled_file_bit_for_bit(keras_reference_file, tmp_path):
     out = convert_keras_file(keras_reference_file, tmp_path / "w.safetensors")
-    assert sha256_of(out) == BUNDLED[DEFAULT_WEIGHTS].sha256
+    assert sha256_of(out) == BUNDLED["ntire2020-clean"].sha256
     assert load_weights(out).meta.num_params == 233_059
 
 

@@ -29,6 +29,7 @@ def test_wheel_contains_weights_card_and_licence(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for name in (
         "lwrdan_ntire2020_clean.safetensors",
+        "lwrdan_clean_v3.safetensors",
         "lwrdan_camera.safetensors",
         "lwrdan_camera_l2.safetensors",
         "rpr2_clean_provisional.safetensors",
@@ -44,8 +45,8 @@ def test_installed_package_finds_bundled_weights(wheel, tmp_path):
     zipfile.ZipFile(wheel).extractall(site)
     code = (
         "from hsrecon.weights import load_weights as l; w = l(); print(w.path); print(w.meta.num_params); "
-        "l('camera'); l('camera-l2'); print(l('rpr2-clean-provisional').path.parent == w.path.parent == "
-        "l('rpr2-led').path.parent)"
+        "l('ntire2020-clean'); l('camera'); l('camera-l2'); "
+        "print(l('rpr2-clean-provisional').path.parent == w.path.parent == l('rpr2-led').path.parent)"
     )
     result = subprocess.run(
         [sys.executable, "-c", code],
@@ -58,7 +59,7 @@ def test_installed_package_finds_bundled_weights(wheel, tmp_path):
     assert result.returncode == 0, result.stderr
     path, count, same_folder = result.stdout.split()
     assert path.startswith(str(site / "hsrecon" / "_weights"))
-    assert count == "233059" and same_folder == "True"
+    assert count == "233245" and same_folder == "True"  # the default: the authors' 233,059 values + its map's 186
 
 
 def test_wheel_carries_the_viewers_page(wheel):

@@ -24,6 +24,18 @@ data is this one command with another ``--data`` / ``--dataset-command`` / ``--v
         --dataset-command "hsrecon synth -o synth40 --scenes 40 --size 128 --seed 5"
 
 then put the printed SHA-256 in ``hsrecon.weights.BUNDLED`` and the scores in ``weights/README.md``.
+``--over NETWORK --network-share S`` packages, instead of the map, the network over it
+(:func:`hsrecon.model.over_prior`: S × the network plus (1 − S) × the map, one LWRDAN with a prior), scored
+on the dataset's validation split (clean rendering); e.g.::
+
+    python -m tools.package_weights --fit rpr2 --over ntire2020-clean --network-share 0.35 --data /work/v3train \
+        -o blend.safetensors --version blend-1 \
+        --dataset-command "hsrecon synth -o v3train --recipe 3 --scenes 2000 --size 128 --seed 31"
+
+``--mix MAP=SHARE`` adds an already fitted map under the network at that share (the fitted one gets the rest);
+the default ``clean-v3`` is the authors' network at 0.25, ``rpr2-clean-provisional`` (recipe 1) at 0.3 and a map
+fitted on v3train at 0.45 (``weights/README.md`` has the command).
+
 ``--light auto`` packages a routed map (``hsrecon train --light auto``), scored on the whole validation split.
 ``--light KIND`` fits on the scenes of that kind of main light only (``hsrecon train --light``) and scores the
 validation scenes of that light (``hsrecon eval --group-by light``: their pixels pooled)::
@@ -40,11 +52,13 @@ import json
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
+from hsrecon.model import over_prior
 from hsrecon.pixelfit import AUTO_LIGHT, LIGHT_CHOICES, MODELS, fit_pixel_map, fit_routed_map
-from hsrecon.pixelweights import PixelMapMeta
-from hsrecon.weights import WeightsMeta, load_weights, save_weights, sha256_of
+from hsrecon.pixelweights import PixelMapMeta, PixelMapWeights
+from hsrecon.weights import Weights, WeightsMeta, load_model, load_weights, make_meta, save_weights, sha256_of
 
 TRACKS = ("realworld", "clean")
 SCORES = ("mrae_mean", "mrae_median", "mrae_p95", "rmse_mean", "psnr_mean", "sam_mean", "ssim_mean")
@@ -144,22 +158,84 @@ def packaged_pixel_map(meta: PixelMapMeta, args: argparse.Namespace, metrics: di
     )
 
 
+def _mixed_maps(args: argparse.Namespace) -> list[tuple[str, float, PixelMapWeights]]:
+    """``--mix NAME=SHARE`` (repeatable): bundled or saved unrouted maps that join the fitted one under the network."""
+    mixed = []
+    for item in args.mix:
+        name, _, share = item.partition("=")
+        loaded = load_weights(name)
+        if not isinstance(loaded, PixelMapWeights) or loaded.routes is not None:
+            raise SystemExit(f"--mix {item}: not an unrouted per-pixel map")
+        mixed.append((name, float(share), loaded))
+    return mixed
+
+
+def network_over_map(weights: PixelMapWeights, args: argparse.Namespace) -> tuple[dict, WeightsMeta]:
+    """``--over NETWORK --network-share S [--mix MAP=SHARE ...]``: the network's tensors over the fitted map (with
+    any ``--mix`` maps at their shares; the fitted map gets what is left), and their metadata (the network's window
+    and input space; the map's fit and every share under ``training``)."""
+    network = load_weights(args.over)
+    if not isinstance(network, Weights):
+        raise SystemExit(f"--over {args.over}: a per-pixel map, not a network")
+    mixed = _mixed_maps(args)
+    fitted_share = 1.0 - args.network_share - sum(share for _, share, _ in mixed)
+    maps = [(f"{args.fit} fitted on {args.data.name}", fitted_share, weights), *mixed]
+    for name, share, loaded in maps:
+        if share <= 0 or loaded.meta.degree != weights.meta.degree or loaded.input_space != network.meta.input_space:
+            raise SystemExit(
+                f"{name}: share {share:g}, degree {loaded.meta.degree}, input {loaded.input_space}: each map needs a "
+                f"positive share, degree {weights.meta.degree} and the network's input space"
+            )
+    prior = sum(share * loaded.matrix for _, share, loaded in maps) / (1.0 - args.network_share)
+    model = over_prior(load_model(args.over), prior, weights.meta.degree, network_share=args.network_share)
+    folder = args.data.name
+    options = f"--over {args.over} --network-share {args.network_share}" + "".join(f" --mix {m}" for m in args.mix)
+    shares = {"network": args.network_share, **{name: round(share, 6) for name, share, _ in maps}}
+    provenance = {
+        "trainer": "hsrecon",
+        "init": args.over,
+        "method": " + ".join(f"{share:g} x {name}" for name, share in shares.items())
+        + f" ({args.over}; root-polynomial degree {weights.meta.degree}; hsrecon.model.over_prior)",
+        "dataset": args.dataset_command,
+        "command": f"hsrecon train --model {args.fit} --data {folder} --track {args.track} "
+        f"-o {args.version}-map.safetensors",
+        "packaged_by": f"python -m tools.package_weights --fit {args.fit} {options} --data {folder} "
+        f"--track {args.track} --version {args.version}",
+        "status": args.status,
+        "licence": f"{network.meta.provenance.get('license', 'MIT')} (network); MIT (hsrecon, the maps)",
+    }
+    facts = {key: weights.meta.training[key] for key in PIXEL_FACT_KEYS if key in weights.meta.training}
+    training = {"init": args.over, "network_share": args.network_share, "shares": shares,
+                "mixed_maps": {name: sha256_of(loaded.path) for name, _, loaded in mixed},
+                "prior_fit": {"data": folder, **facts}}  # fmt: skip
+    meta = make_meta(
+        model, window_size=network.meta.window_size, input_space=network.meta.input_space,
+        weights_version=args.version, wavelengths_nm=network.meta.wavelengths_nm, provenance=provenance,
+        training=training,
+    )  # fmt: skip
+    return model.state_dict(), meta
+
+
 def package_pixel_map(args: argparse.Namespace) -> None:
     """``--fit rpr2|rpr3``: fit on ``--data``, score on its validation split, write ``--output``."""
     if args.light == AUTO_LIGHT:
         weights = fit_routed_map(args.data, MODELS[args.fit], track=args.track, version=args.version)
     else:
         weights = fit_pixel_map(args.data, MODELS[args.fit], track=args.track, light=args.light, version=args.version)
+    state, meta = network_over_map(weights, args) if args.over else (weights.state_dict, weights.meta)
     with tempfile.TemporaryDirectory() as folder:
         fitted = Path(folder) / "fitted.safetensors"
-        save_weights(fitted, weights.state_dict, weights.meta)
+        save_weights(fitted, state, meta)
         if args.light and args.light != AUTO_LIGHT:
             key = f"synthetic valid, {args.track} rendering, scenes lit by {args.light} (pixels pooled)"
             metrics = {key: light_scores(fitted, args.data, args.track, args.light)}
         else:
-            scores = eval_scores(fitted, args.data, args.track)["network"]
+            scores = eval_scores(fitted, args.data, args.track, "--no-plausible")["network"]
             metrics = {f"synthetic valid, {args.track} rendering": scores}
-    save_weights(args.output, weights.state_dict, packaged_pixel_map(weights.meta, args, metrics))
+    if args.over:
+        save_weights(args.output, state, replace(meta, metrics=metrics))
+    else:
+        save_weights(args.output, state, packaged_pixel_map(meta, args, metrics))
     print(json.dumps(metrics, indent=1))
     print(f"{args.output}: sha256 {sha256_of(args.output)}")
 
@@ -182,6 +258,14 @@ def main() -> None:
     parser.add_argument(
         "--light", choices=LIGHT_CHOICES, help="--fit: the scenes of this main light only; auto: a routed map"
     )
+    parser.add_argument("--over", help="--fit: package this network (a bundled name or path) over the fitted map")
+    parser.add_argument(
+        "--network-share", type=float, default=0.0, help="--over: the network's share of the output, in [0, 1]"
+    )
+    parser.add_argument(
+        "--mix", action="append", default=[], metavar="MAP=SHARE",
+        help="--over: another unrouted map (bundled name or path) under the network at this share; repeatable",
+    )  # fmt: skip
     parser.add_argument(
         "--status",
         default="provisional: fitted on a small recipe-1 synthetic set; to be refitted on training data v3",
@@ -190,6 +274,8 @@ def main() -> None:
     args = parser.parse_args()
     if (args.checkpoint is None) == (args.fit is None):
         parser.error("give a checkpoint or --fit rpr2|rpr3, not both")
+    if args.over and (not args.fit or args.light):
+        parser.error("--over packages a network over one fitted map: give --fit rpr2|rpr3, without --light")
     if args.fit:
         package_pixel_map(args)
         return
