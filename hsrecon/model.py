@@ -357,16 +357,17 @@ def over_prior(
     (``prior_degree``): the last convolution scaled by the share, the matrix by its complement. Share 0 is
     design (b)'s start (the untrained correction is zero, the model is its prior); share 1 the network alone.
     A fraction between is a blend that runs, in windows, wherever a network runs, at a network's cost: the
-    bundled ``clean-v3`` is the authors' network at share 0.35 over a map fitted on training data v3
-    (``docs/training.md``). ``network`` must have no prior of its own; it is left unchanged.
+    bundled ``clean-v3`` (the default) is the authors' network at share 0.25 over the weighted sum of two maps,
+    one fitted on training data v3 and one on recipe 1 (``docs/training.md``). ``network`` must have no prior
+    of its own; it is left unchanged.
     """
     if network.config.prior_degree:
         raise ValueError("this network already has a per-pixel prior; give the network without one")
     if not 0.0 <= network_share <= 1.0:
         raise ValueError(f"the network's share must be in [0, 1], got {network_share}")
     model = LWRDAN(replace(network.config, prior_degree=degree))
-    prior = torch.as_tensor(np.asarray(matrix, dtype=np.float32) if not isinstance(matrix, torch.Tensor) else matrix)
-    state = network.state_dict() | {"prior.matrix": (1.0 - network_share) * prior.to(torch.float32)}
+    prior = torch.as_tensor(matrix, dtype=torch.float32)
+    state = network.state_dict() | {"prior.matrix": (1.0 - network_share) * prior}
     model.load_state_dict(state)
     with torch.no_grad():
         model.fusion.weight.mul_(network_share)
