@@ -164,6 +164,15 @@ BUNDLED: dict[str, BundledWeights] = {
         windowing=Windowing(window=192, stride=172, pad=16, edge=7, least_pad=8),
         unet_constant={64: True, 192: True},
     ),
+    "clean-v3-ft": BundledWeights(
+        name="clean-v3-ft",
+        filename="lwrdan_clean_v3_ft.safetensors",
+        sha256="e6a636cb40ad020801395e5ad2807f9e8bc09081e0b672a0b2390b233f7e898a",
+        summary="for clean renderings of materials and layouts unlike NTIRE's: clean-v3 fine-tuned on training "
+        "data v3 for MRAE and spectral angle; beats the per-pixel map in both there, not on NTIRE-style scenes "
+        "(weights/README.md)",
+        unet_constant={64: False},  # deviation 0.056: fine-tuning woke its U-net, so it runs its trained window
+    ),
     "camera": BundledWeights(
         name="camera",
         filename="lwrdan_camera.safetensors",

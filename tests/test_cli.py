@@ -57,6 +57,7 @@ def test_info_json():
     assert list(facts["bundled_weights"]) == [
         "ntire2020-clean",
         "clean-v3",
+        "clean-v3-ft",
         "camera",
         "camera-l2",
         "camera-v3",
