@@ -36,6 +36,7 @@ from hsrecon import __version__
 from hsrecon.data import Pair, discover, track_space
 from hsrecon.data.patches import PatchDataset, check_pairs, load_pair
 from hsrecon.model import LWRDAN, LWRDANConfig, over_prior
+from hsrecon.pixelmap import term_count
 from hsrecon.temps import write_atomic
 from hsrecon.weights import Weights, WeightsError, load_weights, make_meta, save_weights
 
@@ -352,14 +353,14 @@ def _build_model(config: TrainConfig) -> tuple[LWRDAN, bool]:
     loaded = load_weights(config.init)
     if not isinstance(loaded, Weights):
         raise WeightsError(f"{loaded.path}: a per-pixel {loaded.kind} map, not a network to start from")
-    model = LWRDAN(LWRDANConfig.from_dict(loaded.meta.config.to_dict() | config.model))
-    adds_prior = bool(model.config.prior_degree) and not loaded.meta.config.prior_degree
-    if not adds_prior:
-        model.load_state_dict(loaded.state_dict)
-        return model, False
-    network = LWRDAN(replace(model.config, prior_degree=0))
+    wanted = LWRDANConfig.from_dict(loaded.meta.config.to_dict() | config.model)
+    adds_prior = bool(wanted.prior_degree) and not loaded.meta.config.prior_degree
+    network = LWRDAN(replace(wanted, prior_degree=0) if adds_prior else wanted)
     network.load_state_dict(loaded.state_dict)
-    return over_prior(network, model.prior.matrix, model.config.prior_degree, network_share=0.0), True
+    if not adds_prior:
+        return network, False
+    unfitted = torch.zeros(term_count(wanted.prior_degree), wanted.out_bands)
+    return over_prior(network, unfitted, wanted.prior_degree, network_share=0.0), True
 
 
 def fit_prior(model: LWRDAN, train_pairs: list[Pair]) -> dict:

@@ -135,6 +135,11 @@ class BundledWeights:
     projects_by_default: bool = False
 
 
+AUTHORS_WINDOWING = Windowing(window=192, stride=172, pad=16, edge=7, least_pad=8)
+"""The authors' network's windows (and clean-v3's, the same network): its U-net is a constant and its coordinates
+barely matter, so larger windows give the same cube. Pads of 8 and 12 serve the border as 16 does
+(docs/benchmarks.md, "Small images"): an image that fewer windows cover with one of them gets it."""
+
 CAMERA_WINDOWING = Windowing(window=64, stride=32, pad=32, edge=0)
 """The camera models' windows: a working U-net with global attention, so the output depends on the window and
 the trained size stays; half-window overlap, the image mirrored by half a window."""
@@ -145,10 +150,7 @@ BUNDLED: dict[str, BundledWeights] = {
         filename="lwrdan_ntire2020_clean.safetensors",
         sha256="43490af30f802939b824328302e34669c63d87e1c95a6f730b20bd8d2ee7a762",
         summary="the paper's authors' model, trained on NTIRE 2020 clean-track data (MIT licence)",
-        # Its U-net is a constant and its coordinates barely matter: larger windows give the same cube.
-        # Pads of 8 and 12 serve the border as 16 does (docs/benchmarks.md, "Small images"): an image
-        # that fewer windows cover with one of them gets it.
-        windowing=Windowing(window=192, stride=172, pad=16, edge=7, least_pad=8),
+        windowing=AUTHORS_WINDOWING,
         unet_constant={64: True, 192: True},  # deviations 3.5e-7 and 9.3e-6 (< 1e-5)
         projects_by_default=True,
     ),
@@ -161,7 +163,7 @@ BUNDLED: dict[str, BundledWeights] = {
         "held-out synthetic set in MRAE and spectral angle (weights/README.md)",
         # The authors' network with its last convolution scaled (hsrecon.model.over_prior): the same U-net
         # constant, windows and border; the map is per pixel, so windows change nothing of it.
-        windowing=Windowing(window=192, stride=172, pad=16, edge=7, least_pad=8),
+        windowing=AUTHORS_WINDOWING,
         unet_constant={64: True, 192: True},
     ),
     "clean-v3-ft": BundledWeights(
@@ -205,7 +207,7 @@ BUNDLED: dict[str, BundledWeights] = {
         filename="rpr2_clean_provisional.safetensors",
         sha256="7bfdd4828a3b1af9463160e95e64a184f3690e5124875996c1df9fe178761a77",
         summary="provisional: a per-pixel root-polynomial map (degree 2) for clean renderings, fitted on a small "
-        "synthetic set; beats the default on held-out synthetic scenes, ~13x faster (weights/README.md)",
+        "synthetic set; beats the authors' weights on held-out synthetic scenes, ~13x faster (weights/README.md)",
     ),
     **{
         f"rpr2-{kind}": BundledWeights(
