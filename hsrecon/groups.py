@@ -8,7 +8,10 @@ rows go past (``hsrecon.evaluate``'s ``on_rows``) and pools each group's pixels:
 - ``family``: every family present, and two aggregates when ``synth.json`` names the pools: ``held-out
   families`` and ``training families``;
 - ``light``: the kind of each image's main light (daylight, incandescent, fluorescent, LED;
-  :func:`hsrecon.data.spectra.light_family`).
+  :func:`hsrecon.data.spectra.light_family`);
+- ``family-light``: the two crossed, ``FAMILY / LIGHT`` (the aggregates too): "held-out families / daylight"
+  is the synthetic cut closest to a check on real objects under daylight and tungsten, which a mean over
+  lamp-lit scenes hides.
 
 A group's scores pool its pixels over all images (MRAE over truth ≠ 0, RMSE, SAM: :class:`PointwiseSums`), so a
 family seen in a corner of many images counts by its pixels, not by its images; the per-image means of
@@ -27,7 +30,7 @@ from hsrecon.metrics import PointwiseSums
 
 __all__ = ["GROUPINGS", "HELD_OUT", "TRAINING", "GroupedScores", "GroupingError", "main_lights"]
 
-GROUPINGS = ("family", "light")
+GROUPINGS = ("family", "light", "family-light")
 HELD_OUT, TRAINING = "held-out families", "training families"
 _LABEL_FOLDERS = {"train": "Train_Families", "valid": "Validation_Families"}
 
@@ -49,10 +52,15 @@ class GroupedScores:
         pools = self.summary_file.get("family_pools") or {}
         self.heldout, self.training = set(pools.get("heldout", ())), set(pools.get("train", ()))
         self.lights = _main_lights(self.summary_file)
-        if "family" in self.groupings and not self.legend:
-            raise GroupingError(f"{self.root}: --group-by family needs family labels (hsrecon synth --recipe 3)")
-        if "light" in self.groupings and not self.lights:
-            raise GroupingError(f"{self.root}: --group-by light needs each scene's light (hsrecon synth's synth.json)")
+        for grouping in self.groupings:
+            if "family" in grouping and not self.legend:
+                raise GroupingError(
+                    f"{self.root}: --group-by {grouping} needs family labels (hsrecon synth --recipe 3)"
+                )
+            if "light" in grouping and not self.lights:
+                raise GroupingError(
+                    f"{self.root}: --group-by {grouping} needs each scene's light (hsrecon synth's synth.json)"
+                )
         self.sums: dict[tuple[str, str, str], PointwiseSums] = defaultdict(PointwiseSums)
         self.images: dict[tuple[str, str, str], set[str]] = defaultdict(set)
         self._labels: dict[str, np.ndarray | None] = {}
@@ -63,16 +71,17 @@ class GroupedScores:
         truth = np.asarray(rows.truth[rows.y0 : rows.y0 + h], dtype=np.float64)
         if "light" in self.groupings and rows.image in self.lights:
             self._add(("light", self.lights[rows.image], rows.method), rows.image, pred, truth)
-        if "family" in self.groupings:
+        crossed = "family-light" in self.groupings and rows.image in self.lights
+        if "family" in self.groupings or crossed:
             labels = self._family_labels(rows.image, rows.truth.shape[:2])
             if labels is not None:
-                self._add_families(rows, labels[rows.y0 : rows.y0 + h], pred, truth)
+                self._add_families(rows, labels[rows.y0 : rows.y0 + h], pred, truth, crossed)
 
     def _add(self, key: tuple[str, str, str], image: str, pred: np.ndarray, truth: np.ndarray) -> None:
         self.sums[key].add(pred.reshape(-1, pred.shape[-1]), truth.reshape(-1, truth.shape[-1]))
         self.images[key].add(image)
 
-    def _add_families(self, rows, labels: np.ndarray, pred: np.ndarray, truth: np.ndarray) -> None:
+    def _add_families(self, rows, labels: np.ndarray, pred: np.ndarray, truth: np.ndarray, crossed: bool) -> None:
         for label in np.unique(labels):
             if not 0 < label <= len(self.legend):
                 continue
@@ -81,7 +90,11 @@ class GroupedScores:
             targets = [family] + [name for name, pool in ((HELD_OUT, self.heldout), (TRAINING, self.training))
                                   if family in pool]  # fmt: skip
             for group in targets:
-                self._add(("family", group, rows.method), rows.image, pred[where], truth[where])
+                if "family" in self.groupings:
+                    self._add(("family", group, rows.method), rows.image, pred[where], truth[where])
+                if crossed:
+                    key = ("family-light", f"{group} / {self.lights[rows.image]}", rows.method)
+                    self._add(key, rows.image, pred[where], truth[where])
 
     def _family_labels(self, image: str, shape: tuple[int, int]) -> np.ndarray | None:
         if image not in self._labels:
@@ -100,7 +113,7 @@ class GroupedScores:
 
 def _order(key: tuple[str, str, str]) -> tuple:
     grouping, group, method = key
-    return grouping, group in (HELD_OUT, TRAINING), group, method
+    return grouping, group.split(" / ")[0] in (HELD_OUT, TRAINING), group, method
 
 
 def main_lights(root: Path) -> dict[str, str]:

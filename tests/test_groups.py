@@ -68,8 +68,8 @@ def test_eval_group_by_reports_families_and_lights(tmp_path):
     made = hsrecon("synth", "-o", str(data), "--recipe", "3", "--scenes", "4", "--size", "32", "--seed", "2",
                    "--valid-fraction", "0.5", "--valid-families", "heldout", "-q")  # fmt: skip
     assert made.returncode == 0, made.stderr
-    result = hsrecon("eval", "--data", str(data), "--group-by", "family", "--group-by", "light", "--plausible",
-                     "--json", str(tmp_path / "r.json"), "-q")  # fmt: skip
+    result = hsrecon("eval", "--data", str(data), "--group-by", "family", "--group-by", "light", "--group-by",
+                     "family-light", "--plausible", "--json", str(tmp_path / "r.json"), "-q")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "by family" in result.stdout and "by light" in result.stdout
     report = json.loads((tmp_path / "r.json").read_text())
@@ -79,6 +79,35 @@ def test_eval_group_by_reports_families_and_lights(tmp_path):
     expected = sum(int(np.isin(label, [legend.index(f) + 1 for f in heldout]).sum()) for label in labels)
     for method in ("network", "network+plausible"):
         assert report["groups"]["family"][HELD_OUT][method]["pixels"] == expected
+    crossed = report["groups"]["family-light"]
+    assert "by family-light" in result.stdout
+    assert sum(v["network"]["pixels"] for k, v in crossed.items() if k.startswith(f"{HELD_OUT} / ")) == expected
     images = sum(entry["network"]["images"] for entry in report["groups"]["light"].values())
     assert images == report["methods"]["network"]["summary"]["images"] == 2
     assert_clean_failure(hsrecon("eval", "--data", str(data), "--group-by", "colour"), 2, "--group-by 'colour'")
+
+
+def test_family_light_crosses_the_two(tmp_path, rng):
+    """'held-out families / daylight' pools exactly the held-out pixels of the daylight scenes."""
+    labels = {"s1": rng.integers(0, 4, size=(6, 5)), "s2": rng.integers(1, 4, size=(6, 5)), "s3": np.full((6, 5), 1)}
+    _dataset(tmp_path, labels, {"s1": "D6500K", "s2": "FL2", "s3": "D5000K"})
+    groups = GroupedScores(tmp_path, "valid", ("family-light",))
+    cubes = {}
+    for name in labels:
+        truth = rng.uniform(0.05, 1, size=(6, 5, 31))
+        cubes[name] = truth * rng.uniform(0.5, 1.5, size=truth.shape), truth
+        groups(Rows(name, "net", 0, cubes[name][0], truth, np.arange(31)))
+    summary = groups.summary()
+
+    assert list(summary) == ["family-light"]  # the crossed grouping alone: no family or light table
+    held_day = summary["family-light"][f"{HELD_OUT} / daylight"]["net"]
+    pred = cubes["s1"][0][np.isin(labels["s1"], (2, 3))]
+    truth = cubes["s1"][1][np.isin(labels["s1"], (2, 3))]
+    assert held_day["pixels"] == len(truth) and held_day["images"] == 1  # s3 holds no held-out family
+    assert held_day["mrae"] == pytest.approx(mrae(pred[None], truth[None]), rel=1e-12)
+    assert held_day["sam"] == pytest.approx(sam(pred[None], truth[None]), rel=1e-12)
+    assert summary["family-light"][f"{TRAINING} / daylight"]["net"]["images"] == 2
+    assert summary["family-light"]["b / fluorescent"]["net"]["pixels"] == int((labels["s2"] == 2).sum())
+    assert ("a / fluorescent" in summary["family-light"]) == bool((labels["s2"] == 1).any())
+    with pytest.raises(GroupingError, match="family-light needs family labels"):
+        GroupedScores(tmp_path / "none", "valid", ("family-light",))

@@ -159,6 +159,7 @@ class Grouping(str, Enum):
 
     FAMILY = "family"
     LIGHT = "light"
+    FAMILY_LIGHT = "family-light"
 
 
 class Prior(str, Enum):

@@ -124,7 +124,8 @@ def evaluate(
         typer.Option(
             parser=one_of(Grouping, "--group-by"),
             help="Also score by the dataset's labels (repeatable): 'family' pools each material family's pixels "
-            "(and the held-out and training families), 'light' each kind of main light (hsrecon synth --recipe 3).",
+            "(and the held-out and training families), 'light' each kind of main light, 'family-light' the two crossed "
+            "(hsrecon synth --recipe 3).",
         ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
