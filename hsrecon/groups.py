@@ -31,6 +31,9 @@ from hsrecon.metrics import PointwiseSums
 __all__ = ["GROUPINGS", "HELD_OUT", "TRAINING", "GroupedScores", "GroupingError", "main_lights"]
 
 GROUPINGS = ("family", "light", "family-light")
+_NEEDS = {"family": ("family",), "light": ("light",), "family-light": ("family", "light")}
+"""The labels each grouping reads: a family label map per image, the main light per scene."""
+_CROSSED = " / "  # "held-out families / daylight": a family-light group's name
 HELD_OUT, TRAINING = "held-out families", "training families"
 _LABEL_FOLDERS = {"train": "Train_Families", "valid": "Validation_Families"}
 
@@ -53,11 +56,11 @@ class GroupedScores:
         self.heldout, self.training = set(pools.get("heldout", ())), set(pools.get("train", ()))
         self.lights = _main_lights(self.summary_file)
         for grouping in self.groupings:
-            if "family" in grouping and not self.legend:
+            if "family" in _NEEDS[grouping] and not self.legend:
                 raise GroupingError(
                     f"{self.root}: --group-by {grouping} needs family labels (hsrecon synth --recipe 3)"
                 )
-            if "light" in grouping and not self.lights:
+            if "light" in _NEEDS[grouping] and not self.lights:
                 raise GroupingError(
                     f"{self.root}: --group-by {grouping} needs each scene's light (hsrecon synth's synth.json)"
                 )
@@ -93,7 +96,7 @@ class GroupedScores:
                 if "family" in self.groupings:
                     self._add(("family", group, rows.method), rows.image, pred[where], truth[where])
                 if crossed:
-                    key = ("family-light", f"{group} / {self.lights[rows.image]}", rows.method)
+                    key = ("family-light", f"{group}{_CROSSED}{self.lights[rows.image]}", rows.method)
                     self._add(key, rows.image, pred[where], truth[where])
 
     def _family_labels(self, image: str, shape: tuple[int, int]) -> np.ndarray | None:
@@ -113,7 +116,7 @@ class GroupedScores:
 
 def _order(key: tuple[str, str, str]) -> tuple:
     grouping, group, method = key
-    return grouping, group.split(" / ")[0] in (HELD_OUT, TRAINING), group, method
+    return grouping, group.split(_CROSSED)[0] in (HELD_OUT, TRAINING), group, method
 
 
 def main_lights(root: Path) -> dict[str, str]:
