@@ -14,6 +14,8 @@ from hsrecon.io import read_cube
 from hsrecon.metrics import mrae
 from hsrecon.pixelmap import apply_map
 from tools.context_bounds import _scenes, grouped_maps
+from tools.heldout_ceiling import leave_one_out, score_set
+from tools.heldout_ceiling import markdown as ceiling_markdown
 from tools.light_bounds import Scenes, load_scenes, score_routes, subset, train_pixel_classifier
 from tools.light_twins import compare, lamps, twin_of
 from tools.per_pixel_bounds import knn_predictors
@@ -186,3 +188,51 @@ def _synth_files(root, split):
     import json
 
     return [f for f in json.loads((root / "synth.json").read_text())["files"] if f["split"] == split]
+
+
+def _ceiling_scenes(rng: np.random.Generator) -> Scenes:
+    """Four 8×8 scenes: 0 and 1 (kind 0) the same pixels, 1 shuffled at half the exposure; 2 (kind 0) the same
+    chromaticities as 0 with other spectra; 3 alone in kind 1."""
+    rgb = rng.uniform(0.05, 0.6, (64, 3))
+    cube = rng.uniform(0.01, 0.5, (64, 31))
+    order = rng.permutation(64)
+    rgbs = [rgb, 0.5 * rgb[order], 2.0 * rgb, rng.uniform(0.05, 0.6, (64, 3))]
+    cubes = [cube, 0.5 * cube[order], rng.uniform(0.01, 0.5, (64, 31)), rng.uniform(0.01, 0.5, (64, 31))]
+    return Scenes(
+        np.stack([r.reshape(8, 8, 3) for r in rgbs]).astype(np.float32),
+        np.stack([c.reshape(8, 8, 31) for c in cubes]).astype(np.float32),
+        np.array([0, 0, 0, 1]),
+    )
+
+
+def test_heldout_ceiling_draws_on_the_other_scenes_of_the_same_light_only():
+    """The leave-one-out map finds a scene's pixels in another scene of its light (exposure-invariant) and never
+    in the scene itself; a scene alone in its kind of light has no ceiling."""
+    scenes = _ceiling_scenes(np.random.default_rng(0))
+    without_2 = Scenes(scenes.rgb[:2], scenes.cube[:2], scenes.kind[:2])
+    exact = leave_one_out(without_2, 0, k=1, step=1)
+    for name in ("k-NN mean", "k-NN weighted median"):
+        np.testing.assert_allclose(exact[name], scenes.cube[0], rtol=1e-5)
+    # scene 2 has scene 0's chromaticities (at twice the exposure) and other spectra: with scene 1 also there,
+    # the nearest neighbours of scene 2's pixels are scene 0's and 1's, never scene 2's own
+    twos = leave_one_out(scenes, 2, k=2, step=1)["k-NN mean"]
+    np.testing.assert_allclose(twos, 2.0 * scenes.cube[0], rtol=1e-5)
+    assert leave_one_out(scenes, 3, k=1, step=1) is None
+
+
+def test_heldout_ceiling_scores_and_table():
+    """A scene with no other of its light keeps rpr2's scores in the ceilings' rows; the table's ratio row is
+    each kind's mean over rpr2's."""
+    scenes = _ceiling_scenes(np.random.default_rng(1))
+    one_map = np.random.default_rng(2).uniform(0, 0.2, (6, 31))
+    scores = score_set(scenes, one_map, k=1)
+    assert scores["rpr2"].shape == (4, 2)
+    np.testing.assert_array_equal(scores["k-NN mean"][3], scores["rpr2"][3])
+    base = apply_map(scenes.rgb[0].astype(np.float64), one_map, 2)
+    assert scores["rpr2"][0, 0] == pytest.approx(mrae(base, scenes.cube[0].astype(np.float64)))
+    made_up = {"rpr2": np.array([[0.4, 10.0], [0.2, 20.0]]), "k-NN mean": np.array([[0.2, 5.0], [0.2, 10.0]])}
+    table = ceiling_markdown(made_up, np.array([0, 1]))
+    lines = table.splitlines()
+    assert lines[0] == f"| method | {LIGHT_FAMILIES[0]} (1) | {LIGHT_FAMILIES[1]} (1) | all scenes |"
+    assert lines[3] == "| k-NN mean | 0.200 / 5.0° | 0.200 / 10.0° | 0.200 / 7.5° |"
+    assert lines[4] == "| k-NN mean ÷ rpr2 | 0.50× / 0.50× | 1.00× / 0.50× | 0.67× / 0.50× |"
