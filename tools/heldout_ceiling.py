@@ -31,6 +31,7 @@ from hsrecon.data.spectra import LIGHT_FAMILIES
 from hsrecon.metrics import mrae, sam
 from hsrecon.pixelmap import apply_map
 from tools.light_bounds import Scenes, fit_map, load_scenes
+from tools.per_pixel_bounds import weighted_median
 
 _DARK = 1e-3  # pixels darker than this (r + g + b) carry no chromaticity worth matching
 
@@ -39,14 +40,6 @@ def _chroma(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(n×2 chromaticity, n brightness r + g + b) of n×3 pixels."""
     brightness = rgb.sum(1)
     return rgb[:, :2] / np.maximum(brightness, 1e-6)[:, None], brightness
-
-
-def _weighted_median(values: np.ndarray) -> np.ndarray:
-    """n×k×B → n×B: per band, the median of the k values weighted by 1/value (the MRAE-optimal choice)."""
-    ordered = np.sort(values, axis=1)
-    cumulative = np.cumsum(1.0 / np.maximum(ordered, 1e-9), axis=1)
-    below = (cumulative < cumulative[:, -1:, :] / 2).sum(axis=1, keepdims=True)
-    return np.take_along_axis(ordered, below, axis=1)[:, 0]
 
 
 def leave_one_out(scenes: Scenes, index: int, k: int = 16, step: int = 3) -> dict[str, np.ndarray] | None:
@@ -71,7 +64,7 @@ def leave_one_out(scenes: Scenes, index: int, k: int = 16, step: int = 3) -> dic
     shape = scenes.cube.shape[1:]
     return {
         "k-NN mean": (neighbours.mean(axis=1) * brightness[:, None]).reshape(shape),
-        "k-NN weighted median": (_weighted_median(neighbours) * brightness[:, None]).reshape(shape),
+        "k-NN weighted median": (weighted_median(neighbours, floor=1e-9) * brightness[:, None]).reshape(shape),
     }
 
 

@@ -48,19 +48,25 @@ def _pixels(pair: Pair, space: str, step: int = 1) -> tuple[np.ndarray, np.ndarr
     return rgb, cube[::step, ::step].astype(np.float64)
 
 
+def weighted_median(values: np.ndarray, floor: float = 1e-6) -> np.ndarray:
+    """N×k×B → N×B: per band, the median of the k values weighted by 1/value (the MRAE-optimal choice among
+    them); values below ``floor`` weigh as ``floor``."""
+    ordered = np.sort(values, axis=1)
+    cumulative = np.cumsum(1.0 / np.maximum(ordered, floor), axis=1)
+    below = (cumulative < cumulative[:, -1:, :] / 2).sum(axis=1, keepdims=True)
+    return np.take_along_axis(ordered, below, axis=1)[:, 0]
+
+
 def knn_predictors(x: np.ndarray, y: np.ndarray, k: int) -> dict[str, Predict]:
     tree = cKDTree(x)
 
     def neighbours(rgb: np.ndarray) -> np.ndarray:
         return y[tree.query(rgb, k=k)[1]]  # N×k×B
 
-    def weighted_median(rgb: np.ndarray) -> np.ndarray:
-        values = np.sort(neighbours(rgb), axis=1)
-        cumulative = np.cumsum(1.0 / np.maximum(values, 1e-6), axis=1)
-        below = (cumulative < cumulative[:, -1:, :] / 2).sum(axis=1, keepdims=True)
-        return np.take_along_axis(values, below, axis=1)[:, 0]
-
-    return {f"{k}-NN mean": lambda rgb: neighbours(rgb).mean(axis=1), f"{k}-NN weighted median": weighted_median}
+    return {
+        f"{k}-NN mean": lambda rgb: neighbours(rgb).mean(axis=1),
+        f"{k}-NN weighted median": lambda rgb: weighted_median(neighbours(rgb)),
+    }
 
 
 def score_images(pairs: Sequence[Pair], space: str, predict: Predict) -> tuple[float, float, float]:
