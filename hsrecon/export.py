@@ -39,6 +39,11 @@ def export_onnx(
     """Write the inference form of ``weights`` (default window: their training window) as ONNX to ``path``
     (atomically). Needs the ``onnx`` package (ModuleNotFoundError otherwise)."""
     loaded = as_weights(weights, window=window)
+    if getattr(loaded, "routes", None) is not None:
+        raise ValueError(
+            "a network whose prior is routed reads each image's light before it runs; an ONNX graph would hold one "
+            "prior for every light: export one of the per-light networks instead"
+        )
     window = loaded.windowing(window).window
     path = Path(path)
     prepared = loaded.inference_model(window).to(memory_format=torch.contiguous_format).eval()

@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hsrecon.model import LWRDAN, fold_batchnorm
+from hsrecon.lightroute import LightRouter, RoutedImage
+from hsrecon.model import LWRDAN, fold_batchnorm, with_prior_matrix
 
 __all__ = [
     "PRECISIONS",
@@ -264,6 +265,10 @@ class TorchPredictor:
     pass, and the size that worked is kept as :attr:`max_batch` for every later call (a long batch of
     files pays for the discovery once); ``on_note`` hears of each halving. Outputs are the same as with
     a batch that fits from the start. Out of memory at one window raises :class:`DeviceOutOfMemoryError`.
+
+    A network whose per-pixel prior is routed (``router`` and ``routes``, one prior matrix per kind of light)
+    adapts to each image: :meth:`for_image` reads the image's light and returns the predictor whose prior is
+    the routes blended by the router's posterior (``light`` holds it), sharing every other layer.
     """
 
     def __init__(
@@ -274,8 +279,12 @@ class TorchPredictor:
         precision: str = "fp32",
         tta: bool = False,
         on_note: Callable[[str], None] | None = None,
+        router: LightRouter | None = None,
+        routes: torch.Tensor | None = None,
     ) -> None:
         self.device = torch.device(device)
+        self.router, self.routes = router, routes
+        self.light: dict[str, float] = {}  # a routed image's posterior over the routes
         if precision == "bf16" and self.device.type == "cpu" and isinstance(model, LWRDAN):
             model, precision = cpu_bfloat16(model), "fp32"  # its own dtypes, no autocast
         # Channels-last: the windows arrive as NHWC arrays, and oneDNN's convolutions run faster on it.
@@ -284,6 +293,18 @@ class TorchPredictor:
         self.tta = tta
         self.max_batch: int | None = None  # learned from out-of-memory errors; None: no limit met yet
         self.on_note = on_note
+
+    def for_image(self, pixels: np.ndarray, transform: Callable[[np.ndarray], np.ndarray]) -> TorchPredictor:
+        """The predictor for one H×W×3 image: itself for a network without routes; for a routed one, a
+        predictor whose prior matrix is the routes weighted by the router's posterior on the image."""
+        if self.router is None or self.routes is None:
+            return self
+        read = RoutedImage.read(self.router, self.routes, pixels, transform)
+        routed = copy.copy(self)
+        routed.model = with_prior_matrix(self.model, read.matrix)
+        routed.router = routed.routes = None  # adapted once: applying for_image again changes nothing
+        routed.light = read.light
+        return routed
 
     def __call__(self, windows: np.ndarray) -> np.ndarray:
         if len(windows) == 0:

@@ -9,6 +9,11 @@ light of the same colour (``tools/light_twins``) — so a router chooses among m
 reveal, and blends them by its posterior: the blend of root-polynomial maps is itself one map (the spectra
 are linear in the matrix), so a routed image runs exactly as fast as an unrouted one.
 
+A network's per-pixel prior (``hsrecon.model``, ``prior_degree``) can be routed the same way (``clean-v3-di``):
+its file holds one prior matrix per route, and the predictor runs, per image, the network over the blended
+matrix (:meth:`hsrecon.inference.TorchPredictor.for_image`); training reads each image's posterior once and
+adds the difference to the fixed prior (``hsrecon.train.Routing``).
+
 The router sees a strided sample of the image (at most :data:`SAMPLE_PIXELS` pixels) in the values the map
 itself receives, so it is fitted and applied on the same numbers.
 """
@@ -21,7 +26,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["FEATURE_NAMES", "SAMPLE_PIXELS", "LightRouter", "fit_router", "image_sample", "light_features"]
+__all__ = [
+    "FEATURE_NAMES", "SAMPLE_PIXELS", "LightRouter", "RoutedImage", "blend_routes", "fit_router", "image_sample",
+    "light_features",
+]  # fmt: skip
 
 FEATURE_NAMES = (
     "log R/G, all pixels", "log B/G, all pixels",
@@ -92,6 +100,34 @@ class LightRouter:
         """The router a weights file's ``routing`` describes (checked by the weights schema before)."""
         arrays = {key: np.asarray(data[key], dtype=np.float64) for key in ("mean", "scale", "coef", "intercept")}
         return cls(routes=tuple(data["routes"]), **arrays)
+
+
+def blend_routes(posterior: np.ndarray, routes: torch.Tensor) -> torch.Tensor:
+    """The posterior-weighted mean of one matrix per route (routes × terms × bands → terms × bands, float32):
+    a blend of per-pixel maps is itself one map, so a routed image runs as fast as an unrouted one."""
+    weights = torch.as_tensor(np.asarray(posterior), dtype=torch.float32, device=routes.device)
+    return torch.einsum("k,kij->ij", weights, routes.to(torch.float32))
+
+
+@dataclass(frozen=True)
+class RoutedImage:
+    """What a router read of one image: the posterior over its routes and the matrix they blend to."""
+
+    light: dict[str, float]
+    matrix: torch.Tensor
+
+    @classmethod
+    def read(
+        cls,
+        router: LightRouter,
+        routes: torch.Tensor,
+        pixels: np.ndarray,
+        transform: Callable[[np.ndarray], np.ndarray],
+    ) -> RoutedImage:
+        """Read ``pixels`` (H×W×3, through ``transform``, the values the map receives) and blend ``routes``."""
+        posterior = router.posterior(light_features(image_sample(pixels, transform)))
+        light = {route: round(float(p), 4) for route, p in zip(router.routes, posterior, strict=True)}
+        return cls(light=light, matrix=blend_routes(posterior, routes))
 
 
 def fit_router(

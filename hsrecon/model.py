@@ -44,6 +44,7 @@ __all__ = [
     "flops_per_pixel",
     "fold_batchnorm",
     "over_prior",
+    "with_prior_matrix",
 ]
 
 NormFactory = Callable[[int], nn.Module]
@@ -373,6 +374,18 @@ def over_prior(
         model.fusion.weight.mul_(network_share)
         model.fusion.bias.mul_(network_share)
     return model.train(network.training)
+
+
+def with_prior_matrix(model: LWRDAN, matrix: torch.Tensor) -> LWRDAN:
+    """``model`` with another prior matrix, sharing every other layer (no copy of the network's tensors): the
+    per-image prior of a routed network (:mod:`hsrecon.lightroute`), made once per image at no cost. ``model``
+    may be an inference form (``hsrecon.inference``); it must have a prior (``prior_degree``)."""
+    if not isinstance(getattr(model, "prior", None), RootPolynomialMap):
+        raise ValueError("this network has no per-pixel prior to replace")
+    routed = copy.copy(model)
+    routed._modules = dict(model._modules)  # a shallow copy shares the module table; the prior is its own
+    routed.prior = RootPolynomialMap(matrix.to(model.prior.matrix.device), model.prior.degree)
+    return routed
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from hsrecon.inputs import FedBySpace
-from hsrecon.lightroute import FEATURE_NAMES, LightRouter, image_sample, light_features
+from hsrecon.lightroute import FEATURE_NAMES, LightRouter, RoutedImage
 from hsrecon.physics import WAVELENGTHS_NM
 from hsrecon.pixelmap import RootPolynomialMap, apply_map, term_count, term_names
 from hsrecon.weights_schema import PIXEL_MAP_KIND, check_pixel_map_fields, check_routing
@@ -44,6 +44,7 @@ __all__ = [
     "PixelMapWeights",
     "check_pixel_map_tensors",
     "check_route_tensor",
+    "checked_routes",
     "declared_kind",
 ]
 
@@ -122,11 +123,18 @@ def check_route_tensor(meta: PixelMapMeta, state: dict[str, torch.Tensor]) -> to
     ValueError naming what is wrong, a router whose features this hsrecon does not compute included."""
     if not meta.routing:
         return None
-    count, _ = check_routing(meta.routing)
-    if tuple(meta.routing["features"]) != FEATURE_NAMES:
+    return checked_routes(ROUTES_KEY, meta.routing, state[ROUTES_KEY], meta.degree, meta.bands)
+
+
+def checked_routes(key: str, routing: dict, tensor: torch.Tensor, degree: int, bands: int) -> torch.Tensor:
+    """The matrices a router (``routing``, checked) weighs: ``tensor`` (``key`` in its file) must hold one
+    terms × bands matrix of a degree-``degree`` map per route, floating point and finite (float32 returned);
+    ValueError naming what is wrong, a router whose features this hsrecon does not compute included. Shared by
+    routed maps and networks whose prior is routed."""
+    count, _ = check_routing(routing)
+    if tuple(routing["features"]) != FEATURE_NAMES:
         raise ValueError("routing.features: not the features this hsrecon computes (hsrecon.lightroute)")
-    shape = (count, term_count(meta.degree), meta.bands)
-    return _checked(ROUTES_KEY, state[ROUTES_KEY], shape, meta.degree)
+    return _checked(key, tensor, (count, term_count(degree), bands), degree)
 
 
 def _checked(key: str, tensor: torch.Tensor, shape: tuple[int, ...], degree: int) -> torch.Tensor:
@@ -175,10 +183,9 @@ class PixelMapPredictor:
         matrix is the routes' matrices weighted by the router's posterior on the image (``light`` holds it)."""
         if self.router is None or self.routes is None:
             return self
-        posterior = self.router.posterior(light_features(image_sample(pixels, transform)))
-        blended = torch.einsum("k,kij->ij", torch.from_numpy(posterior).float(), self.routes)
-        routed = PixelMapPredictor(RootPolynomialMap(blended, self.module.degree), device=self.device)
-        routed.light = {route: round(float(p), 4) for route, p in zip(self.router.routes, posterior, strict=True)}
+        read = RoutedImage.read(self.router, self.routes, pixels, transform)
+        routed = PixelMapPredictor(RootPolynomialMap(read.matrix, self.module.degree), device=self.device)
+        routed.light = read.light
         return routed
 
     @torch.inference_mode()

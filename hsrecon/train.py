@@ -35,10 +35,11 @@ from torch import nn
 from hsrecon import __version__
 from hsrecon.data import Pair, discover, track_space
 from hsrecon.data.patches import PatchDataset, check_pairs, load_pair
+from hsrecon.lightroute import LightRouter, image_sample, light_features
 from hsrecon.model import LWRDAN, LWRDANConfig, over_prior
-from hsrecon.pixelmap import term_count
+from hsrecon.pixelmap import RootPolynomialMap, term_count
 from hsrecon.temps import write_atomic
-from hsrecon.weights import Weights, WeightsError, load_weights, make_meta, save_weights
+from hsrecon.weights import PRIOR_ROUTES_KEY, Weights, WeightsError, load_weights, make_meta, save_weights
 
 __all__ = [
     "CheckpointWriteError", "DivergedError", "ResumeError", "RunExistsError", "TrainConfig", "TrainResult",
@@ -67,7 +68,7 @@ class DivergedError(RuntimeError):
 
 RESUME_SETTINGS = (
     "track", "input_space", "window", "steps", "batch_size", "lr_start", "lr_end", "ssim_weight", "mrae_weight",
-    "sam_weight", "gain_invariant", "seed", "init", "samples_per_image", "valid_images", "model",
+    "sam_weight", "gain_invariant", "seed", "init", "samples_per_image", "valid_images", "model", "lights",
 )  # fmt: skip
 """The settings that decide what a run trains and how its checkpoints are compared: a resumed run must
 keep its checkpoint's (the device, the loader processes, the time limit and the validation interval may
@@ -105,9 +106,11 @@ class TrainConfig:
     input_space: str | None = None
     model: dict = field(default_factory=dict)
     prior_fit: dict = field(default_factory=dict)  # what fit_prior found (a prior model's first run)
+    lights: list[str] = field(default_factory=list)  # train and validate on scenes of these main lights only
 
     def __post_init__(self) -> None:
         self.data, self.output = Path(self.data), Path(self.output)
+        self.lights = list(self.lights)
         # The network learns the data's own RGB (value/max): clean renderings, or camera sRGB JPEGs.
         self.input_space = self.input_space or track_space(self.track)
 
@@ -237,7 +240,9 @@ def _restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict, scalars:
     optimizer.load_state_dict({"state": state, "param_groups": scalars["param_groups"]})
 
 
-def _save_checkpoint(path: Path, model: LWRDAN, optimizer, step: int, config: TrainConfig, metrics: dict) -> None:
+def _save_checkpoint(
+    path: Path, model: LWRDAN, optimizer, step: int, config: TrainConfig, metrics: dict, routing: Routing | None
+) -> None:
     """``path.state.safetensors`` (everything ``--resume`` needs), then ``path.safetensors`` (hsrecon weights).
 
     The state file holds its own copy of the model tensors, so resuming reads that one file alone: each
@@ -258,8 +263,10 @@ def _save_checkpoint(path: Path, model: LWRDAN, optimizer, step: int, config: Tr
         provenance={"trainer": f"hsrecon {__version__}", "data": str(config.data), "init": config.init or "scratch"},
         training={k: str(v) for k, v in asdict(config).items() if k not in ("model",)} | {"step": step},
         metrics=metrics,
+        routing=routing.meta if routing else {},
     )
-    _written(path.with_suffix(".safetensors"), step, lambda final: save_weights(final, model.state_dict(), meta))
+    tensors = model.state_dict() | ({PRIOR_ROUTES_KEY: routing.routes} if routing else {})
+    _written(path.with_suffix(".safetensors"), step, lambda final: save_weights(final, tensors, meta))
 
 
 def _written(final: Path, step: int, write: Callable[[Path], object], what: str = "") -> None:
@@ -308,14 +315,18 @@ def _load_checkpoint(path: Path, model: LWRDAN, optimizer) -> tuple[int, dict]:
 
 
 @torch.no_grad()
-def validate(model: LWRDAN, pairs: list[Pair], window: int, device: torch.device) -> dict[str, float]:
-    """Whole validation images reconstructed as convert does (blended windows): mean MRAE, RMSE, PSNR, SAM,
-    and MRAE after one MRAE-optimal gain per image (``mrae_gain``, the score a photo model is chosen by)."""
+def validate(
+    model: LWRDAN, pairs: list[Pair], window: int, device: torch.device, routing: Routing | None = None
+) -> dict[str, float]:
+    """Whole validation images reconstructed as convert does (blended windows; a routed prior read per image):
+    mean MRAE, RMSE, PSNR, SAM, and MRAE after one MRAE-optimal gain per image (``mrae_gain``, the score a
+    photo model is chosen by)."""
     from hsrecon.inference import TorchPredictor
     from hsrecon.metrics import score
     from hsrecon.pipeline import stream_reconstruct
 
-    predict = TorchPredictor(copy.deepcopy(model).eval(), device=device)  # leaves the training model as is
+    routes = {"router": routing.router, "routes": routing.routes} if routing else {}
+    predict = TorchPredictor(copy.deepcopy(model).eval(), device=device, **routes)  # the training model stays
     results = []
     for pair in pairs:
         rgb, cube = load_pair(pair)
@@ -336,6 +347,64 @@ class TrainResult:
     step: int
     best_mrae: float
     log: Path
+
+
+@dataclass(frozen=True)
+class Routing:
+    """A routed prior that training keeps as its ``--init`` weights had it (``hsrecon.lightroute``): the
+    router (``meta``, as files store it) and one prior matrix per route. Each training image's posterior is
+    read once, on the whole image, as convert reads it."""
+
+    meta: dict
+    routes: torch.Tensor
+
+    @property
+    def router(self) -> LightRouter:
+        return LightRouter.from_json(self.meta)
+
+    def posterior(self, rgb: np.ndarray) -> np.ndarray:
+        """The router's posterior for one H×W×3 training image (the values the network sees), float32."""
+        return self.router.posterior(light_features(image_sample(rgb, _unchanged))).astype(np.float32)
+
+    def offset(self, prior: RootPolynomialMap, rgb: torch.Tensor, posterior: torch.Tensor) -> torch.Tensor:
+        """What a batch's routed priors add to the model's own (its prior matrix, fixed in training): the
+        root-polynomial terms of each window times (its image's blended routes − the model's matrix)."""
+        routes = self.routes.to(rgb.device)
+        change = torch.einsum("nk,ktb->ntb", posterior.to(rgb.device, torch.float32), routes) - prior.matrix
+        return torch.einsum("nthw,ntb->nbhw", prior.terms(rgb.float()), change)
+
+
+def _unchanged(pixels: np.ndarray) -> np.ndarray:
+    return pixels
+
+
+def _routing(config: TrainConfig) -> Routing | None:
+    """The routed prior of the ``--init`` weights, None for weights without one (or none)."""
+    if not config.init:
+        return None
+    loaded = load_weights(config.init)
+    routes = getattr(loaded, "routes", None)
+    return Routing(meta=loaded.meta.routing, routes=routes) if routes is not None else None
+
+
+def _lit_by(data: Path, pairs: list[Pair], lights: list[str], *, every: bool = True) -> list[Pair]:
+    """``pairs`` whose scene's main light is one of ``lights`` (all of them for none), in their order.
+    ValueError (one line) for a dataset that records no lights, and for a light with no scene among ``pairs``
+    (with ``every`` False, only when no light has one: a small validation split may lack one)."""
+    if not lights or not pairs:
+        return pairs
+    from hsrecon.pixelfit import pairs_lit_by
+
+    chosen: set[str] = set()
+    missing: list[ValueError] = []
+    for light in lights:
+        try:
+            chosen |= {pair.name for pair in pairs_lit_by(data, pairs, light)}
+        except ValueError as error:
+            missing.append(error)
+    if missing and (every or not chosen):
+        raise missing[0]
+    return [pair for pair in pairs if pair.name in chosen]
 
 
 def _build_model(config: TrainConfig) -> tuple[LWRDAN, bool]:
@@ -397,12 +466,14 @@ def train(
     """
     rank, world = _distributed()
     device = torch.device(config.device)
-    train_pairs = discover(config.data, split="train", track=config.track)
-    valid_pairs = discover(config.data, split="valid", track=config.track)[: config.valid_images]
+    train_pairs = _lit_by(config.data, discover(config.data, split="train", track=config.track), config.lights)
+    valid_pairs = discover(config.data, split="valid", track=config.track)
+    valid_pairs = _lit_by(config.data, valid_pairs, config.lights, every=False)[: config.valid_images]
     last = config.output / "last"
     _check_run_folder(config, last)
     torch.manual_seed(config.seed)
     model, unfitted_prior = _build_model(config)
+    routing = _routing(config)
     bands = model.config.out_bands
     notes = check_pairs(train_pairs, bands=bands, window=config.window) + check_pairs(valid_pairs, bands=bands)
     for note in notes if on_note is not None and rank == 0 else ():
@@ -425,6 +496,7 @@ def train(
         train_pairs, window=config.window, seed=config.seed,
         length=max(remaining, 0) * config.batch_size, offset=(start * world + rank) * config.batch_size,
         samples_per_image=config.samples_per_image, cache_images=config.cache_images,
+        label=routing.posterior if routing else None,
     )  # fmt: skip
     # Rank r takes samples (step·world + r)·batch …: ranks never share a window; order is fixed by the seed.
     loader = torch.utils.data.DataLoader(
@@ -436,12 +508,15 @@ def train(
     scaler = torch.amp.GradScaler(enabled=config.amp and device.type == "cuda")
     started = time.monotonic()
     step = saved = start
-    for rgb, cube in _batches(loader):
+    for rgb, cube, *posterior in _batches(loader):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, config)
         rgb, cube = rgb.to(device, memory_format=torch.channels_last), cube.to(device)
         with torch.autocast(device.type, enabled=config.amp and device.type == "cuda"):
-            loss, parts = recipe_loss(wrapped(rgb).float(), cube, config)
+            pred = wrapped(rgb).float()
+        if routing is not None:  # each window's prior is its image's routes, as convert runs it
+            pred = pred + routing.offset(model.prior, rgb, posterior[0])
+        loss, parts = recipe_loss(pred, cube, config)
         value = float(loss.detach())
         if not math.isfinite(value):
             terms = ", ".join(f"{name} {part:.4g}" for name, part in parts.items())
@@ -456,17 +531,21 @@ def train(
         if rank == 0:
             _log(log, {"step": step, "loss": value, "lr": optimizer.param_groups[0]["lr"], **parts})
         if step % config.validate_every == 0 or step == config.steps:
-            best_mrae = _validate_and_save(model, optimizer, step, config, valid_pairs, device, rank, best_mrae, saved)
+            best_mrae = _validate_and_save(
+                model, optimizer, step, config, valid_pairs, device, rank, best_mrae, saved, routing
+            )
             saved = step
         elif step % config.checkpoint_every == 0 and rank == 0:
-            _save_checkpoint(last, model, optimizer, step, config, {"best_mrae": best_mrae})
+            _save_checkpoint(last, model, optimizer, step, config, {"best_mrae": best_mrae}, routing)
             saved = step
         # Checked after a step, so that every run that starts trains (and saves) at least one.
         out_of_time = config.max_minutes is not None and time.monotonic() - started > 60 * config.max_minutes
         if step >= config.steps or out_of_time:
             break
     if step > start and step % config.validate_every and step != config.steps:
-        best_mrae = _validate_and_save(model, optimizer, step, config, valid_pairs, device, rank, best_mrae, saved)
+        best_mrae = _validate_and_save(
+            model, optimizer, step, config, valid_pairs, device, rank, best_mrae, saved, routing
+        )
     return TrainResult(model=model, step=step, best_mrae=best_mrae, log=log)
 
 
@@ -548,7 +627,7 @@ def _batches(loader: torch.utils.data.DataLoader):
         yield batch
 
 
-def _validate_and_save(model, optimizer, step, config, valid_pairs, device, rank, best_mrae, saved) -> float:
+def _validate_and_save(model, optimizer, step, config, valid_pairs, device, rank, best_mrae, saved, routing) -> float:
     if rank != 0:
         if dist.is_initialized():
             dist.barrier()
@@ -556,7 +635,7 @@ def _validate_and_save(model, optimizer, step, config, valid_pairs, device, rank
     from hsrecon.pipeline import NonFiniteOutputError
 
     try:
-        metrics = validate(model, valid_pairs, config.window, device) if valid_pairs else {}
+        metrics = validate(model, valid_pairs, config.window, device, routing) if valid_pairs else {}
     except NonFiniteOutputError as error:  # diverged weights: never saved as a checkpoint
         raise DivergedError(_diverged(step, f"validation: {error}", saved, config)) from None
     chosen = metrics.get("mrae_gain" if config.gain_invariant else "mrae", math.inf)
@@ -564,9 +643,9 @@ def _validate_and_save(model, optimizer, step, config, valid_pairs, device, rank
     best_mrae = chosen if improved else best_mrae
     summary = {**metrics, "best_mrae": best_mrae}
     _log(config.output / "log.jsonl", {"step": step, "validation": metrics})
-    _save_checkpoint(config.output / "last", model, optimizer, step, config, summary)
+    _save_checkpoint(config.output / "last", model, optimizer, step, config, summary, routing)
     if improved:
-        _save_checkpoint(config.output / "best", model, optimizer, step, config, summary)
+        _save_checkpoint(config.output / "best", model, optimizer, step, config, summary, routing)
     if dist.is_initialized():
         dist.barrier()
     return best_mrae

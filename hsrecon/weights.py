@@ -39,10 +39,11 @@ from torch import nn
 from hsrecon import __version__
 from hsrecon.inference import TorchPredictor, prepare_model
 from hsrecon.inputs import FedBySpace
+from hsrecon.lightroute import LightRouter
 from hsrecon.model import LWRDAN, LWRDANConfig, count_parameters, count_trainable, flops_per_pixel
 from hsrecon.physics import WAVELENGTHS_NM
 from hsrecon.pixelmap import RootPolynomialMap
-from hsrecon.pixelweights import PixelMapMeta, PixelMapWeights, declared_kind
+from hsrecon.pixelweights import PixelMapMeta, PixelMapWeights, checked_routes, declared_kind
 from hsrecon.temps import write_atomic
 from hsrecon.weights_schema import MAX_WINDOW, check_meta_fields, check_parameter_budget, check_safetensors_header
 from hsrecon.windows import DEFAULT_PAD, Windowing, default_stride
@@ -50,6 +51,7 @@ from hsrecon.windows import DEFAULT_PAD, Windowing, default_stride
 __all__ = [
     "BUNDLED",
     "DEFAULT_WEIGHTS",
+    "PRIOR_ROUTES_KEY",
     "WAVELENGTHS_NM",
     "BundledWeights",
     "Carried",
@@ -67,6 +69,8 @@ __all__ = [
 ]
 
 FORMAT = "hsrecon-weights"
+PRIOR_ROUTES_KEY = "prior.routes"
+"""A routed network's file: its prior's matrix per route (routes × terms × bands), beside the network's tensors."""
 FORMAT_VERSION = 1
 _MAX_HEADER_BYTES = 100 * 1024 * 1024
 
@@ -89,6 +93,7 @@ class WeightsMeta:
     provenance: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
+    routing: dict = field(default_factory=dict)  # a routed prior's router (LightRouter.to_json); {}: none
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
 
@@ -96,6 +101,8 @@ class WeightsMeta:
         data = asdict(self)
         data["config"] = self.config.to_dict()
         data["wavelengths_nm"] = list(self.wavelengths_nm)
+        if not self.routing:
+            data.pop("routing")  # an unrouted network's file reads as before routing existed
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     @classmethod
@@ -314,6 +321,7 @@ class Carried:
     meta: WeightsMeta
     tuned: Windowing | None
     path: Path | None
+    routes: torch.Tensor | None = None
 
 
 @dataclass
@@ -323,6 +331,8 @@ class Weights(FedBySpace):
     ``path`` is the file they came from (None for weights made in memory, :meth:`from_model`); ``tuned`` the
     windowing measured for exactly these weights (the bundled ones), else None; ``digest`` the file's SHA-256
     (None in memory), which names facts proven once for a file (:attr:`BundledWeights.unet_constant`).
+    A network whose prior is routed (``meta.routing``) also holds ``routes``, its prior's matrix per kind of
+    light; ``state_dict``'s prior matrix is then the one for any light, which runs where no image is read.
     """
 
     path: Path | None
@@ -330,6 +340,7 @@ class Weights(FedBySpace):
     state_dict: dict[str, torch.Tensor]
     tuned: Windowing | None = None
     digest: str | None = None
+    routes: torch.Tensor | None = None
 
     @classmethod
     def from_model(
@@ -362,14 +373,16 @@ class Weights(FedBySpace):
             window_size=window_size if window_size is not None else base.window_size,
             input_space=input_space or (base.input_space if base else "ntire2020-clean"),
             weights_version=version or (base.weights_version if base else "in memory"),
-            **({"provenance": base.provenance, "training": base.training, "metrics": base.metrics} if base else {}),
-        )
+            **({"provenance": base.provenance, "training": base.training, "metrics": base.metrics,
+                "routing": base.routing} if base else {}),
+        )  # fmt: skip
         keeps_windowing = carried is not None and meta.window_size == base.window_size
         return cls(
             path=carried.path if carried is not None else None,
             meta=meta,
             state_dict=model.state_dict(),
             tuned=carried.tuned if keeps_windowing else None,
+            routes=carried.routes if carried is not None else None,
         )
 
     @property
@@ -407,7 +420,7 @@ class Weights(FedBySpace):
         :func:`~hsrecon.pipeline.reconstruct` runs it in its own windows, not in guessed ones."""
         model = LWRDAN(self.meta.config)
         model.load_state_dict(self.state_dict, strict=True)
-        setattr(model, CARRIED_ATTRIBUTE, Carried(meta=self.meta, tuned=self.tuned, path=self.path))
+        setattr(model, CARRIED_ATTRIBUTE, Carried(meta=self.meta, tuned=self.tuned, path=self.path, routes=self.routes))
         return model.eval().to(device)
 
     def windowing(self, window: int | None = None, stride: int | None = None, pad: int | None = None) -> Windowing:
@@ -475,7 +488,19 @@ class Weights(FedBySpace):
         """Batches of windows → cubes on ``device``: the inference form for ``window`` in a
         :class:`~hsrecon.inference.TorchPredictor` (precision, self-ensemble, out-of-memory halving)."""
         model = self.inference_model(window)
-        return TorchPredictor(model, device=device, precision=precision, tta=tta, on_note=on_note)
+        return TorchPredictor(
+            model, device=device, precision=precision, tta=tta, on_note=on_note, router=self.router, routes=self.routes
+        )
+
+    @property
+    def router(self) -> LightRouter | None:
+        """A routed prior's router (:mod:`hsrecon.lightroute`), None for a prior the same for every image."""
+        return LightRouter.from_json(self.meta.routing) if self.meta.routing else None
+
+    @property
+    def file_tensors(self) -> dict[str, torch.Tensor]:
+        """Every tensor its file holds: the network's and, for a routed prior, :data:`PRIOR_ROUTES_KEY`."""
+        return self.state_dict | ({PRIOR_ROUTES_KEY: self.routes} if self.routes is not None else {})
 
 
 def as_weights(
@@ -520,10 +545,26 @@ def load_weights(spec: str | os.PathLike | None = None) -> Weights | PixelMapWei
         raise WeightsError(f"{path}: unreadable safetensors data ({error})") from None
     if isinstance(meta, PixelMapMeta):
         return _pixel_map(path, meta, state)
+    routes = _prior_routes(path, meta, state)
     _check_tensors(path, meta, state)
     bundled = next((entry for entry in BUNDLED.values() if entry.sha256 == digest), None)
     tuned = bundled.windowing if bundled else None
-    return Weights(path=path, meta=meta, state_dict=state, tuned=tuned, digest=digest)
+    return Weights(path=path, meta=meta, state_dict=state, tuned=tuned, digest=digest, routes=routes)
+
+
+def _prior_routes(path: Path, meta: WeightsMeta, state: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    """A routed network's prior matrices, taken out of ``state`` (the network's tensors stay) and checked
+    against its routing; None for a network without routes (whose file may not hold them)."""
+    if not meta.routing:
+        return None
+    if PRIOR_ROUTES_KEY not in state:
+        raise WeightsError(f"{path}: routed weights without their {PRIOR_ROUTES_KEY!r} tensor")
+    try:
+        return checked_routes(
+            PRIOR_ROUTES_KEY, meta.routing, state.pop(PRIOR_ROUTES_KEY), meta.config.prior_degree, meta.config.out_bands
+        )
+    except ValueError as error:
+        raise WeightsError(f"{path}: {error}") from None
 
 
 def _parse_meta(path: Path, metadata: dict) -> WeightsMeta | PixelMapMeta:
@@ -604,6 +645,7 @@ def describe(weights: Weights | PixelMapWeights, device: str | torch.device) -> 
         "parameters": count_parameters(model),
         "trainable_parameters": count_trainable(model),
         "gflop_per_megapixel": round(flops_per_pixel(model, weights.trained_window) * 1e6 / 1e9, 2),
+        **({"prior_routes": _routes_fact(weights.router)} if weights.router is not None else {}),
         "window_size": weights.trained_window,
         "windowing": weights.windowing().facts(),
         "size_multiple": weights.size_multiple,
@@ -617,6 +659,10 @@ def describe(weights: Weights | PixelMapWeights, device: str | torch.device) -> 
         "device": str(device),
         "bundled_weights": {name: entry.summary for name, entry in BUNDLED.items()},
     }
+
+
+def _routes_fact(router: LightRouter) -> str:
+    return f"{', '.join(router.routes)}: the prior's maps weighed per image by its colours (hsrecon.lightroute)"
 
 
 def make_meta(model: LWRDAN, **fields: object) -> WeightsMeta:

@@ -144,6 +144,10 @@ def check_meta_fields(data: object) -> None:
     for key in ("num_params", "trainable_params"):
         if key in data:
             _int_in(key, data[key], 0, MAX_PARAMETERS)
+    if data.get("routing"):  # a network whose per-pixel prior is chosen per image (hsrecon.lightroute)
+        if not data["config"].get("prior_degree"):
+            raise ValueError("routing: only a network with a per-pixel prior (config.prior_degree) can be routed")
+        check_routing(data["routing"])
 
 
 def _check_common_fields(data: Mapping) -> None:

@@ -343,7 +343,7 @@ def test_what_a_map_for_one_light_refuses_is_one_line(tiny_set, tmp_path):
     cases = [
         (["--model", "rpr2", "--light", "daylight", "--data", str(bare)], 4, "needs each scene's light"),
         (["--model", "rpr2", "--light", "LED", "--data", str(tiny_set)], 0, ""),  # one LED scene: fits
-        (["--data", str(tiny_set), "--light", "LED"], 2, "--light: fits a per-pixel map"),
+        (["--data", str(tiny_set), "--light", "auto"], 2, "--light auto: the network's prior is routed"),
         (["--model", "rpr2", "--light", "sodium", "--data", str(tiny_set)], 2, "sodium"),
     ]
     for index, (args, code, words) in enumerate(cases):

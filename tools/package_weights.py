@@ -36,7 +36,9 @@ on the dataset's validation split (clean rendering); e.g.::
 the default ``clean-v3`` is the authors' network at 0.25, ``rpr2-clean-provisional`` (recipe 1) at 0.3 and a map
 fitted on v3train at 0.45 (``weights/README.md`` has the command).
 
-``--light auto`` packages a routed map (``hsrecon train --light auto``), scored on the whole validation split.
+``--light auto`` with ``--over`` packages the network over a routed map: its prior's fitted part is chosen per
+image by the router (``hsrecon.lightroute``), the ``--mix`` maps stay as they are; the start of ``clean-v3-di``.
+``--light auto`` alone packages a routed map (``hsrecon train --light auto``), scored on the whole validation split.
 ``--light KIND`` fits on the scenes of that kind of main light only (``hsrecon train --light``) and scores the
 validation scenes of that light (``hsrecon eval --group-by light``: their pixels pooled)::
 
@@ -58,7 +60,16 @@ from pathlib import Path
 from hsrecon.model import over_prior
 from hsrecon.pixelfit import AUTO_LIGHT, LIGHT_CHOICES, MODELS, fit_pixel_map, fit_routed_map
 from hsrecon.pixelweights import PixelMapMeta, PixelMapWeights
-from hsrecon.weights import Weights, WeightsMeta, load_model, load_weights, make_meta, save_weights, sha256_of
+from hsrecon.weights import (
+    PRIOR_ROUTES_KEY,
+    Weights,
+    WeightsMeta,
+    load_model,
+    load_weights,
+    make_meta,
+    save_weights,
+    sha256_of,
+)  # fmt: skip
 
 TRACKS = ("realworld", "clean")
 SCORES = ("mrae_mean", "mrae_median", "mrae_p95", "rmse_mean", "psnr_mean", "sam_mean", "ssim_mean")
@@ -118,6 +129,7 @@ def packaged_meta(meta: WeightsMeta, args: argparse.Namespace, metrics: dict) ->
         provenance=provenance,
         training=training,
         metrics=metrics,
+        routing=meta.routing,
     )
 
 
@@ -188,8 +200,13 @@ def network_over_map(weights: PixelMapWeights, args: argparse.Namespace) -> tupl
             )
     prior = sum(share * loaded.matrix for _, share, loaded in maps) / (1.0 - args.network_share)
     model = over_prior(load_model(args.over), prior, weights.meta.degree, network_share=args.network_share)
+    tensors = model.state_dict()
+    if weights.routes is not None:  # --light auto: the fitted map's routes, each under the same shares
+        routes = [share * (loaded.routes if loaded.routes is not None else loaded.matrix) for _, share, loaded in maps]
+        tensors[PRIOR_ROUTES_KEY] = sum(routes)
     folder = args.data.name
     options = f"--over {args.over} --network-share {args.network_share}" + "".join(f" --mix {m}" for m in args.mix)
+    light = f" --light {args.light}" if args.light else ""
     shares = {"network": args.network_share, **{name: round(share, 6) for name, share, _ in maps}}
     provenance = {
         "trainer": "hsrecon",
@@ -197,9 +214,9 @@ def network_over_map(weights: PixelMapWeights, args: argparse.Namespace) -> tupl
         "method": " + ".join(f"{share:g} x {name}" for name, share in shares.items())
         + f" ({args.over}; root-polynomial degree {weights.meta.degree}; hsrecon.model.over_prior)",
         "dataset": args.dataset_command,
-        "command": f"hsrecon train --model {args.fit} --data {folder} --track {args.track} "
+        "command": f"hsrecon train --model {args.fit} --data {folder} --track {args.track}{light} "
         f"-o {args.version}-map.safetensors",
-        "packaged_by": f"python -m tools.package_weights --fit {args.fit} {options} --data {folder} "
+        "packaged_by": f"python -m tools.package_weights --fit {args.fit}{light} {options} --data {folder} "
         f"--track {args.track} --version {args.version}",
         "status": args.status,
         "licence": f"{network.meta.provenance.get('license', 'MIT')} (network); MIT (hsrecon, the maps)",
@@ -211,9 +228,9 @@ def network_over_map(weights: PixelMapWeights, args: argparse.Namespace) -> tupl
     meta = make_meta(
         model, window_size=network.meta.window_size, input_space=network.meta.input_space,
         weights_version=args.version, wavelengths_nm=network.meta.wavelengths_nm, provenance=provenance,
-        training=training,
+        training=training, routing=weights.meta.routing,
     )  # fmt: skip
-    return model.state_dict(), meta
+    return tensors, meta
 
 
 def package_pixel_map(args: argparse.Namespace) -> None:
@@ -274,8 +291,8 @@ def main() -> None:
     args = parser.parse_args()
     if (args.checkpoint is None) == (args.fit is None):
         parser.error("give a checkpoint or --fit rpr2|rpr3, not both")
-    if args.over and (not args.fit or args.light):
-        parser.error("--over packages a network over one fitted map: give --fit rpr2|rpr3, without --light")
+    if args.over and (not args.fit or args.light not in (None, AUTO_LIGHT)):
+        parser.error("--over packages a network over one fitted map: give --fit rpr2|rpr3, with no --light or auto")
     if args.fit:
         package_pixel_map(args)
         return
@@ -288,7 +305,7 @@ def main() -> None:
         f"synthetic valid, {track} rendering": eval_scores(args.checkpoint, args.data, track)["network"]
         for track in TRACKS
     }
-    save_weights(args.output, weights.state_dict, packaged_meta(weights.meta, args, metrics))
+    save_weights(args.output, weights.file_tensors, packaged_meta(weights.meta, args, metrics))
     print(json.dumps(metrics, indent=1))
     print(f"{args.output}: sha256 {sha256_of(args.output)}")
 

@@ -50,12 +50,13 @@ def train(
         typer.Option(parser=one_of(Track, "--track"), help="clean or realworld (which RGB images to learn from)."),
     ] = Track.CLEAN,
     light: Annotated[
-        Optional[Light],
+        Optional[list[Light]],
         typer.Option(
             parser=one_of(Light, "--light"),
-            help="Per-pixel maps: fit on the training scenes whose main light is of this kind only (daylight, "
-            "incandescent, fluorescent, LED; from hsrecon synth's synth.json): a map for a known light. auto: "
-            "a daylight and an incandescent map, weighed per image by its colours (docs/training.md).",
+            help="Train and validate on the scenes whose main light is of this kind only (daylight, incandescent, "
+            "fluorescent, LED; from hsrecon synth's synth.json). A per-pixel map takes one: a map for a known light, "
+            "or auto: a daylight and an incandescent map, weighed per image by its colours. The network takes "
+            "one or more (repeat the option): a network for those lights (docs/training.md).",
         ),
     ] = None,
     steps: Annotated[
@@ -110,11 +111,14 @@ def train(
     if model is not Model.LWRDAN:
         from hsrecon.cli.fit_map import fit_map
 
-        chosen = None if light is None else light.value
+        if light and len(light) > 1:
+            raise fail("--light: a per-pixel map is fitted for one kind of light (or auto)", ExitCode.USAGE)
+        chosen = light[0].value if light else None
         raise typer.Exit(code=int(fit_map(ctx, model.value, data, output, track.value, chosen)))
-    if light is not None:
-        raise fail("--light: fits a per-pixel map (--model rpr2|rpr3) for one kind of light; the network trains "
-                   "on every scene", ExitCode.USAGE)  # fmt: skip
+    if light and Light.AUTO in light:
+        raise fail("--light auto: the network's prior is routed when its --init weights are (python -m "
+                   "tools.package_weights --light auto --over …); give kinds of light to train on",
+                   ExitCode.USAGE)  # fmt: skip
     _check_ranges(
         at_least_one={"--max-steps": steps, "--batch-size": batch_size, "--validate-every": validate_every,
                       "--samples-per-image": samples_per_image, "--valid-images": valid_images},
@@ -135,7 +139,7 @@ def train(
         resume=resume, device=str(target), amp=amp, workers=workers,
         validate_every=validate_every, checkpoint_every=validate_every, valid_images=valid_images,
         sam_weight=sam_weight, gain_invariant=gain_invariant, samples_per_image=samples_per_image,
-        cache_images=cache_images,
+        cache_images=cache_images, lights=sorted({kind.value for kind in light or ()}),
         model={name.switch: False for name in ablate or ()} | ({"dropout": dropout} if dropout is not None else {})
         | ({"prior_degree": prior.degree} if prior else {}),
     )  # fmt: skip

@@ -15,7 +15,7 @@ Images are read when needed and a few are kept (an LRU cache), never the whole s
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +118,7 @@ class PatchDataset(Dataset):
         augment: bool = True,
         cache_images: int = 8,
         samples_per_image: int = 16,
+        label: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         if not pairs:
             raise ValueError("no training pairs")
@@ -126,12 +127,13 @@ class PatchDataset(Dataset):
         self.augment = augment
         self.cache_images = cache_images
         self.samples_per_image = samples_per_image
-        self._cache: OrderedDict[Path, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self.label = label
+        self._cache: OrderedDict[Path, tuple[np.ndarray, ...]] = OrderedDict()
 
     def __len__(self) -> int:
         return self.length
 
-    def _image(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+    def _image(self, index: int) -> tuple[np.ndarray, ...]:
         pair = self.pairs[index]
         if pair.rgb in self._cache:
             self._cache.move_to_end(pair.rgb)
@@ -139,23 +141,27 @@ class PatchDataset(Dataset):
         loaded = load_pair(pair)
         if min(loaded[0].shape[:2]) < self.window:
             raise ValueError(f"{pair.rgb}: smaller than the {self.window}-pixel training window")
+        if self.label is not None:
+            loaded = (*loaded, self.label(loaded[0]))
         self._cache[pair.rgb] = loaded
         while len(self._cache) > self.cache_images:
             self._cache.popitem(last=False)
         return loaded
 
-    def sample(self, number: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Sample ``number``: (RGB 3×w×w, cube 31×w×w), float32."""
+    def sample(self, number: int) -> tuple[torch.Tensor, ...]:
+        """Sample ``number``: (RGB 3×w×w, cube 31×w×w), float32; with ``label``, a third item: what it says
+        of the whole image the window was cut from (a routed prior's posterior), the same for all its windows."""
         # Runs of ``samples_per_image`` consecutive samples share an image, so an image read from disk
         # serves a whole batch or more instead of one window.
         run = np.random.default_rng([self.seed, 0, number // self.samples_per_image])
-        rgb, cube = self._image(int(run.integers(len(self.pairs))))
+        rgb, cube, *label = self._image(int(run.integers(len(self.pairs))))
         rng = np.random.default_rng([self.seed, 1, number])
         y = int(rng.integers(rgb.shape[0] - self.window + 1))
         x = int(rng.integers(rgb.shape[1] - self.window + 1))
         k = int(rng.integers(8)) if self.augment else 0
         views = [_dihedral(a[y : y + self.window, x : x + self.window], k) for a in (rgb, cube)]
-        return tuple(torch.from_numpy(np.ascontiguousarray(v.transpose(2, 0, 1))) for v in views)
+        windows = tuple(torch.from_numpy(np.ascontiguousarray(v.transpose(2, 0, 1))) for v in views)
+        return windows + tuple(torch.from_numpy(np.asarray(value)) for value in label)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
         return self.sample(self.offset + index)
