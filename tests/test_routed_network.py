@@ -205,3 +205,26 @@ def test_what_light_refuses_for_a_network_is_one_line(lit_set, tmp_path):
         result = invoke("train", "--data", str(lit_set), "-o", str(tmp_path / "out"), "--max-steps", "1", *args)
         assert result.exit_code in (2, 4) and words in result.stderr, (args, result.stderr)
         assert len(result.stderr.strip().splitlines()) <= 2, result.stderr
+
+
+def test_package_weights_routes_the_fitted_maps_share_under_the_network(lit_set, tmp_path):
+    """``--light auto --over``: the fitted map's share becomes one matrix per route (the routed fit's), the
+    ``--mix`` map stays under every route, and the file says how to route (clean-v3-auto's start)."""
+    import subprocess
+    import sys
+
+    from hsrecon.pixelfit import fit_routed_map
+
+    out = tmp_path / "routed.safetensors"
+    command = [sys.executable, "-m", "tools.package_weights", "--fit", "rpr2", "--light", "auto", "--over",
+               "ntire2020-clean", "--network-share", "0.25", "--mix", "rpr2-clean-provisional=0.3", "--data",
+               str(lit_set), "-o", str(out), "--version", "routed-1",
+               "--dataset-command", "made by the test"]  # fmt: skip
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(command, capture_output=True, text=True, cwd=root, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    routed, fitted = load_weights(out), fit_routed_map(lit_set, 2)
+    assert routed.meta.routing == fitted.meta.routing and "--light auto" in routed.meta.provenance["packaged_by"]
+    provisional = load_weights("rpr2-clean-provisional").matrix
+    torch.testing.assert_close(routed.routes, 0.45 * fitted.routes + 0.3 * provisional, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(routed.state_dict["prior.matrix"], 0.45 * fitted.matrix + 0.3 * provisional)
