@@ -182,6 +182,15 @@ BUNDLED: dict[str, BundledWeights] = {
         "(weights/README.md)",
         unet_constant={64: False},  # deviation 0.056: fine-tuning woke its U-net, so it runs its trained window
     ),
+    "clean-v3-auto": BundledWeights(
+        name="clean-v3-auto",
+        filename="lwrdan_clean_v3_auto.safetensors",
+        sha256="1c07a37ad1c12d81d122cc339da8e507ad0e2e3df6bd40e009469460b8a120e7",
+        summary="for clean renderings of scenes lit by daylight or tungsten: clean-v3's network over maps chosen per "
+        "image by the light it shows, fine-tuned on daylight and tungsten scenes; worse under other lamps "
+        "(weights/README.md)",
+        unet_constant={64: False},  # deviation 6.2e-5: just awake, so it runs its trained window
+    ),
     "camera": BundledWeights(
         name="camera",
         filename="lwrdan_camera.safetensors",

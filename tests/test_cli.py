@@ -58,6 +58,7 @@ def test_info_json():
         "ntire2020-clean",
         "clean-v3",
         "clean-v3-ft",
+        "clean-v3-auto",
         "camera",
         "camera-l2",
         "camera-v3",

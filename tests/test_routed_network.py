@@ -7,6 +7,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
@@ -18,9 +19,10 @@ from hsrecon.data import discover
 from hsrecon.data.synth import make_synthetic_dataset
 from hsrecon.export import export_onnx
 from hsrecon.groups import main_lights
+from hsrecon.io import read_cube
 from hsrecon.lightroute import FEATURE_NAMES, LightRouter, light_features
 from hsrecon.model import over_prior, with_prior_matrix
-from hsrecon.pipeline import reconstruct
+from hsrecon.pipeline import convert_file, reconstruct
 from hsrecon.train import Routing, TrainConfig, _lit_by
 from hsrecon.weights import PRIOR_ROUTES_KEY, Weights, WeightsError, load_model, load_weights, make_meta, save_weights
 
@@ -77,6 +79,17 @@ def test_each_image_runs_the_network_over_its_blended_prior(tmp_path):
         cubes.append(cube)
     every_light = reconstruct(rgb, without_routes(weights, weights.state_dict["prior.matrix"]))
     assert np.abs(cubes[1] - every_light).max() > 1e-3  # the route changed the cube
+
+
+def test_convert_records_the_light_the_router_read_and_runs_its_prior(tmp_path):
+    weights = load_weights(routed_network(tmp_path / "routed.safetensors"))
+    rgb = tinted(np.random.default_rng(4), [1.6, 1.0, 0.6], (24, 28))
+    iio.imwrite(tmp_path / "warm.png", rgb)
+    result = convert_file(tmp_path / "warm.png", tmp_path / "out" / "warm", weights=weights, formats=("h5",))
+    cube, _, attrs = read_cube(result.outputs[0])
+    route, share = attrs["light"].split(", ")[1].split()
+    assert route == "incandescent" and float(share) > 0.95, attrs["light"]
+    np.testing.assert_allclose(cube, reconstruct(rgb, weights), rtol=1e-5, atol=1e-6)
 
 
 def test_with_prior_matrix_shares_every_other_layer():

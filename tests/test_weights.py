@@ -100,8 +100,8 @@ def test_an_unknown_name_lists_the_bundled_ones():
         load_weights("camera-l3")
     assert str(info.value) == (
         "camera-l3: no such weights file or bundled name (bundled: ntire2020-clean, clean-v3, clean-v3-ft, "
-        "camera, camera-l2, camera-v3, rpr2-clean-provisional, rpr2-daylight, rpr2-incandescent, rpr2-fluorescent, "
-        "rpr2-led, rpr2-auto)"
+        "clean-v3-auto, camera, camera-l2, camera-v3, rpr2-clean-provisional, rpr2-daylight, rpr2-incandescent, "
+        "rpr2-fluorescent, rpr2-led, rpr2-auto)"
     )
 
 
