@@ -514,9 +514,9 @@ def train(
         rgb, cube = rgb.to(device, memory_format=torch.channels_last), cube.to(device)
         with torch.autocast(device.type, enabled=config.amp and device.type == "cuda"):
             pred = wrapped(rgb).float()
-        if routing is not None:  # each window's prior is its image's routes, as convert runs it
-            pred = pred + routing.offset(model.prior, rgb, posterior[0])
-        loss, parts = recipe_loss(pred, cube, config)
+            if routing is not None:  # each window's prior is its image's routes, as convert runs it
+                pred = pred + routing.offset(model.prior, rgb, posterior[0])
+            loss, parts = recipe_loss(pred, cube, config)
         value = float(loss.detach())
         if not math.isfinite(value):
             terms = ", ".join(f"{name} {part:.4g}" for name, part in parts.items())

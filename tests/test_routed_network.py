@@ -24,7 +24,16 @@ from hsrecon.lightroute import FEATURE_NAMES, LightRouter, light_features
 from hsrecon.model import over_prior, with_prior_matrix
 from hsrecon.pipeline import convert_file, reconstruct
 from hsrecon.train import Routing, TrainConfig, _lit_by
-from hsrecon.weights import PRIOR_ROUTES_KEY, Weights, WeightsError, load_model, load_weights, make_meta, save_weights
+from hsrecon.weights import (
+    PRIOR_ROUTES_KEY,
+    Weights,
+    WeightsError,
+    describe,
+    load_model,
+    load_weights,
+    make_meta,
+    save_weights,
+)
 
 runner = CliRunner()
 
@@ -111,6 +120,9 @@ def test_the_file_round_trips_and_an_unrouted_file_reads_as_before(tmp_path):
     assert plain.routes is None and plain.router is None and "routing" not in json.loads(plain.meta.to_json())
     carried = Weights.from_model(weights.build())
     assert carried.meta.routing == weights.meta.routing and torch.equal(carried.routes, weights.routes)
+    facts = describe(weights, "cpu")
+    assert facts["prior_routes"].startswith("daylight, incandescent: the prior's maps weighed per image")
+    assert "prior_routes" not in describe(plain, "cpu")
 
 
 def _craft(path: Path, change, tensors_change=None) -> Path:
