@@ -75,14 +75,14 @@ def _all_finite(values: np.ndarray) -> bool:
 
 def for_image(predict: Predictor, pixels: np.ndarray, transform: Callable[[np.ndarray], np.ndarray]) -> Predictor:
     """The predictor for this image: ``predict.for_image(pixels, transform)`` when it adapts to each image (a
-    routed per-pixel map, :mod:`hsrecon.lightroute`), else ``predict`` itself. Applying it twice is applying it
-    once: the adapted predictor no longer adapts."""
+    routed per-pixel map or a network over a routed prior, :mod:`hsrecon.lightroute`), else ``predict`` itself.
+    Applying it twice is applying it once: the adapted predictor no longer adapts."""
     adapt = getattr(predict, "for_image", None)
     return adapt(pixels, transform) if adapt is not None else predict
 
 
 def describe_light(predict: Predictor) -> str | None:
-    """What a routed map's router read of the image (``daylight 0.97, incandescent 0.03``), None otherwise."""
+    """What a routed prior's router read of the image (``daylight 0.97, incandescent 0.03``), None otherwise."""
     light = getattr(predict, "light", None)
     return ", ".join(f"{route} {share:.2f}" for route, share in light.items()) if light else None
 
@@ -414,7 +414,7 @@ def convert_file(
         "hsrecon_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "weights": loaded.name,
-        **({"light": light} if light else {}),  # what a routed map's router read of the image
+        **({"light": light} if light else {}),  # what a routed prior's router read of the image (map or network)
         **(attrs or {}),
     }
     ranges = _RangeCounter()
