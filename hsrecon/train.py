@@ -241,7 +241,7 @@ def _restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict, scalars:
 
 
 def _save_checkpoint(
-    path: Path, model: LWRDAN, optimizer, step: int, config: TrainConfig, metrics: dict, routing: Routing | None
+    path: Path, model: LWRDAN, optimizer, step: int, config: TrainConfig, metrics: dict, routing: Routing | None = None
 ) -> None:
     """``path.state.safetensors`` (everything ``--resume`` needs), then ``path.safetensors`` (hsrecon weights).
 
