@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
+from test_pixelweights import assert_refused_in_one_line
 from typer.testing import CliRunner
 
 from hsrecon.cli import app
@@ -27,7 +28,6 @@ from hsrecon.train import Routing, TrainConfig, _lit_by
 from hsrecon.weights import (
     PRIOR_ROUTES_KEY,
     Weights,
-    WeightsError,
     describe,
     load_model,
     load_weights,
@@ -153,11 +153,7 @@ def _unprior(meta: dict) -> None:
     ],
 )
 def test_the_loader_refuses_a_crafted_routed_network_in_one_line(tmp_path, change, tensors_change, message):
-    path = _craft(tmp_path / "crafted.safetensors", change, tensors_change)
-    with pytest.raises(WeightsError) as raised:
-        load_weights(path)
-    text = str(raised.value)
-    assert message in text and text.startswith(str(path)) and "\n" not in text
+    assert_refused_in_one_line(_craft(tmp_path / "crafted.safetensors", change, tensors_change), message)
 
 
 def test_onnx_export_refuses_a_routed_prior(tmp_path):
