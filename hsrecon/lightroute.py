@@ -9,7 +9,7 @@ light of the same colour (``tools/light_twins``) — so a router chooses among m
 reveal, and blends them by its posterior: the blend of root-polynomial maps is itself one map (the spectra
 are linear in the matrix), so a routed image runs exactly as fast as an unrouted one.
 
-A network's per-pixel prior (``hsrecon.model``, ``prior_degree``) can be routed the same way (``clean-v3-di``):
+A network's per-pixel prior (``hsrecon.model``, ``prior_degree``) can be routed the same way (``clean-v3-auto``):
 its file holds one prior matrix per route, and the predictor runs, per image, the network over the blended
 matrix (:meth:`hsrecon.inference.TorchPredictor.for_image`); training reads each image's posterior once and
 adds the difference to the fixed prior (``hsrecon.train.Routing``).

@@ -37,7 +37,7 @@ the default ``clean-v3`` is the authors' network at 0.25, ``rpr2-clean-provision
 fitted on v3train at 0.45 (``weights/README.md`` has the command).
 
 ``--light auto`` with ``--over`` packages the network over a routed map: its prior's fitted part is chosen per
-image by the router (``hsrecon.lightroute``), the ``--mix`` maps stay as they are; the start of ``clean-v3-di``.
+image by the router (``hsrecon.lightroute``), the ``--mix`` maps stay as they are; the start of ``clean-v3-auto``.
 ``--light auto`` alone packages a routed map (``hsrecon train --light auto``), scored on the whole validation split.
 ``--light KIND`` fits on the scenes of that kind of main light only (``hsrecon train --light``) and scores the
 validation scenes of that light (``hsrecon eval --group-by light``: their pixels pooled)::
