@@ -263,7 +263,7 @@ def _save_checkpoint(
         provenance={"trainer": f"hsrecon {__version__}", "data": str(config.data), "init": config.init or "scratch"},
         training={k: str(v) for k, v in asdict(config).items() if k not in ("model",)} | {"step": step},
         metrics=metrics,
-        routing=routing.meta if routing else {},
+        routing=routing.router.to_json() if routing else {},
     )
     tensors = model.state_dict() | ({PRIOR_ROUTES_KEY: routing.routes} if routing else {})
     _written(path.with_suffix(".safetensors"), step, lambda final: save_weights(final, tensors, meta))
@@ -352,15 +352,11 @@ class TrainResult:
 @dataclass(frozen=True)
 class Routing:
     """A routed prior that training keeps as its ``--init`` weights had it (``hsrecon.lightroute``): the
-    router (``meta``, as files store it) and one prior matrix per route. Each training image's posterior is
-    read once, on the whole image, as convert reads it."""
+    router and one prior matrix per route. Each training image's posterior is read once, on the whole image,
+    as convert reads it."""
 
-    meta: dict
+    router: LightRouter
     routes: torch.Tensor
-
-    @property
-    def router(self) -> LightRouter:
-        return LightRouter.from_json(self.meta)
 
     def posterior(self, rgb: np.ndarray) -> np.ndarray:
         """The router's posterior for one H×W×3 training image (the values the network sees), float32."""
@@ -384,7 +380,7 @@ def _routing(config: TrainConfig) -> Routing | None:
         return None
     loaded = load_weights(config.init)
     routes = getattr(loaded, "routes", None)
-    return Routing(meta=loaded.meta.routing, routes=routes) if routes is not None else None
+    return Routing(router=loaded.router, routes=routes) if routes is not None else None
 
 
 def _lit_by(data: Path, pairs: list[Pair], lights: list[str], *, every: bool = True) -> list[Pair]:

@@ -168,7 +168,7 @@ def test_training_adds_each_windows_routed_prior_to_the_models_own(tmp_path):
     """The loss sees, for each window, the network over its own image's blended prior: what convert runs."""
     weights = load_weights(routed_network(tmp_path / "routed.safetensors"))
     model = weights.build()
-    routing = Routing(meta=weights.meta.routing, routes=weights.routes)
+    routing = Routing(router=weights.router, routes=weights.routes)
     rgb = torch.rand(2, 3, 16, 16)
     posterior = torch.tensor([[0.9, 0.1], [0.2, 0.8]])
     with torch.no_grad():
