@@ -22,11 +22,21 @@ from hsrecon.model import LWRDAN
 from hsrecon.temps import atomic_file
 from hsrecon.weights import Weights, as_weights
 
-__all__ = ["ExportError", "ExportResult", "check_onnx", "export_checked", "export_onnx"]
+__all__ = ["ExportError", "ExportResult", "check_exportable", "check_onnx", "export_checked", "export_onnx"]
 
 
 class ExportError(RuntimeError):
     """The exported graph does not reproduce the PyTorch model."""
+
+
+def check_exportable(weights: Weights) -> None:
+    """ValueError (one line, naming the weights) for a network an ONNX graph cannot hold: one whose prior is
+    routed (:mod:`hsrecon.lightroute`) reads each image's light before it runs, and a graph has one prior."""
+    if getattr(weights, "routes", None) is not None:
+        raise ValueError(
+            f"{weights.name}: its prior is routed, chosen per image by the image's light, which a fixed ONNX graph "
+            "cannot hold; export a network whose prior is the same for every image"
+        )
 
 
 def export_onnx(
@@ -39,11 +49,7 @@ def export_onnx(
     """Write the inference form of ``weights`` (default window: their training window) as ONNX to ``path``
     (atomically). Needs the ``onnx`` package (ModuleNotFoundError otherwise)."""
     loaded = as_weights(weights, window=window)
-    if getattr(loaded, "routes", None) is not None:
-        raise ValueError(
-            "a network whose prior is routed reads each image's light before it runs; an ONNX graph would hold one "
-            "prior for every light: export one of the per-light networks instead"
-        )
+    check_exportable(loaded)
     window = loaded.windowing(window).window
     path = Path(path)
     prepared = loaded.inference_model(window).to(memory_format=torch.contiguous_format).eval()

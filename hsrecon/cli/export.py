@@ -19,15 +19,16 @@ def export(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing file.")] = False,
 ) -> None:
     """Export the network (inference form, one window size, dynamic batch) to ONNX, checked against torch."""
-    from hsrecon.export import ExportError, export_checked
+    from hsrecon.export import ExportError, check_exportable, export_checked
 
     loaded = weights_or_exit(weights)
     if getattr(loaded, "per_pixel", False):
         raise fail(f"{loaded.name}: a per-pixel map has no network to export; its matrices are the file's tensors "
                    "(safetensors), applied as docs/formats.md says", ExitCode.USAGE)  # fmt: skip
-    if getattr(loaded, "routes", None) is not None:
-        raise fail(f"{loaded.name}: its prior is chosen per image by the image's light, which a fixed ONNX graph "
-                   "cannot do; export a network whose prior is the same for every image", ExitCode.USAGE)  # fmt: skip
+    try:
+        check_exportable(loaded)
+    except ValueError as error:
+        raise fail(str(error), ExitCode.USAGE) from None
     size = windowing_or_exit(loaded, window, None, None, None)[0].window
     if onnx.exists() and not overwrite:
         raise fail(f"{onnx}: exists (use --overwrite to replace it)", ExitCode.OUTPUT)
